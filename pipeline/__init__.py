@@ -1,0 +1,1 @@
+"""Hyperparameter tuning for PyTorch, built on Optuna."""

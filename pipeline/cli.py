@@ -1,0 +1,130 @@
+"""The ``pipeline`` command line: tune, validate, best, dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.config import DEFAULT_STORAGE, ConfigError, StudyConfig, load_study_file
+
+
+def _study_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", help="the study file (YAML), e.g. studies/default.yaml")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a study-file value, dotted keys, YAML values (repeatable): "
+        "--set sampler.name=random --set search_space.lr.high=0.5",
+    )
+
+
+def _load(args: argparse.Namespace, **flags: Any) -> StudyConfig:
+    overrides = list(args.overrides)
+    # Flags become overrides so that they pass the same validation as the file.
+    for key, value in flags.items():
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")
+    return load_study_file(args.study, overrides)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from pipeline.runner import tune
+
+    config = _load(
+        args, storage=args.storage, n_trials=args.n_trials, workers=args.workers, timeout=args.timeout
+    )
+    return tune(config, quiet=args.quiet)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    import yaml
+
+    from pipeline.storage import mask_url
+
+    config = _load(args)
+    resolved = config.to_dict()
+    resolved["storage"] = mask_url(resolved["storage"])
+    print(f"{args.study}: OK")
+    print(yaml.safe_dump(resolved, sort_keys=False), end="")
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    import optuna
+
+    from pipeline.results import best_record, format_best
+    from pipeline.storage import mask_url, open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(args.storage)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if args.study not in names:
+        known = ", ".join(names) or "none"
+        print(f"error: no study {args.study!r} in {mask_url(args.storage)} (studies there: {known})", file=sys.stderr)
+        return 2
+    record = best_record(optuna.load_study(study_name=args.study, storage=storage))
+    if record is None:
+        print(f"error: study {args.study!r} has no complete trial yet", file=sys.stderr)
+        return 1
+    print(json.dumps(record, indent=2) if args.json else format_best(record))
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import optuna_dashboard
+
+    from pipeline.storage import mask_url, open_storage
+
+    storage = open_storage(args.storage)
+    print(f"optuna-dashboard for {mask_url(args.storage)} on http://{args.host}:{args.port} (Ctrl-C stops it)")
+    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pipeline", description="Hyperparameter tuning for PyTorch from a YAML study file, on Optuna."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("tune", help="run (or resume) a study with parallel local workers")
+    _study_args(p)
+    p.add_argument("--storage", help=f"storage URL (default: the study file's, else {DEFAULT_STORAGE})")
+    p.add_argument("--n-trials", type=int, help="finished trials the study should end with")
+    p.add_argument("--workers", type=int, help="worker processes (default: the study file's, else one per core)")
+    p.add_argument("--timeout", type=float, help="start no trial after this many seconds")
+    p.add_argument("--quiet", action="store_true", help="print only the final summary")
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("validate", help="check a study file and print it resolved")
+    _study_args(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("best", help="print a study's best trial")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"storage URL (default {DEFAULT_STORAGE})")
+    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_best)
+
+    p = sub.add_parser("dashboard", help="serve optuna-dashboard over a storage")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"storage URL (default {DEFAULT_STORAGE})")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=cmd_dashboard)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pipeline`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""The study-file schema: typed dataclasses, a strict loader and its error messages.
+
+A study file is data. It is read with ``yaml.safe_load`` and turned into the frozen
+dataclasses below by one generic, strict converter: an unknown key, a value of the wrong
+type or an impossible value ends in a :class:`ConfigError` whose one-line message names
+the file, the dotted key and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
+
+
+class ConfigError(ValueError):
+    """A mistake in a study file or an override, phrased for the user who has to fix it."""
+
+    def __init__(self, source: str, key: str, message: str) -> None:
+        self.source = source
+        self.key = key
+        self.message = message
+        where = f"{source}: {key}: " if key else f"{source}: "
+        super().__init__(where + message)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One entry of ``search_space``; see :mod:`pipeline.space` for its meaning."""
+
+    type: Literal["float", "int", "categorical", "pow2", "fixed"]
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    step: int | float | None = None
+    choices: list[Any] | None = None
+    value: Any = None
+    grid: list[Any] | None = None
+    when: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """A registered task name or a ``package.module:function`` that returns a Task."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """An Optuna sampler by name; ``options`` go to its constructor unchanged."""
+
+    name: str = "tpe"
+    seed: int | None = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PrunerConfig:
+    """An Optuna pruner by name, optionally wrapped in ``PatientPruner(patience)``."""
+
+    name: str = "median"
+    options: dict[str, Any] = field(default_factory=dict)
+    patience: int | None = None
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything one study needs: what to train, what to search and how to run it."""
+
+    study_name: str
+    task: TaskConfig
+    search_space: dict[str, ParamSpec]
+    metric: Literal["val_loss", "val_accuracy"] = "val_loss"
+    direction: Literal["minimize", "maximize"] = "minimize"
+    max_epochs: int = 10
+    n_trials: int | None = 20
+    timeout: float | None = None
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    storage: str = DEFAULT_STORAGE
+    workers: int | None = None
+    device: str = "cpu"
+    seed: int = 0
+    max_retries: int = 0
+    heartbeat_interval: int | None = 10
+    grace_period: int | None = None
+    source: str = field(default="<memory>", compare=False)
+
+    def resolved_workers(self) -> int:
+        """``workers`` or, when unset, one per CPU core."""
+        return self.workers or os.cpu_count() or 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved study as plain data (stored as provenance, printed by ``validate``)."""
+        data = dataclasses.asdict(self)
+        data.pop("source")
+        data["search_space"] = {
+            name: {k: v for k, v in spec.items() if v not in (None, False)}
+            for name, spec in data["search_space"].items()
+        }
+        return data
+
+
+def load_study_file(path: str | os.PathLike[str], overrides: list[str] | None = None) -> StudyConfig:
+    """Read, override and validate a study file.
+
+    Args:
+        path: The YAML file.
+        overrides: ``key=value`` strings (``--set``), dotted keys, YAML values.
+
+    Raises:
+        ConfigError: on any mistake in the file or the overrides.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read the study file ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(source, "", f"{line}not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "", "expected a mapping of study settings at the top level")
+    for item in overrides or []:
+        apply_override(raw, item, source)
+    return parse_study(raw, source)
+
+
+def apply_override(raw: dict[str, Any], item: str, source: str) -> None:
+    """Apply one ``dotted.key=value`` override to the raw study data, in place."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(source, "--set", f"expected key=value, got {item!r}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(source, key, f"cannot set a key inside {part!r}, which is not a mapping")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_study(raw: Mapping[str, Any], source: str = "<memory>") -> StudyConfig:
+    """Validate raw study data (as loaded from YAML) and build a :class:`StudyConfig`."""
+    raw = dict(raw)
+    if isinstance(raw.get("search_space"), dict):
+        # `name: value` is shorthand for `name: {type: fixed, value: value}`.
+        raw["search_space"] = {
+            name: spec if isinstance(spec, dict) else {"type": "fixed", "value": spec}
+            for name, spec in raw["search_space"].items()
+        }
+    config = _convert(StudyConfig, raw, source, "")
+    config = dataclasses.replace(config, source=source)
+    _check_values(config)
+    return config
+
+
+# --- generic strict conversion -------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        names = [_type_name(a) for a in get_args(tp) if a is not type(None)]
+        optional = type(None) in get_args(tp)
+        return " or ".join(names) + (" or null" if optional else "")
+    if origin is dict or tp is dict:
+        return "a mapping"
+    if origin is list or tp is list:
+        return "a list"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, str(tp)
+    )
+
+
+def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
+    """Check ``value`` against the type ``tp`` and build dataclasses; raise ConfigError."""
+    if tp is Any:
+        return value
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, source, key)
+            except ConfigError:
+                continue
+        raise ConfigError(source, key, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        raise ConfigError(source, key, f"expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(source, key, f"expected a mapping, got {value!r}")
+        return _build_dataclass(tp, value, source, key)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(source, key, f"expected a mapping, got {value!r}")
+        _, value_tp = get_args(tp) or (str, Any)
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ConfigError(source, key, f"keys must be strings, got {k!r}")
+            out[k] = _convert(value_tp, v, source, f"{key}.{k}" if key else k)
+        return out
+    if origin is list or tp is list:
+        if not isinstance(value, list):
+            raise ConfigError(source, key, f"expected a list, got {value!r}")
+        (item_tp,) = get_args(tp) or (Any,)
+        return [_convert(item_tp, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp in (str, bool):
+        if isinstance(value, tp):
+            return value
+    else:  # pragma: no cover - a schema bug, not a user mistake
+        raise TypeError(f"unsupported schema type {tp!r}")
+    raise ConfigError(source, key, f"expected {_type_name(tp)}, got {value!r}")
+
+
+def _build_dataclass(cls: Any, data: dict[str, Any], source: str, key: str) -> Any:
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    for name in data:
+        if name not in fields:
+            expected = ", ".join(fields)
+            raise ConfigError(
+                source, _join(key, str(name)), f"unknown key; expected one of: {expected}"
+            )
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], source, _join(key, name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(source, _join(key, name), "required key is missing")
+    return cls(**kwargs)
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+# --- checks that need more than types ------------------------------------------------
+
+
+def _check_values(config: StudyConfig) -> None:
+    # Imported here: these modules import torch/optuna, which this module must not need
+    # just to report a typo.
+    from pipeline import pruners, samplers, space, storage, tasks
+
+    src = config.source
+    if not config.study_name.strip():
+        raise ConfigError(src, "study_name", "must not be empty")
+    if config.max_epochs < 1:
+        raise ConfigError(src, "max_epochs", f"must be at least 1, got {config.max_epochs}")
+    if config.n_trials is None and config.timeout is None:
+        raise ConfigError(src, "n_trials", "set n_trials, timeout or both, so the study can end")
+    if config.n_trials is not None and config.n_trials < 1:
+        raise ConfigError(src, "n_trials", f"must be at least 1, got {config.n_trials}")
+    if config.timeout is not None and config.timeout <= 0:
+        raise ConfigError(src, "timeout", f"must be a positive number of seconds, got {config.timeout}")
+    if config.workers is not None and config.workers < 1:
+        raise ConfigError(src, "workers", f"must be at least 1, got {config.workers}")
+    if config.max_retries < 0:
+        raise ConfigError(src, "max_retries", f"must be 0 or more, got {config.max_retries}")
+    if config.heartbeat_interval is not None and config.heartbeat_interval < 1:
+        raise ConfigError(src, "heartbeat_interval", "must be at least 1 second, or null to disable")
+    if config.grace_period is not None and config.grace_period < 1:
+        raise ConfigError(src, "grace_period", "must be at least 1 second, or null for the default")
+    if config.metric == "val_loss" and config.direction != "minimize":
+        raise ConfigError(src, "direction", "val_loss is minimized; use direction: minimize")
+    if config.metric == "val_accuracy" and config.direction != "maximize":
+        raise ConfigError(src, "direction", "val_accuracy is maximized; use direction: maximize")
+    if config.device not in ("auto", "cpu", "cuda") and not _is_cuda_index(config.device):
+        raise ConfigError(src, "device", f"expected auto, cpu, cuda or cuda:N, got {config.device!r}")
+    storage.check_url(config.storage, src)
+    task = tasks.resolve_task(config.task, src)
+    space.check_space(config.search_space, task, src)
+    samplers.check_sampler(config.sampler, config.search_space, src)
+    pruners.check_pruner(config.pruner, src)
+
+
+def _is_cuda_index(device: str) -> bool:
+    prefix, _, index = device.partition(":")
+    return prefix == "cuda" and index.isdigit()
+
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "ConfigError",
+    "ParamSpec",
+    "PrunerConfig",
+    "SamplerConfig",
+    "StudyConfig",
+    "TaskConfig",
+    "apply_override",
+    "load_study_file",
+    "parse_study",
+]

@@ -1,0 +1,171 @@
+"""The live console reporter, in the spirit of Ray Tune's CLIReporter.
+
+It reads the shared storage (never the workers' memory), so it shows the trials of every
+worker, local or remote: a row per finished trial and a progress line with trials done,
+the best value so far and an ETA.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, TextIO
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from pipeline.config import DEFAULT_STORAGE, StudyConfig
+from pipeline.results import best_record, counts, format_best
+from pipeline.storage import mask_url
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.4f}".rstrip("0").rstrip(".")
+    return "-" if value is None else str(value)
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class LiveReporter:
+    """Prints finished trials as they appear in the storage.
+
+    Args:
+        total: The number of finished trials the study aims at (None: no trial limit).
+        quiet: Print only the final summary (for logs).
+    """
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        config: StudyConfig,
+        total: int | None,
+        quiet: bool = False,
+        out: TextIO = sys.stdout,
+    ) -> None:
+        self.study = study
+        self.config = config
+        self.total = total
+        self.quiet = quiet
+        self.out = out
+        self.tty = out.isatty()
+        self.params = [n for n, s in config.search_space.items() if s.type != "fixed"]
+        self.widths = {n: max(len(n), 8) for n in self.params}
+        self.started = time.time()
+        self.printed: set[int] = set()
+        self.finished_before: int | None = None
+        self._progress_shown = False
+
+    def header(self, workers: int, threads: int, storage: str) -> None:
+        if self.quiet:
+            return
+        total = "no limit" if self.total is None else str(self.total)
+        print(
+            f"Study {self.config.study_name!r}: task {self.config.task.name}, "
+            f"sampler {self.config.sampler.name}, pruner {self.config.pruner.name}, "
+            f"{self.config.metric} ({self.config.direction}), {total} trials, "
+            f"{self.config.max_epochs} epochs max\n"
+            f"Storage {storage}; {workers} worker(s) x {threads} thread(s) on {self.config.device}",
+            file=self.out, flush=True,
+        )
+        cols = ["trial", "state   "] + [n.rjust(self.widths[n]) for n in self.params]
+        cols += ["val_loss", " val_acc", "epochs", "seconds"]
+        print("  ".join(cols), file=self.out, flush=True)
+
+    def poll(self) -> None:
+        """Print rows for newly finished trials and refresh the progress line."""
+        trials = self.study.get_trials(deepcopy=False)
+        finished = [t for t in trials if t.state in _FINISHED]
+        if self.finished_before is None:
+            self.finished_before = sum(t.state in _FINISHED[:2] for t in trials)
+            self.printed.update(t.number for t in finished)
+        new = sorted((t for t in finished if t.number not in self.printed), key=lambda t: t.datetime_complete or 0)
+        if self.quiet:
+            self.printed.update(t.number for t in new)
+            return
+        if new and self.tty and self._progress_shown:
+            print("\r\033[K", end="", file=self.out)
+        for trial in new:
+            self.printed.add(trial.number)
+            print(self._row(trial), file=self.out)
+        if new or self.tty:
+            line = self._progress(trials)
+            if self.tty:
+                print("\r\033[K" + line, end="", file=self.out, flush=True)
+                self._progress_shown = True
+            else:
+                print(line, file=self.out, flush=True)
+
+    def _row(self, trial: FrozenTrial) -> str:
+        attrs = trial.user_attrs
+        seconds = (
+            (trial.datetime_complete - trial.datetime_start).total_seconds()
+            if trial.datetime_complete and trial.datetime_start
+            else None
+        )
+        state = trial.state.name
+        if state == "FAIL" and str(attrs.get("fail_reason", "")).startswith("skipped"):
+            state = "SKIPPED"
+        cells = [f"{trial.number:5d}", f"{state:8s}"]
+        cells += [_fmt(trial.params.get(n)).rjust(self.widths[n]) for n in self.params]
+        cells += [
+            _fmt(attrs.get("val_loss")).rjust(8),
+            _fmt(attrs.get("val_accuracy")).rjust(8),
+            _fmt(attrs.get("epochs")).rjust(6),
+            _fmt(None if seconds is None else round(seconds, 1)).rjust(7),
+        ]
+        row = "  ".join(cells)
+        reason = attrs.get("pruned_reason") if trial.state == TrialState.PRUNED else attrs.get("fail_reason")
+        if trial.state != TrialState.COMPLETE and reason:
+            row += f"  ({reason})"
+        return row
+
+    def _progress(self, trials: list[FrozenTrial]) -> str:
+        done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        elapsed = time.time() - self.started
+        parts = [f"{done}/{self.total if self.total is not None else '-'} done", f"{running} running"]
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        if complete:
+            best = self.study.best_trial
+            parts.append(f"best {self.config.metric} {_fmt(best.value)} (#{best.number})")
+        parts.append(f"elapsed {_clock(elapsed)}")
+        new_done = done - (self.finished_before or 0)
+        if self.total is not None and new_done > 0 and done < self.total:
+            parts.append(f"ETA {_clock(elapsed / new_done * (self.total - done))}")
+        return "[" + " | ".join(parts) + "]"
+
+    def summary(self) -> int:
+        """Print the final summary; return 0, or 1 when no trial completed."""
+        if self.tty and self._progress_shown and not self.quiet:
+            print(file=self.out)
+        c = counts(self.study)
+        print(
+            f"\nStudy {self.study.study_name!r}: {c['complete']} complete, {c['pruned']} pruned, "
+            f"{c['fail']} failed, {c['running']} running, {c['waiting']} waiting "
+            f"({_clock(time.time() - self.started)} this run)",
+            file=self.out,
+        )
+        record = best_record(self.study)
+        if record is None:
+            print("No trial completed, so there is no best configuration yet.", file=self.out)
+            return 1
+        print(format_best(record), file=self.out)
+        storage = self.config.storage
+        command = (
+            "make dashboard" if storage == DEFAULT_STORAGE
+            else f"pipeline dashboard --storage '{mask_url(storage)}'"
+        )
+        print(f"\nBrowse every trial: {command}  (http://127.0.0.1:8080)", file=self.out, flush=True)
+        return 0
+
+
+__all__ = ["LiveReporter"]

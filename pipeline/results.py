@@ -1,0 +1,55 @@
+"""The best trial of a study, as a record for printing or JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+
+def best_record(study: optuna.Study) -> dict[str, Any] | None:
+    """The best complete trial's number, parameters and metrics; None if none finished."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    best = study.best_trial
+    attrs = best.user_attrs
+    return {
+        "study": study.study_name,
+        "trial": best.number,
+        "value": best.value,
+        "params": best.params,
+        "val_loss": attrs.get("val_loss"),
+        "val_accuracy": attrs.get("val_accuracy"),
+        "test_accuracy": attrs.get("test_accuracy"),
+        "test_loss": attrs.get("test_loss"),
+        "epochs": attrs.get("epochs"),
+    }
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    """How many trials are in each state, by lower-case state name."""
+    out = {state.name.lower(): 0 for state in TrialState}
+    for trial in study.get_trials(deepcopy=False):
+        out[trial.state.name.lower()] += 1
+    return out
+
+
+def format_best(record: dict[str, Any]) -> str:
+    """A few lines a person reads at the end of a study."""
+    params = "\n".join(f"    {name}: {value}" for name, value in record["params"].items())
+
+    def num(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    return (
+        f"Best trial #{record['trial']} of study {record['study']!r}:\n"
+        f"  config:\n{params}\n"
+        f"  validation loss:     {num(record['val_loss'])}\n"
+        f"  validation accuracy: {num(record['val_accuracy'])}\n"
+        f"  test accuracy:       {num(record['test_accuracy'])}\n"
+        f"  epochs trained:      {record['epochs']}"
+    )
+
+
+__all__ = ["best_record", "counts", "format_best"]

@@ -1,0 +1,303 @@
+"""Workers and the trial budget: N processes pulling trials from one shared storage.
+
+``tune`` prepares the study (provenance, the grid queue), starts ``workers`` worker
+processes and shows their progress; each worker loads the task's data once and runs
+trials until the budget is met. The budget counts finished trials (complete or pruned)
+across all workers, so a study ends with exactly ``n_trials`` of them:
+
+- before each trial a worker checks that finished + running + queued trials leave room;
+- after the trial is created it checks again by trial number, since another worker may
+  have been admitted in the same instant; a trial created in that race is recorded as
+  failed with reason "skipped" before anything is sampled or trained.
+
+Grid search enqueues every grid point once, up front; workers then only take queued
+trials, and Optuna hands each queued trial to exactly one worker, so no point repeats.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import random
+import signal
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.synchronize import Event
+from typing import Literal, TextIO
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from pipeline import provenance, space
+from pipeline.config import StudyConfig
+from pipeline.objective import Objective, original_trial_number, system_attrs
+from pipeline.pruners import make_pruner
+from pipeline.reporter import LiveReporter
+from pipeline.samplers import make_sampler
+from pipeline.storage import mask_url, open_storage
+from pipeline.tasks import resolve_task
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+IN_FLIGHT = (TrialState.RUNNING, TrialState.WAITING)
+GRID_ATTR = "pipeline:grid_points"
+# A worker whose trials keep failing stops rather than burn the study's time; the
+# failures' reasons are in the trials' user attributes.
+MAX_CONSECUTIVE_FAILURES = 5
+POLL_SECONDS = 0.5
+
+Admission = Literal["run", "wait", "stop"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; anything else is taken as written."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"error: device {name!r} was asked for but CUDA is not available; use device: auto or cpu")
+    return device
+
+
+def storage_for(config: StudyConfig) -> optuna.storages.BaseStorage:
+    """The study's storage with its heartbeat and stale-trial retry settings."""
+    return open_storage(
+        config.storage,
+        heartbeat_interval=config.heartbeat_interval,
+        grace_period=config.grace_period,
+        stale_retries=max(1, config.max_retries),
+    )
+
+
+def load_study(config: StudyConfig, storage: optuna.storages.BaseStorage, worker: int = 0) -> optuna.Study:
+    """Create or load the study with this worker's sampler and the study's pruner."""
+    return optuna.create_study(
+        study_name=config.study_name,
+        storage=storage,
+        sampler=make_sampler(config.sampler, config.search_space, worker),
+        pruner=make_pruner(config.pruner, config.max_epochs),
+        direction=config.direction,
+        load_if_exists=True,
+    )
+
+
+def prepare_study(config: StudyConfig, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create or resume the study, record provenance and, for grid search, queue the grid."""
+    study = load_study(config, storage)
+    provenance.record(study, config)
+    if config.sampler.name == "grid" and GRID_ATTR not in study.system_attrs:
+        points = space.grid_points(config.search_space)
+        if config.n_trials is not None and config.n_trials < len(points):
+            points = random.Random(config.sampler.seed).sample(points, config.n_trials)
+        for point in points:
+            study.enqueue_trial(point)
+        study.set_system_attr(GRID_ATTR, len(points))
+    return study
+
+
+@dataclass
+class Budget:
+    """When a worker may start a trial, and whether a new trial is one too many.
+
+    Args:
+        n_trials: Finished trials the study needs; None for no limit.
+        deadline: ``time.time()`` after which no trial starts; None for none.
+        queue_only: Grid search: run queued trials only, never sample new ones.
+    """
+
+    n_trials: int | None
+    deadline: float | None = None
+    queue_only: bool = False
+
+    def admit(self, study: optuna.Study) -> Admission:
+        if self.deadline is not None and time.time() >= self.deadline:
+            return "stop"
+        trials = study.get_trials(deepcopy=False)
+        waiting = sum(t.state == TrialState.WAITING for t in trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        finished = sum(t.state in FINISHED for t in trials)
+        if self.queue_only:
+            return "run" if waiting else ("wait" if running else "stop")
+        if self.n_trials is None:
+            return "run"
+        if finished >= self.n_trials:
+            return "stop"
+        if waiting or finished + running < self.n_trials:
+            return "run"
+        return "wait"
+
+    def is_surplus(self, study: optuna.Study, trial: optuna.Trial) -> bool:
+        if self.queue_only:
+            attrs = system_attrs(trial)
+            return "fixed_params" not in attrs and "failed_trial" not in attrs
+        if self.n_trials is None:
+            return False
+        ahead = sum(
+            t.number < trial.number and t.state in FINISHED + IN_FLIGHT
+            for t in study.get_trials(deepcopy=False)
+        )
+        return ahead >= self.n_trials
+
+
+def budget_for(config: StudyConfig, study: optuna.Study, deadline: float | None) -> Budget:
+    """The budget a worker enforces for this study."""
+    if config.sampler.name == "grid":
+        return Budget(n_trials=study.system_attrs.get(GRID_ATTR), deadline=deadline, queue_only=True)
+    return Budget(n_trials=config.n_trials, deadline=deadline)
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue a re-run of ``trial`` with the same parameters, keeping Optuna's retry
+    bookkeeping (``failed_trial``, ``retry_history``) so retries chain."""
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            system_attrs={"failed_trial": original_trial_number(trial), "retry_history": history},
+        )
+    )
+
+
+def run_worker(
+    config: StudyConfig,
+    worker: int = 0,
+    deadline: float | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    log: TextIO = sys.stderr,
+) -> int:
+    """Run trials until the budget is met; return the number of trials this worker ran.
+
+    Loads the task's data once, onto the device, for all the trials it runs.
+    """
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    device = resolve_device(config.device)
+    task = resolve_task(config.task, config.source)
+    splits = task.load(task.resolve_options(config.task.options)).to(device)
+    storage = storage_for(config)
+    study = load_study(config, storage, worker)
+    budget = budget_for(config, study, deadline)
+    objective = Objective(
+        config, task, splits, device, should_stop=should_stop,
+        is_surplus=lambda trial: budget.is_surplus(study, trial),
+    )
+    failures = 0
+    ran = 0
+
+    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        nonlocal failures
+        if trial.state != TrialState.FAIL:
+            failures = 0
+            return
+        reason = str(trial.user_attrs.get("fail_reason", trial.system_attrs.get("fail_reason", "")))
+        if reason.startswith("skipped"):
+            return
+        if reason == "interrupted":
+            requeue(study, trial)
+            return
+        failures += 1
+        retries = len(trial.system_attrs.get("retry_history", []))
+        retry = retries < config.max_retries
+        print(
+            f"worker {worker}: trial {trial.number} failed: {reason}"
+            + (f" (retry {retries + 1} of {config.max_retries} queued)" if retry else ""),
+            file=log, flush=True,
+        )
+        if retry:
+            requeue(study, trial)
+
+    while not should_stop():
+        decision = budget.admit(study)
+        if decision == "stop":
+            break
+        if decision == "wait":
+            with warnings.catch_warnings():  # experimental API, used on purpose
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            time.sleep(POLL_SECONDS)
+            continue
+        study.optimize(
+            objective, n_trials=1, catch=(Exception,), callbacks=[after_trial], gc_after_trial=False
+        )
+        ran += 1
+        if failures >= MAX_CONSECUTIVE_FAILURES:
+            print(
+                f"worker {worker}: stopping after {failures} failed trials in a row; "
+                "see the trials' fail_reason and fix the study file or the task",
+                file=log, flush=True,
+            )
+            return -ran
+    return ran
+
+
+def _worker_process(
+    config: StudyConfig, worker: int, stop: Event, deadline: float | None, threads: int
+) -> None:
+    # Ctrl-C reaches every process of the terminal's group: let the running epoch end
+    # and the trial be recorded instead of dying mid-write.
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    torch.set_num_threads(threads)
+    ran = run_worker(config, worker, deadline, should_stop=stop.is_set)
+    sys.exit(3 if ran < 0 else 0)
+
+
+def tune(config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout) -> int:
+    """Run a study with ``config.workers`` local worker processes; return an exit code."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = storage_for(config)
+    study = prepare_study(config, storage)
+    n_workers = config.resolved_workers()
+    threads = max(1, (os.cpu_count() or 1) // n_workers)
+    deadline = time.time() + config.timeout if config.timeout is not None else None
+    budget = budget_for(config, study, deadline)
+    reporter = LiveReporter(study, config, budget.n_trials, quiet=quiet, out=out)
+    reporter.header(n_workers, threads, mask_url(config.storage))
+    if budget.admit(study) == "stop" and deadline is None:
+        reporter.poll()
+        print("The study's budget is already met; raise --n-trials to run more.", file=out)
+        return reporter.summary()
+
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    procs = [
+        ctx.Process(target=_worker_process, args=(config, i, stop, deadline, threads), name=f"worker-{i}")
+        for i in range(n_workers)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            reporter.poll()
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        stop.set()
+        print("\nInterrupted: running trials stop after their current epoch ...", file=out, flush=True)
+        _join(procs)
+        reporter.poll()
+        print("Stopped. Run the same command again to resume the study.", file=out, flush=True)
+        return 130
+    reporter.poll()
+    code = reporter.summary()
+    failed = [p.name for p in procs if p.exitcode not in (0, None)]
+    if failed:
+        print(f"error: {', '.join(failed)} exited with an error (see above)", file=sys.stderr)
+        return 1
+    return code
+
+
+def _join(procs: list[mp.process.BaseProcess]) -> None:
+    try:
+        for proc in procs:
+            proc.join()
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join()
+
+
+__all__ = ["Budget", "load_study", "prepare_study", "requeue", "run_worker", "storage_for", "tune"]

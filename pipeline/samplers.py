@@ -1,0 +1,78 @@
+"""Sampler construction: one name -> factory table over Optuna's own samplers."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optuna
+from optuna.samplers import BaseSampler
+
+from pipeline import space as space_mod
+from pipeline.config import ConfigError, ParamSpec, SamplerConfig
+
+SAMPLERS: dict[str, Callable[..., BaseSampler]] = {
+    "grid": optuna.samplers.GridSampler,
+    "random": optuna.samplers.RandomSampler,
+    "tpe": optuna.samplers.TPESampler,
+    "gp": optuna.samplers.GPSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+    "qmc": optuna.samplers.QMCSampler,
+}
+
+# Samplers whose workers must share one seed: QMC's points come from one scrambled
+# sequence indexed through the study, so a per-worker seed would mix sequences.
+_SHARED_SEED = {"qmc"}
+
+
+def check_sampler(config: SamplerConfig, space: Mapping[str, ParamSpec], source: str) -> None:
+    """Reject an unknown sampler, an option its constructor does not take, or a grid
+    search over a continuous parameter without grid values."""
+    if config.name not in SAMPLERS:
+        raise ConfigError(
+            source, "sampler.name", f"unknown sampler {config.name!r}; expected one of {', '.join(SAMPLERS)}"
+        )
+    for reserved in ("seed", "search_space"):
+        if reserved in config.options:
+            raise ConfigError(source, f"sampler.options.{reserved}", "is set by the pipeline; remove it")
+    factory = SAMPLERS[config.name]
+    try:
+        inspect.signature(factory).bind_partial(**config.options)
+    except TypeError as exc:
+        raise ConfigError(source, "sampler.options", f"{factory.__name__}: {exc}") from None
+    if config.name == "grid":
+        for name, spec in space.items():
+            try:
+                space_mod.grid_values(name, spec)
+            except ValueError as exc:
+                raise ConfigError(source, f"search_space.{name}.grid", str(exc).partition(": ")[2]) from None
+    try:
+        make_sampler(config, space)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(source, "sampler.options", f"{factory.__name__}: {exc}") from None
+
+
+def make_sampler(
+    config: SamplerConfig, space: Mapping[str, ParamSpec], worker: int = 0
+) -> BaseSampler:
+    """Build the study's sampler for one worker.
+
+    Workers get seeds ``seed + worker`` so that parallel workers of a seeded study do
+    not propose the same points, yet each run of the study repeats.
+    """
+    seed = config.seed
+    if seed is not None and config.name not in _SHARED_SEED:
+        seed += worker
+    kwargs: dict[str, Any] = dict(config.options)
+    if config.name == "grid":
+        grid = {
+            name: space_mod.grid_values(name, spec)
+            for name, spec in space.items()
+            if spec.type != "fixed"
+        }
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    return SAMPLERS[config.name](seed=seed, **kwargs)
+
+
+__all__ = ["SAMPLERS", "check_sampler", "make_sampler"]
