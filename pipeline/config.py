@@ -291,7 +291,7 @@ def _check_values(config: StudyConfig) -> None:
         raise ConfigError(src, "study_name", "must not be empty")
     if config.max_epochs < 1:
         raise ConfigError(src, "max_epochs", f"must be at least 1, got {config.max_epochs}")
-    if config.n_trials is None and config.timeout is None:
+    if config.n_trials is None and config.timeout is None and config.sampler.name != "grid":
         raise ConfigError(src, "n_trials", "set n_trials, timeout or both, so the study can end")
     if config.n_trials is not None and config.n_trials < 1:
         raise ConfigError(src, "n_trials", f"must be at least 1, got {config.n_trials}")

@@ -2,9 +2,10 @@
 
 What a trial leaves in the storage:
 - parameters (Optuna's), the study metric per epoch as intermediate values;
-- user attributes ``val_loss``, ``val_accuracy``, ``epochs`` (updated every epoch),
-  ``compute_seconds`` (time inside forward, backward and evaluation), and for a finished
-  trial ``test_accuracy`` and ``test_loss`` (stored, never used to select);
+- user attributes, written when the trial ends: ``val_loss``, ``val_accuracy`` and
+  ``epochs`` of its last epoch, ``compute_seconds`` (time inside forward, backward and
+  evaluation), ``worker``, and for a complete trial ``test_accuracy`` and ``test_loss``
+  (stored, never used to select);
 - ``pruned_reason`` for a pruned trial, ``fail_reason`` for a failed one, and
   ``retry_of``/``retry_count`` for a re-run of an earlier trial.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -58,6 +60,12 @@ def hyperparameters(task: Task, values: Mapping[str, Any]) -> dict[str, Any]:
     return {**TRAINING_DEFAULTS, **task.training_defaults, **task.hyperparameters, **values}
 
 
+@dataclass
+class _Progress:
+    last: EpochResult | None = None
+    compute: float = 0.0
+
+
 class Objective:
     """Callable objective for ``study.optimize``; data stays loaded between trials.
 
@@ -76,7 +84,9 @@ class Objective:
         device: torch.device,
         should_stop: Callable[[], bool] = lambda: False,
         is_surplus: Callable[[optuna.Trial], bool] = lambda trial: False,
+        worker: int = 0,
     ) -> None:
+        self.worker = worker
         self.config = config
         self.task = task
         self.splits = splits
@@ -110,11 +120,13 @@ class Objective:
         torch.manual_seed(seed)
         model = self.task.build_model(hp, self.splits).to(self.device)
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        compute = 0.0
+        progress = _Progress()
 
         def on_epoch(result: EpochResult) -> None:
-            nonlocal compute
-            compute += result.compute_seconds
+            # Per epoch only what the pruner needs goes to the storage (one write, one
+            # read); the rest is written once, when the trial ends.
+            progress.last = result
+            progress.compute += result.compute_seconds
             if not result.finite:
                 trial.set_user_attr(
                     "pruned_reason",
@@ -122,9 +134,6 @@ class Objective:
                     f"val {result.val_loss}); lower lr or change the optimizer",
                 )
                 raise optuna.TrialPruned(f"loss diverged at epoch {result.epoch}")
-            trial.set_user_attr("val_loss", result.val_loss)
-            trial.set_user_attr("val_accuracy", result.val_accuracy)
-            trial.set_user_attr("epochs", result.epoch)
             trial.report(self._metric(result), result.epoch)
             if self.should_stop():
                 raise TrialInterrupted(f"trial {trial.number} interrupted after epoch {result.epoch}")
@@ -134,17 +143,26 @@ class Objective:
 
         s = self.splits
         try:
-            results = fit(
-                model, s.train_x, s.train_y, s.val_x, s.val_y, hp, config.max_epochs, generator, on_epoch
-            )
+            fit(model, s.train_x, s.train_y, s.val_x, s.val_y, hp, config.max_epochs, generator, on_epoch)
             started = time.perf_counter()
             test_loss, test_acc = evaluate(model, s.test_x, s.test_y)
-            compute += time.perf_counter() - started
+            progress.compute += time.perf_counter() - started
         finally:
-            trial.set_user_attr("compute_seconds", round(compute, 4))
+            self._store_progress(trial, progress)
         trial.set_user_attr("test_loss", test_loss)
         trial.set_user_attr("test_accuracy", test_acc)
-        return self._metric(results[-1])
+        assert progress.last is not None
+        return self._metric(progress.last)
+
+    def _store_progress(self, trial: optuna.Trial, progress: _Progress) -> None:
+        last = progress.last
+        if last is not None:
+            if last.finite:
+                trial.set_user_attr("val_loss", last.val_loss)
+                trial.set_user_attr("val_accuracy", last.val_accuracy)
+            trial.set_user_attr("epochs", last.epoch)
+        trial.set_user_attr("compute_seconds", round(progress.compute, 4))
+        trial.set_user_attr("worker", self.worker)
 
     def _metric(self, result: EpochResult) -> float:
         value = result.val_loss if self.config.metric == "val_loss" else result.val_accuracy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -56,7 +57,9 @@ def make_pruner(config: PrunerConfig, max_epochs: int) -> BasePruner:
     else:
         pruner = PRUNERS[config.name](**config.options)
     if config.patience is not None:
-        pruner = optuna.pruners.PatientPruner(pruner, patience=config.patience)
+        with warnings.catch_warnings():  # marked experimental; used on purpose
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            pruner = optuna.pruners.PatientPruner(pruner, patience=config.patience)
     return pruner
 
 

@@ -40,10 +40,11 @@ from pipeline.reporter import LiveReporter
 from pipeline.samplers import make_sampler
 from pipeline.storage import mask_url, open_storage
 from pipeline.tasks import resolve_task
+from pipeline.train import warm_up
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 IN_FLIGHT = (TrialState.RUNNING, TrialState.WAITING)
-GRID_ATTR = "pipeline:grid_points"
+GRID_ATTR = "grid_points"  # study user attribute: how many grid points were queued
 # A worker whose trials keep failing stops rather than burn the study's time; the
 # failures' reasons are in the trials' user attributes.
 MAX_CONSECUTIVE_FAILURES = 5
@@ -88,13 +89,13 @@ def prepare_study(config: StudyConfig, storage: optuna.storages.BaseStorage) -> 
     """Create or resume the study, record provenance and, for grid search, queue the grid."""
     study = load_study(config, storage)
     provenance.record(study, config)
-    if config.sampler.name == "grid" and GRID_ATTR not in study.system_attrs:
+    if config.sampler.name == "grid" and GRID_ATTR not in study.user_attrs:
         points = space.grid_points(config.search_space)
         if config.n_trials is not None and config.n_trials < len(points):
             points = random.Random(config.sampler.seed).sample(points, config.n_trials)
         for point in points:
             study.enqueue_trial(point)
-        study.set_system_attr(GRID_ATTR, len(points))
+        study.set_user_attr(GRID_ATTR, len(points))
     return study
 
 
@@ -145,7 +146,7 @@ class Budget:
 def budget_for(config: StudyConfig, study: optuna.Study, deadline: float | None) -> Budget:
     """The budget a worker enforces for this study."""
     if config.sampler.name == "grid":
-        return Budget(n_trials=study.system_attrs.get(GRID_ATTR), deadline=deadline, queue_only=True)
+        return Budget(n_trials=study.user_attrs.get(GRID_ATTR), deadline=deadline, queue_only=True)
     return Budget(n_trials=config.n_trials, deadline=deadline)
 
 
@@ -178,12 +179,13 @@ def run_worker(
     device = resolve_device(config.device)
     task = resolve_task(config.task, config.source)
     splits = task.load(task.resolve_options(config.task.options)).to(device)
+    warm_up()
     storage = storage_for(config)
     study = load_study(config, storage, worker)
     budget = budget_for(config, study, deadline)
     objective = Objective(
         config, task, splits, device, should_stop=should_stop,
-        is_surplus=lambda trial: budget.is_surplus(study, trial),
+        is_surplus=lambda trial: budget.is_surplus(study, trial), worker=worker,
     )
     failures = 0
     ran = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -72,7 +73,9 @@ def make_sampler(
             if spec.type != "fixed"
         }
         return optuna.samplers.GridSampler(grid, seed=seed)
-    return SAMPLERS[config.name](seed=seed, **kwargs)
+    with warnings.catch_warnings():  # QMCSampler is marked experimental; used on purpose
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return SAMPLERS[config.name](seed=seed, **kwargs)
 
 
 __all__ = ["SAMPLERS", "check_sampler", "make_sampler"]

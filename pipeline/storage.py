@@ -112,7 +112,9 @@ def open_storage(
         backend = optuna.storages.journal.JournalFileBackend(str(path))
         return optuna.storages.JournalStorage(backend)
     if scheme == "redis":
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalRedisBackend(url))
+        with warnings.catch_warnings():  # marked experimental; used on purpose
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalRedisBackend(url))
     parts = urlsplit(url)
     assert parts.hostname is not None and parts.port is not None  # checked by check_url
     return optuna.storages.GrpcStorageProxy(host=parts.hostname, port=parts.port)

@@ -61,6 +61,14 @@ def make_optimizer(
     raise ValueError(f"unknown optimizer {name!r}; expected sgd, adam or adamw")
 
 
+def warm_up() -> None:
+    """Pay one-time costs at worker start rather than inside the first trial: the first
+    optimizer a process builds imports torch's compiler stack (over a second on a CPU)."""
+    param = nn.Parameter(torch.zeros(1))
+    for name in ("sgd", "adam", "adamw"):
+        make_optimizer(name, [param], TRAINING_DEFAULTS)
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``."""
@@ -126,4 +134,4 @@ def fit(
     return results
 
 
-__all__ = ["TRAINING_DEFAULTS", "EpochResult", "evaluate", "fit", "make_optimizer"]
+__all__ = ["TRAINING_DEFAULTS", "EpochResult", "evaluate", "fit", "make_optimizer", "warm_up"]

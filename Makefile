@@ -1,0 +1,57 @@
+# `make help` lists the targets. Every target that needs the project creates .venv and
+# installs it first, so on a fresh machine `make tune` and `make test` are the whole set-up.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+STUDY ?= studies/default.yaml
+STORAGE ?= sqlite:///runs/optuna.db
+NAME ?=
+HOST ?= 127.0.0.1
+PORT ?= 8080
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install tune validate best dashboard test test-fast lint bench clean
+
+help: ## Show the targets and the variables they read
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "Variables: STUDY=$(STUDY) STORAGE=$(STORAGE) HOST=$(HOST) PORT=$(PORT) ARGS=\"...\""
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## Create .venv and install the project with its dev tools
+
+tune: $(STAMP) ## Run or resume a study: make tune [STUDY=studies/x.yaml] [ARGS="--n-trials 5 --set k=v"]
+	$(BIN)/pipeline tune $(STUDY) $(ARGS)
+
+validate: $(STAMP) ## Check a study file and print it resolved: make validate STUDY=...
+	$(BIN)/pipeline validate $(STUDY)
+
+best: $(STAMP) ## Print a study's best trial: make best NAME=digits-tpe-median [STORAGE=...]
+	$(BIN)/pipeline best --storage '$(STORAGE)' --study '$(NAME)' $(ARGS)
+
+dashboard: $(STAMP) ## Serve optuna-dashboard over STORAGE on http://127.0.0.1:8080
+	$(BIN)/pipeline dashboard --storage '$(STORAGE)' --host $(HOST) --port $(PORT)
+
+test: $(STAMP) ## Run the whole test suite (what CI runs)
+	$(BIN)/python -m pytest $(ARGS)
+
+test-fast: $(STAMP) ## Run the tests not marked slow
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+lint: $(STAMP) ## ruff check, ruff format --check and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP) ## Run the speed benchmarks and print their figures
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/scaling.py
+
+clean: ## Remove caches (keeps .venv and runs/)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+POSTGRES_URL = os.environ.get("PIPELINE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("PIPELINE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def minimal_study(**overrides: Any) -> dict[str, Any]:
+    """A small valid study on the bundled digits: 1-2 epochs, a handful of trials."""
+    study: dict[str, Any] = {
+        "study_name": f"test-{uuid.uuid4().hex[:8]}",
+        "task": {"name": "digits"},
+        "metric": "val_loss",
+        "direction": "minimize",
+        "max_epochs": 2,
+        "n_trials": 4,
+        "sampler": {"name": "random", "seed": 0},
+        "pruner": {"name": "none"},
+        "search_space": {
+            "lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True},
+            "batch_size": {"type": "categorical", "choices": [32, 64]},
+        },
+        "workers": 1,
+        "device": "cpu",
+        "heartbeat_interval": None,
+    }
+    study.update(overrides)
+    return study
+
+
+@pytest.fixture
+def write_study(tmp_path: Path) -> Callable[..., Path]:
+    """Write a study file into tmp_path; keyword arguments replace top-level keys."""
+
+    def write(name: str = "study.yaml", **overrides: Any) -> Path:
+        data = minimal_study(storage=f"sqlite:///{tmp_path}/optuna.db", **overrides)
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return write
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m pipeline ARGS`` as a user would, with tests/ importable for the
+    tests' own task plug-ins."""
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout, **kwargs,
+    )
+
+
+def _postgres_up() -> bool:
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(POSTGRES_URL)
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+def _redis_up() -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping())
+    except Exception:
+        return False
+
+
+STORAGE_MODES = ["inmemory", "sqlite", "journal", "redis", "postgresql"]
+
+
+@pytest.fixture(params=STORAGE_MODES)
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """Each supported backend in turn; None stands for Optuna's in-memory storage.
+    The services are real: CI starts PostgreSQL and Redis (see .ci/run)."""
+    mode = request.param
+    if mode == "inmemory":
+        yield None
+    elif mode == "sqlite":
+        yield f"sqlite:///{tmp_path}/optuna.db"
+    elif mode == "journal":
+        yield f"journal:///{tmp_path}/optuna.log"
+    elif mode == "redis":
+        if not _redis_up():
+            pytest.fail(f"Redis is not reachable at {REDIS_URL}; start it as .ci/run does")
+        yield REDIS_URL
+    else:
+        if not _postgres_up():
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}; start it as .ci/run does")
+        yield POSTGRES_URL

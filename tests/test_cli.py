@@ -1,0 +1,94 @@
+"""The command line end to end, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, run_cli
+from test_runner import _free_port
+
+
+@pytest.mark.slow
+def test_tune_shows_progress_and_the_best_trial_then_best_reads_it_back(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_study(n_trials=3, max_epochs=2)
+    name = yaml.safe_load(path.read_text())["study_name"]
+    result = run_cli("tune", str(path))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"Study '{name}': task digits, sampler random, pruner none" in out
+    assert "trial  state" in out and "val_loss" in out
+    assert out.count("COMPLETE") == 3
+    assert "[3/3 done" in out
+    for line in ("Best trial #", "validation loss:", "validation accuracy:", "test accuracy:", "pipeline dashboard --storage"):
+        assert line in out
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    best = run_cli("best", "--storage", url, "--study", name, "--json")
+    assert best.returncode == 0, best.stderr
+    record = json.loads(best.stdout)
+    assert set(record["params"]) == {"lr", "batch_size"}
+    assert 0 <= record["test_accuracy"] <= 1 and record["epochs"] == 2
+
+    missing = run_cli("best", "--storage", url, "--study", "nope")
+    assert missing.returncode == 2 and f"studies there: {name}" in missing.stderr
+
+
+@pytest.mark.slow
+def test_quiet_prints_only_the_summary(write_study: Callable[..., Path]) -> None:
+    result = run_cli("tune", str(write_study(n_trials=2, max_epochs=1)), "--quiet")
+    assert result.returncode == 0
+    assert "trial  state" not in result.stdout and "Best trial #" in result.stdout
+
+
+@pytest.mark.slow
+def test_dashboard_shows_the_study_with_curves_and_metrics(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_study(n_trials=2, max_epochs=3)
+    assert run_cli("tune", str(path)).returncode == 0
+    port = _free_port()
+    log = open(tmp_path / "dashboard.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "dashboard", "--storage", f"sqlite:///{tmp_path}/optuna.db", "--port", str(port)],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        detail = None
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/1", timeout=5) as r:
+                    detail = json.load(r)
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert detail is not None, (tmp_path / "dashboard.log").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+    trial = detail["trials"][0]
+    assert [v["step"] for v in trial["intermediate_values"]] == [1, 2, 3]
+    attrs = {a["key"] for a in trial["user_attrs"]}
+    assert {"val_loss", "val_accuracy", "test_accuracy"} <= attrs
+    assert {p["name"] for p in trial["params"]} == {"lr", "batch_size"}
+    study_attrs = {a["key"] for a in detail["user_attrs"]}
+    assert {"config", "versions", "git_revision", "host"} <= study_attrs
+    # Served on loopback only.
+    assert "127.0.0.1" in (tmp_path / "dashboard.log").read_text()
+
+
+def test_module_and_console_script_share_the_parser() -> None:
+    result = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for command in ("tune", "validate", "best", "dashboard"):
+        assert command in result.stdout

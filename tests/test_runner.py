@@ -1,0 +1,185 @@
+"""Workers and the budget: exact trial counts, grid exactly once, resume, retries."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import REPO, minimal_study, run_cli
+from optuna.trial import TrialState
+
+from pipeline.config import parse_study
+from pipeline.runner import Budget, prepare_study, run_worker, storage_for
+
+
+def _load(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def test_budget_marks_a_racing_trial_as_surplus() -> None:
+    study = optuna.create_study()
+    budget = Budget(n_trials=2)
+    assert budget.admit(study) == "run"
+    first, second = study.ask(), study.ask()
+    assert budget.admit(study) == "wait"  # two running fill the budget; one may still fail
+    third = study.ask()  # a worker admitted in the same instant
+    assert not budget.is_surplus(study, first) and not budget.is_surplus(study, second)
+    assert budget.is_surplus(study, third)
+    study.tell(first, 1.0)
+    study.tell(third, state=TrialState.FAIL)  # what the worker does with a surplus trial
+    assert budget.admit(study) == "wait"
+    study.tell(second, state=TrialState.FAIL)  # a failure frees its slot
+    assert budget.admit(study) == "run"
+    fourth = study.ask()
+    assert not budget.is_surplus(study, fourth)
+    study.tell(fourth, state=TrialState.PRUNED)
+    assert budget.admit(study) == "stop"
+
+
+def test_deadline_stops_new_trials() -> None:
+    assert Budget(n_trials=None, deadline=time.time() - 1).admit(optuna.create_study()) == "stop"
+
+
+def test_a_raising_trial_is_retried_with_the_same_parameters(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    config = parse_study(
+        minimal_study(
+            storage=url, n_trials=1, max_retries=2,
+            task={"name": "tiny_task:tiny"},
+            search_space={"fail": {"type": "categorical", "choices": [True]}},
+        )
+    )
+    prepare_study(config, storage_for(config))
+    log = open(tmp_path / "log", "w")
+    run_worker(config, log=log)
+    log.close()
+    trials = _load(url, config.study_name).trials
+    assert [t.state for t in trials[:3]] == [TrialState.FAIL] * 3
+    assert [t.params for t in trials[:3]] == [{"fail": True}] * 3
+    assert [t.user_attrs.get("retry_count") for t in trials[:3]] == [None, 1, 2]
+    assert all(t.user_attrs.get("retry_of", 0) == 0 for t in trials[:3])
+    assert trials[2].user_attrs["fail_reason"] == "RuntimeError: CUDA out of memory (simulated)"
+    text = (tmp_path / "log").read_text()
+    assert "(retry 1 of 2 queued)" in text and "(retry 2 of 2 queued)" in text
+
+
+@pytest.mark.slow
+def test_two_workers_end_with_exactly_n_trials(write_study: Callable[..., Path], tmp_path: Path) -> None:
+    path = write_study(n_trials=9, workers=2, max_epochs=1)
+    result = run_cli("tune", str(path))
+    assert result.returncode == 0, result.stderr
+    config = parse_study(__import__("yaml").safe_load(path.read_text()))
+    trials = _load(config.storage, config.study_name).trials
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 9
+    assert {t.user_attrs["worker"] for t in finished} == {0, 1}
+    assert "Best trial #" in result.stdout and "test accuracy:" in result.stdout
+
+
+@pytest.mark.slow
+def test_grid_runs_every_point_exactly_once_with_two_workers(write_study: Callable[..., Path]) -> None:
+    path = write_study(
+        n_trials=None, workers=2, max_epochs=1,
+        sampler={"name": "grid", "seed": 0},
+        search_space={
+            "lr": {"type": "float", "low": 0.001, "high": 0.1, "grid": [0.001, 0.01, 0.1]},
+            "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
+            "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]},
+        },
+    )
+    result = run_cli("tune", str(path))
+    assert result.returncode == 0, result.stderr
+    config = parse_study(__import__("yaml").safe_load(path.read_text()))
+    trials = _load(config.storage, config.study_name).trials
+    points = Counter(tuple(sorted(t.params.items())) for t in trials if t.state == TrialState.COMPLETE)
+    assert len(points) == 18 and set(points.values()) == {1}
+    assert len(trials) == 18
+
+
+@pytest.mark.slow
+def test_rerun_resumes_instead_of_starting_over(write_study: Callable[..., Path]) -> None:
+    path = write_study(n_trials=3, max_epochs=1)
+    assert run_cli("tune", str(path)).returncode == 0
+    again = run_cli("tune", str(path))
+    assert again.returncode == 0
+    assert "already met" in again.stdout
+    more = run_cli("tune", str(path), "--n-trials", "5")
+    assert more.returncode == 0
+    config = parse_study(__import__("yaml").safe_load(path.read_text()))
+    trials = _load(config.storage, config.study_name).trials
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_sqlite_workers_and_an_open_dashboard_never_lock(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_study(n_trials=16, workers=2, max_epochs=3, pruner={"name": "median", "options": {"n_startup_trials": 2}})
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    port = _free_port()
+    prepare = run_cli("tune", str(path), "--n-trials", "1")  # creates the study and the file
+    assert prepare.returncode == 0, prepare.stderr
+    log = open(tmp_path / "dashboard.log", "w")  # a pipe nobody reads would fill and block it
+    dashboard = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "dashboard", "--storage", url, "--port", str(port)],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
+    )
+    errors: list[str] = []
+    latencies: list[float] = []
+    reads = 0
+    done = threading.Event()
+
+    def read_like_a_browser() -> None:
+        nonlocal reads
+        while not done.is_set():
+            try:
+                t0 = time.perf_counter()
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=30) as r:
+                    studies = json.load(r)["study_summaries"]
+                for study in studies:
+                    url_ = f"http://127.0.0.1:{port}/api/studies/{study['study_id']}?after=0"
+                    with urllib.request.urlopen(url_, timeout=30) as r:
+                        json.load(r)
+                reads += 1
+                latencies.append(time.perf_counter() - t0)
+            except OSError as exc:
+                if reads:  # before the first answer the server may still be starting
+                    errors.append(repr(exc))
+                time.sleep(0.2)
+
+    reader = threading.Thread(target=read_like_a_browser)
+    reader.start()
+    try:
+        result = run_cli("tune", str(path))
+    finally:
+        done.set()
+        reader.join()
+        dashboard.terminate()
+        dashboard.wait(timeout=10)
+        log.close()
+    out = (tmp_path / "dashboard.log").read_text()
+    assert result.returncode == 0, result.stderr
+    assert reads > 5, out
+    assert not errors, (errors, sorted(latencies)[-5:])
+    for text in (result.stdout, result.stderr, out):
+        assert "locked" not in text
+    config = parse_study(__import__("yaml").safe_load(path.read_text()))
+    trials = _load(url, config.study_name).trials
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 16
+    assert not [t for t in trials if t.state == TrialState.FAIL]

@@ -1,0 +1,37 @@
+"""Every shipped study file is valid and runs, with a shrunken budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import REPO, run_cli
+from optuna.trial import TrialState
+
+from pipeline.config import load_study_file
+
+STUDIES = sorted((REPO / "studies").glob("*.yaml"))
+
+
+def test_there_are_study_files_for_every_sampler_and_pruner() -> None:
+    configs = [load_study_file(path) for path in STUDIES]
+    assert {c.sampler.name for c in configs} >= {"grid", "random", "tpe", "gp", "cmaes", "qmc"}
+    assert {c.pruner.name for c in configs} >= {"none", "median", "percentile", "asha", "hyperband"}
+    assert any(c.pruner.patience for c in configs)
+    assert len({c.study_name for c in configs}) == len(configs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_study_file_smoke_runs(path: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/smoke.db"
+    result = run_cli(
+        "tune", str(path), "--storage", url, "--n-trials", "2", "--workers", "1",
+        "--set", "max_epochs=1", "--quiet",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    name = load_study_file(path).study_name
+    trials = optuna.load_study(study_name=name, storage=url).trials
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 2
+    assert "Best trial #" in result.stdout

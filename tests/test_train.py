@@ -1,0 +1,77 @@
+"""Tiny real training runs: the loop learns, reports every epoch, and handles NaN."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+from conftest import minimal_study
+from optuna.trial import TrialState
+
+from pipeline.config import parse_study
+from pipeline.objective import Objective
+from pipeline.tasks import resolve_task
+from pipeline.train import evaluate, fit
+
+
+def _objective(**overrides: object) -> Objective:
+    config = parse_study(minimal_study(**overrides))
+    task = resolve_task(config.task)
+    splits = task.load(task.resolve_options(config.task.options))
+    return Objective(config, task, splits, torch.device("cpu"))
+
+
+def test_fit_learns_digits() -> None:
+    objective = _objective()
+    s, task = objective.splits, objective.task
+    assert s.sizes() == (1079, 359, 359)
+    torch.manual_seed(0)
+    hp = {"optimizer": "adam", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 32, **task.hyperparameters}
+    model = task.build_model(hp, s)
+    before = evaluate(model, s.val_x, s.val_y)[1]
+    results = fit(model, s.train_x, s.train_y, s.val_x, s.val_y, hp, 5, torch.Generator().manual_seed(0))
+    assert [r.epoch for r in results] == [1, 2, 3, 4, 5]
+    assert results[-1].val_accuracy > 0.8 > before
+    assert results[-1].val_loss < results[0].val_loss
+
+
+def test_a_trial_reports_every_epoch_and_stores_its_metrics() -> None:
+    objective = _objective(max_epochs=3)
+    study = optuna.create_study()
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE
+    assert sorted(trial.intermediate_values) == [1, 2, 3]
+    assert trial.value == pytest.approx(trial.intermediate_values[3])
+    attrs = trial.user_attrs
+    assert attrs["val_loss"] == pytest.approx(trial.value)
+    assert attrs["epochs"] == 3
+    assert 0.0 <= attrs["val_accuracy"] <= 1.0 and 0.0 <= attrs["test_accuracy"] <= 1.0
+    assert attrs["compute_seconds"] > 0
+
+
+def test_trials_are_seeded() -> None:
+    values = []
+    for _ in range(2):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        study.optimize(_objective(max_epochs=2), n_trials=2)
+        values.append([t.value for t in study.trials])
+    assert values[0] == values[1]
+
+
+def test_nan_loss_prunes_the_trial_with_a_reason_and_the_study_goes_on() -> None:
+    objective = _objective(
+        task={"name": "tiny_task:tiny"},
+        search_space={
+            "diverge": {"type": "categorical", "choices": [True, False]},
+            "lr": {"type": "float", "low": 0.01, "high": 0.1},
+        },
+    )
+    study = optuna.create_study()
+    study.enqueue_trial({"diverge": True})
+    study.enqueue_trial({"diverge": False})
+    study.optimize(objective, n_trials=2)
+    diverged, healthy = study.trials
+    assert diverged.state == TrialState.PRUNED
+    assert "non-finite loss at epoch 1" in diverged.user_attrs["pruned_reason"]
+    assert healthy.state == TrialState.COMPLETE
