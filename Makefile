@@ -49,8 +49,9 @@ lint: $(STAMP) ## ruff check, ruff format --check and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(STAMP) ## Run the speed benchmarks and print their figures
+bench: $(STAMP) ## Run the speed benchmarks and print their figures (about 10 minutes)
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/loop.py
 	$(BIN)/python benchmarks/scaling.py
 
 clean: ## Remove caches (keeps .venv and runs/)

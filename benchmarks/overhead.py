@@ -33,7 +33,9 @@ def main() -> None:
         workers = len({t.user_attrs.get("worker") for t in run.trials})
         startup.append(run.wall_seconds - span / workers)
         seconds_per_trial.append((span - compute) / len(run.trials))
-    print(f"Pipeline overhead on {args.study} ({len(run.trials)} trials, {workers} workers), median of {args.repeats} runs")
+    print(
+        f"Pipeline overhead on {args.study} ({len(run.trials)} trials, {workers} workers), median of {args.repeats} runs"
+    )
     print(f"  outside forward/backward/eval, per trial:  {describe(per_trial, '{:.2f}')} %")
     print(f"  outside forward/backward/eval, per worker: {describe(per_worker, '{:.2f}')} %")
     print(f"  overhead seconds per trial:                {describe(seconds_per_trial, '{:.4f}')} s")

@@ -14,7 +14,11 @@ from pipeline.config import DEFAULT_STORAGE, ConfigError, StudyConfig, load_stud
 def _study_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study", help="the study file (YAML), e.g. studies/default.yaml")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a study-file value, dotted keys, YAML values (repeatable): "
         "--set sampler.name=random --set search_space.lr.high=0.5",
     )
@@ -33,7 +37,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from pipeline.runner import tune
 
     config = _load(
-        args, storage=args.storage, n_trials=args.n_trials, workers=args.workers, timeout=args.timeout
+        args,
+        storage=args.storage,
+        n_trials=args.n_trials,
+        workers=args.workers,
+        timeout=args.timeout,
     )
     return tune(config, quiet=args.quiet)
 
@@ -59,10 +67,15 @@ def cmd_best(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(args.storage)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    names = [
+        s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    ]
     if args.study not in names:
         known = ", ".join(names) or "none"
-        print(f"error: no study {args.study!r} in {mask_url(args.storage)} (studies there: {known})", file=sys.stderr)
+        print(
+            f"error: no study {args.study!r} in {mask_url(args.storage)} (studies there: {known})",
+            file=sys.stderr,
+        )
         return 2
     record = best_record(optuna.load_study(study_name=args.study, storage=storage))
     if record is None:
@@ -78,22 +91,31 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from pipeline.storage import mask_url, open_storage
 
     storage = open_storage(args.storage)
-    print(f"optuna-dashboard for {mask_url(args.storage)} on http://{args.host}:{args.port} (Ctrl-C stops it)")
+    print(
+        f"optuna-dashboard for {mask_url(args.storage)} on http://{args.host}:{args.port} (Ctrl-C stops it)"
+    )
     optuna_dashboard.run_server(storage, host=args.host, port=args.port)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pipeline", description="Hyperparameter tuning for PyTorch from a YAML study file, on Optuna."
+        prog="pipeline",
+        description="Hyperparameter tuning for PyTorch from a YAML study file, on Optuna.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("tune", help="run (or resume) a study with parallel local workers")
     _study_args(p)
-    p.add_argument("--storage", help=f"storage URL (default: the study file's, else {DEFAULT_STORAGE})")
+    p.add_argument(
+        "--storage", help=f"storage URL (default: the study file's, else {DEFAULT_STORAGE})"
+    )
     p.add_argument("--n-trials", type=int, help="finished trials the study should end with")
-    p.add_argument("--workers", type=int, help="worker processes (default: the study file's, else one per core)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (default: the study file's, else one per core)",
+    )
     p.add_argument("--timeout", type=float, help="start no trial after this many seconds")
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
     p.set_defaults(func=cmd_tune)
@@ -103,14 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("best", help="print a study's best trial")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"storage URL (default {DEFAULT_STORAGE})")
+    p.add_argument(
+        "--storage", default=DEFAULT_STORAGE, help=f"storage URL (default {DEFAULT_STORAGE})"
+    )
     p.add_argument("--study", required=True, help="study name")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_best)
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard over a storage")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"storage URL (default {DEFAULT_STORAGE})")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
+    p.add_argument(
+        "--storage", default=DEFAULT_STORAGE, help=f"storage URL (default {DEFAULT_STORAGE})"
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)"
+    )
     p.add_argument("--port", type=int, default=8080)
     p.set_defaults(func=cmd_dashboard)
     return parser

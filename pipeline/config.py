@@ -111,7 +111,9 @@ class StudyConfig:
         return data
 
 
-def load_study_file(path: str | os.PathLike[str], overrides: list[str] | None = None) -> StudyConfig:
+def load_study_file(
+    path: str | os.PathLike[str], overrides: list[str] | None = None
+) -> StudyConfig:
     """Read, override and validate a study file.
 
     Args:
@@ -131,7 +133,9 @@ def load_study_file(path: str | os.PathLike[str], overrides: list[str] | None = 
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(source, "", f"{line}not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise ConfigError(
+            source, "", f"{line}not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "expected a mapping of study settings at the top level")
     for item in overrides or []:
@@ -155,7 +159,9 @@ def apply_override(raw: dict[str, Any], item: str, source: str) -> None:
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise ConfigError(source, key, f"cannot set a key inside {part!r}, which is not a mapping")
+            raise ConfigError(
+                source, key, f"cannot set a key inside {part!r}, which is not a mapping"
+            )
         node = child
     node[parts[-1]] = value
 
@@ -296,13 +302,17 @@ def _check_values(config: StudyConfig) -> None:
     if config.n_trials is not None and config.n_trials < 1:
         raise ConfigError(src, "n_trials", f"must be at least 1, got {config.n_trials}")
     if config.timeout is not None and config.timeout <= 0:
-        raise ConfigError(src, "timeout", f"must be a positive number of seconds, got {config.timeout}")
+        raise ConfigError(
+            src, "timeout", f"must be a positive number of seconds, got {config.timeout}"
+        )
     if config.workers is not None and config.workers < 1:
         raise ConfigError(src, "workers", f"must be at least 1, got {config.workers}")
     if config.max_retries < 0:
         raise ConfigError(src, "max_retries", f"must be 0 or more, got {config.max_retries}")
     if config.heartbeat_interval is not None and config.heartbeat_interval < 1:
-        raise ConfigError(src, "heartbeat_interval", "must be at least 1 second, or null to disable")
+        raise ConfigError(
+            src, "heartbeat_interval", "must be at least 1 second, or null to disable"
+        )
     if config.grace_period is not None and config.grace_period < 1:
         raise ConfigError(src, "grace_period", "must be at least 1 second, or null for the default")
     if config.metric == "val_loss" and config.direction != "minimize":
@@ -310,7 +320,9 @@ def _check_values(config: StudyConfig) -> None:
     if config.metric == "val_accuracy" and config.direction != "maximize":
         raise ConfigError(src, "direction", "val_accuracy is maximized; use direction: maximize")
     if config.device not in ("auto", "cpu", "cuda") and not _is_cuda_index(config.device):
-        raise ConfigError(src, "device", f"expected auto, cpu, cuda or cuda:N, got {config.device!r}")
+        raise ConfigError(
+            src, "device", f"expected auto, cpu, cuda or cuda:N, got {config.device!r}"
+        )
     storage.check_url(config.storage, src)
     task = tasks.resolve_task(config.task, src)
     space.check_space(config.search_space, task, src)

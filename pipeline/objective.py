@@ -136,14 +136,28 @@ class Objective:
                 raise optuna.TrialPruned(f"loss diverged at epoch {result.epoch}")
             trial.report(self._metric(result), result.epoch)
             if self.should_stop():
-                raise TrialInterrupted(f"trial {trial.number} interrupted after epoch {result.epoch}")
+                raise TrialInterrupted(
+                    f"trial {trial.number} interrupted after epoch {result.epoch}"
+                )
             if result.epoch < config.max_epochs and trial.should_prune():
-                trial.set_user_attr("pruned_reason", f"pruner stopped it after epoch {result.epoch}")
+                trial.set_user_attr(
+                    "pruned_reason", f"pruner stopped it after epoch {result.epoch}"
+                )
                 raise optuna.TrialPruned(f"pruned after epoch {result.epoch}")
 
         s = self.splits
         try:
-            fit(model, s.train_x, s.train_y, s.val_x, s.val_y, hp, config.max_epochs, generator, on_epoch)
+            fit(
+                model,
+                s.train_x,
+                s.train_y,
+                s.val_x,
+                s.val_y,
+                hp,
+                config.max_epochs,
+                generator,
+                on_epoch,
+            )
             started = time.perf_counter()
             test_loss, test_acc = evaluate(model, s.test_x, s.test_y)
             progress.compute += time.perf_counter() - started
@@ -169,4 +183,11 @@ class Objective:
         return float(value) if math.isfinite(value) else math.inf
 
 
-__all__ = ["Objective", "TrialInterrupted", "TrialSkipped", "hyperparameters", "system_attrs", "trial_seed"]
+__all__ = [
+    "Objective",
+    "TrialInterrupted",
+    "TrialSkipped",
+    "hyperparameters",
+    "system_attrs",
+    "trial_seed",
+]

@@ -14,7 +14,15 @@ import optuna
 from pipeline.config import StudyConfig
 from pipeline.storage import mask_url
 
-_PACKAGES = ("optuna-pipeline", "optuna", "optuna-dashboard", "torch", "torchvision", "numpy", "pandas")
+_PACKAGES = (
+    "optuna-pipeline",
+    "optuna",
+    "optuna-dashboard",
+    "torch",
+    "torchvision",
+    "numpy",
+    "pandas",
+)
 
 
 def versions() -> dict[str, str]:
@@ -34,7 +42,11 @@ def git_revision(path: Path | None = None) -> str | None:
     try:
         rev = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            cwd=where, capture_output=True, text=True, timeout=5, check=True,
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

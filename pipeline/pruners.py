@@ -32,7 +32,9 @@ def check_pruner(config: PrunerConfig, source: str) -> None:
     """Reject an unknown pruner, an option its constructor does not take, or a bad patience."""
     if config.name not in PRUNERS:
         raise ConfigError(
-            source, "pruner.name", f"unknown pruner {config.name!r}; expected one of {', '.join(PRUNERS)}"
+            source,
+            "pruner.name",
+            f"unknown pruner {config.name!r}; expected one of {', '.join(PRUNERS)}",
         )
     factory = PRUNERS[config.name]
     try:
@@ -41,9 +43,13 @@ def check_pruner(config: PrunerConfig, source: str) -> None:
         raise ConfigError(source, "pruner.options", f"{factory.__name__}: {exc}") from None
     if config.patience is not None:
         if config.name == "none":
-            raise ConfigError(source, "pruner.patience", "needs a pruner to wrap; pruner none never prunes")
+            raise ConfigError(
+                source, "pruner.patience", "needs a pruner to wrap; pruner none never prunes"
+            )
         if config.patience < 0:
-            raise ConfigError(source, "pruner.patience", f"must be 0 or more, got {config.patience}")
+            raise ConfigError(
+                source, "pruner.patience", f"must be 0 or more, got {config.patience}"
+            )
     try:
         make_pruner(config, max_epochs=100)
     except (ValueError, TypeError) as exc:

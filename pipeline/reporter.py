@@ -26,7 +26,11 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)
-        return f"{value:.4g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.4f}".rstrip("0").rstrip(".")
+        return (
+            f"{value:.4g}"
+            if abs(value) < 1e-3 or abs(value) >= 1e4
+            else f"{value:.4f}".rstrip("0").rstrip(".")
+        )
     return "-" if value is None else str(value)
 
 
@@ -74,7 +78,8 @@ class LiveReporter:
             f"{self.config.metric} ({self.config.direction}), {total} trials, "
             f"{self.config.max_epochs} epochs max\n"
             f"Storage {storage}; {workers} worker(s) x {threads} thread(s) on {self.config.device}",
-            file=self.out, flush=True,
+            file=self.out,
+            flush=True,
         )
         cols = ["trial", "state   "] + [n.rjust(self.widths[n]) for n in self.params]
         cols += ["val_loss", " val_acc", "epochs", "seconds"]
@@ -87,7 +92,10 @@ class LiveReporter:
         if self.finished_before is None:
             self.finished_before = sum(t.state in _FINISHED[:2] for t in trials)
             self.printed.update(t.number for t in finished)
-        new = sorted((t for t in finished if t.number not in self.printed), key=lambda t: t.datetime_complete or 0)
+        new = sorted(
+            (t for t in finished if t.number not in self.printed),
+            key=lambda t: t.datetime_complete or 0,
+        )
         if self.quiet:
             self.printed.update(t.number for t in new)
             return
@@ -123,7 +131,11 @@ class LiveReporter:
             _fmt(None if seconds is None else round(seconds, 1)).rjust(7),
         ]
         row = "  ".join(cells)
-        reason = attrs.get("pruned_reason") if trial.state == TrialState.PRUNED else attrs.get("fail_reason")
+        reason = (
+            attrs.get("pruned_reason")
+            if trial.state == TrialState.PRUNED
+            else attrs.get("fail_reason")
+        )
         if trial.state != TrialState.COMPLETE and reason:
             row += f"  ({reason})"
         return row
@@ -132,7 +144,10 @@ class LiveReporter:
         done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         elapsed = time.time() - self.started
-        parts = [f"{done}/{self.total if self.total is not None else '-'} done", f"{running} running"]
+        parts = [
+            f"{done}/{self.total if self.total is not None else '-'} done",
+            f"{running} running",
+        ]
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         if complete:
             best = self.study.best_trial
@@ -161,10 +176,13 @@ class LiveReporter:
         print(format_best(record), file=self.out)
         storage = self.config.storage
         command = (
-            "make dashboard" if storage == DEFAULT_STORAGE
+            "make dashboard"
+            if storage == DEFAULT_STORAGE
             else f"pipeline dashboard --storage '{mask_url(storage)}'"
         )
-        print(f"\nBrowse every trial: {command}  (http://127.0.0.1:8080)", file=self.out, flush=True)
+        print(
+            f"\nBrowse every trial: {command}  (http://127.0.0.1:8080)", file=self.out, flush=True
+        )
         return 0
 
 

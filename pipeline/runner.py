@@ -23,7 +23,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event
 from typing import Literal, TextIO
@@ -59,7 +59,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"error: device {name!r} was asked for but CUDA is not available; use device: auto or cpu")
+        raise SystemExit(
+            f"error: device {name!r} was asked for but CUDA is not available; use device: auto or cpu"
+        )
     return device
 
 
@@ -73,7 +75,9 @@ def storage_for(config: StudyConfig) -> optuna.storages.BaseStorage:
     )
 
 
-def load_study(config: StudyConfig, storage: optuna.storages.BaseStorage, worker: int = 0) -> optuna.Study:
+def load_study(
+    config: StudyConfig, storage: optuna.storages.BaseStorage, worker: int = 0
+) -> optuna.Study:
     """Create or load the study with this worker's sampler and the study's pruner."""
     return optuna.create_study(
         study_name=config.study_name,
@@ -184,8 +188,13 @@ def run_worker(
     study = load_study(config, storage, worker)
     budget = budget_for(config, study, deadline)
     objective = Objective(
-        config, task, splits, device, should_stop=should_stop,
-        is_surplus=lambda trial: budget.is_surplus(study, trial), worker=worker,
+        config,
+        task,
+        splits,
+        device,
+        should_stop=should_stop,
+        is_surplus=lambda trial: budget.is_surplus(study, trial),
+        worker=worker,
     )
     failures = 0
     ran = 0
@@ -207,7 +216,8 @@ def run_worker(
         print(
             f"worker {worker}: trial {trial.number} failed: {reason}"
             + (f" (retry {retries + 1} of {config.max_retries} queued)" if retry else ""),
-            file=log, flush=True,
+            file=log,
+            flush=True,
         )
         if retry:
             requeue(study, trial)
@@ -230,7 +240,8 @@ def run_worker(
             print(
                 f"worker {worker}: stopping after {failures} failed trials in a row; "
                 "see the trials' fail_reason and fix the study file or the task",
-                file=log, flush=True,
+                file=log,
+                flush=True,
             )
             return -ran
     return ran
@@ -266,7 +277,9 @@ def tune(config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout) -> 
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
     procs = [
-        ctx.Process(target=_worker_process, args=(config, i, stop, deadline, threads), name=f"worker-{i}")
+        ctx.Process(
+            target=_worker_process, args=(config, i, stop, deadline, threads), name=f"worker-{i}"
+        )
         for i in range(n_workers)
     ]
     for proc in procs:
@@ -277,7 +290,9 @@ def tune(config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout) -> 
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
         stop.set()
-        print("\nInterrupted: running trials stop after their current epoch ...", file=out, flush=True)
+        print(
+            "\nInterrupted: running trials stop after their current epoch ...", file=out, flush=True
+        )
         _join(procs)
         reporter.poll()
         print("Stopped. Run the same command again to resume the study.", file=out, flush=True)
@@ -291,7 +306,7 @@ def tune(config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout) -> 
     return code
 
 
-def _join(procs: list[mp.process.BaseProcess]) -> None:
+def _join(procs: Sequence[mp.process.BaseProcess]) -> None:
     try:
         for proc in procs:
             proc.join()

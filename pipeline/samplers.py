@@ -32,11 +32,15 @@ def check_sampler(config: SamplerConfig, space: Mapping[str, ParamSpec], source:
     search over a continuous parameter without grid values."""
     if config.name not in SAMPLERS:
         raise ConfigError(
-            source, "sampler.name", f"unknown sampler {config.name!r}; expected one of {', '.join(SAMPLERS)}"
+            source,
+            "sampler.name",
+            f"unknown sampler {config.name!r}; expected one of {', '.join(SAMPLERS)}",
         )
     for reserved in ("seed", "search_space"):
         if reserved in config.options:
-            raise ConfigError(source, f"sampler.options.{reserved}", "is set by the pipeline; remove it")
+            raise ConfigError(
+                source, f"sampler.options.{reserved}", "is set by the pipeline; remove it"
+            )
     factory = SAMPLERS[config.name]
     try:
         inspect.signature(factory).bind_partial(**config.options)
@@ -47,7 +51,9 @@ def check_sampler(config: SamplerConfig, space: Mapping[str, ParamSpec], source:
             try:
                 space_mod.grid_values(name, spec)
             except ValueError as exc:
-                raise ConfigError(source, f"search_space.{name}.grid", str(exc).partition(": ")[2]) from None
+                raise ConfigError(
+                    source, f"search_space.{name}.grid", str(exc).partition(": ")[2]
+                ) from None
     try:
         make_sampler(config, space)
     except (TypeError, ValueError) as exc:

@@ -97,7 +97,9 @@ def _check_fields(spec: ParamSpec) -> None:
     allowed = _ALLOWED[spec.type]
     for name in ("low", "high", "log", "step", "choices", "value", "grid"):
         if getattr(spec, name) not in (None, False) and name not in allowed:
-            raise ValueError(f"{name}: not used by type {spec.type} (it takes {', '.join(sorted(allowed))})")
+            raise ValueError(
+                f"{name}: not used by type {spec.type} (it takes {', '.join(sorted(allowed))})"
+            )
 
 
 def _range(spec: ParamSpec) -> tuple[float, float]:
@@ -137,8 +139,10 @@ def check_space(space: Mapping[str, ParamSpec], task: Task, source: str) -> None
         key = f"search_space.{name}"
         if name not in known:
             raise ConfigError(
-                source, key, f"unknown hyperparameter for task {task.name}; expected one of: "
-                + ", ".join(sorted(known))
+                source,
+                key,
+                f"unknown hyperparameter for task {task.name}; expected one of: "
+                + ", ".join(sorted(known)),
             )
         try:
             to_distribution(spec)
@@ -164,7 +168,9 @@ def _check_condition(
     elif spec.type == "fixed":
         values = [spec.value]
     else:
-        raise ConfigError(source, key, f"{parent} is {spec.type}; conditions need categorical values")
+        raise ConfigError(
+            source, key, f"{parent} is {spec.type}; conditions need categorical values"
+        )
     for value in wanted if isinstance(wanted, list) else [wanted]:
         if value not in values:
             raise ConfigError(source, key, f"{value!r} is not one of {parent}'s values {values}")
@@ -192,9 +198,13 @@ def suggest(trial: optuna.Trial, space: Mapping[str, ParamSpec]) -> dict[str, An
         if isinstance(dist, CategoricalDistribution):
             values[name] = trial.suggest_categorical(name, dist.choices)
         elif isinstance(dist, IntDistribution):
-            values[name] = trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+            values[name] = trial.suggest_int(
+                name, dist.low, dist.high, step=dist.step, log=dist.log
+            )
         elif isinstance(dist, FloatDistribution):
-            values[name] = trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+            values[name] = trial.suggest_float(
+                name, dist.low, dist.high, step=dist.step, log=dist.log
+            )
     return values
 
 
@@ -256,4 +266,3 @@ __all__ = [
     "suggest",
     "to_distribution",
 ]
-

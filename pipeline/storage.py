@@ -22,8 +22,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import optuna
-from sqlalchemy import event
+import optuna.storages.journal
 from optuna.storages import BaseStorage
+from sqlalchemy import event
 
 from pipeline.config import ConfigError
 
@@ -48,7 +49,8 @@ def check_url(url: str, source: str = "<memory>") -> None:
     """Reject a URL no backend understands, before anything connects to it."""
     if "://" not in url or scheme_of(url) not in SCHEMES:
         raise ConfigError(
-            source, "storage",
+            source,
+            "storage",
             f"unsupported storage URL {mask_url(url)!r}; expected sqlite:///path, "
             "postgresql+psycopg://..., mysql+pymysql://..., journal:///path, redis://... "
             "or grpc://host:port",

@@ -13,7 +13,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-POSTGRES_URL = os.environ.get("PIPELINE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "PIPELINE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("PIPELINE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
@@ -53,13 +55,20 @@ def write_study(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m pipeline ARGS`` as a user would, with tests/ importable for the
     tests' own task plug-ins."""
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
-        cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout, **kwargs,
+        cwd=cwd or REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
     )
 
 

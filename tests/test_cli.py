@@ -29,7 +29,13 @@ def test_tune_shows_progress_and_the_best_trial_then_best_reads_it_back(
     assert "trial  state" in out and "val_loss" in out
     assert out.count("COMPLETE") == 3
     assert "[3/3 done" in out
-    for line in ("Best trial #", "validation loss:", "validation accuracy:", "test accuracy:", "pipeline dashboard --storage"):
+    for line in (
+        "Best trial #",
+        "validation loss:",
+        "validation accuracy:",
+        "test accuracy:",
+        "pipeline dashboard --storage",
+    ):
         assert line in out
 
     url = f"sqlite:///{tmp_path}/optuna.db"
@@ -59,14 +65,27 @@ def test_dashboard_shows_the_study_with_curves_and_metrics(
     port = _free_port()
     log = open(tmp_path / "dashboard.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "dashboard", "--storage", f"sqlite:///{tmp_path}/optuna.db", "--port", str(port)],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "dashboard",
+            "--storage",
+            f"sqlite:///{tmp_path}/optuna.db",
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         detail = None
         for _ in range(100):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/1", timeout=5) as r:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/studies/1", timeout=5
+                ) as r:
                     detail = json.load(r)
                 break
             except OSError:
@@ -88,7 +107,9 @@ def test_dashboard_shows_the_study_with_curves_and_metrics(
 
 
 def test_module_and_console_script_share_the_parser() -> None:
-    result = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0
     for command in ("tune", "validate", "best", "dashboard"):
         assert command in result.stdout

@@ -30,8 +30,14 @@ VALID = [
     ("pow2", _mutate("search_space.l1", {"type": "pow2", "low": 4, "high": 256})),
     ("fixed scalar shorthand", _mutate("search_space.l2", 64)),
     ("int with step", _mutate("search_space.l1", {"type": "int", "low": 8, "high": 64, "step": 8})),
-    ("float with step", _mutate("search_space.momentum", {"type": "float", "low": 0.5, "high": 0.9, "step": 0.1})),
-    ("exponent written 1e-4", _mutate("search_space.lr", {"type": "float", "low": "1e-4", "high": 0.1, "log": True})),
+    (
+        "float with step",
+        _mutate("search_space.momentum", {"type": "float", "low": 0.5, "high": 0.9, "step": 0.1}),
+    ),
+    (
+        "exponent written 1e-4",
+        _mutate("search_space.lr", {"type": "float", "low": "1e-4", "high": 0.1, "log": True}),
+    ),
     ("timeout only", lambda s: s.update(n_trials=None, timeout=30)),
     ("user task", _mutate("task", {"name": "tiny_task:tiny", "options": {"n": 50}})),
     ("patience", _mutate("pruner", {"name": "median", "patience": 2})),
@@ -61,38 +67,197 @@ INVALID = [
     ("zero trials", _mutate("n_trials", 0), "n_trials", "at least 1"),
     ("no budget", lambda s: s.update(n_trials=None), "n_trials", "set n_trials, timeout or both"),
     ("missing required", lambda s: s.pop("task"), "task", "required key is missing"),
-    ("unknown sampler", _mutate("sampler.name", "tpee"), "sampler.name", "unknown sampler 'tpee'; expected one of grid, random, tpe, gp, cmaes, qmc"),
+    (
+        "unknown sampler",
+        _mutate("sampler.name", "tpee"),
+        "sampler.name",
+        "unknown sampler 'tpee'; expected one of grid, random, tpe, gp, cmaes, qmc",
+    ),
     ("unknown pruner", _mutate("pruner.name", "asha2"), "pruner.name", "unknown pruner 'asha2'"),
-    ("unknown sampler option", _mutate("sampler.options", {"n_startup": 3}), "sampler.options", "unexpected keyword argument 'n_startup'"),
-    ("seed inside options", _mutate("sampler.options", {"seed": 3}), "sampler.options.seed", "set by the pipeline"),
-    ("unknown pruner option", _mutate("pruner.options", {"warmup": 3}), "pruner.options", "unexpected keyword argument 'warmup'"),
-    ("bad pruner option value", _mutate("pruner", {"name": "percentile", "options": {"percentile": 150.0}}), "pruner.options", "percentile"),
-    ("negative patience", _mutate("pruner", {"name": "median", "patience": -1}), "pruner.patience", "0 or more"),
-    ("patience without pruner", _mutate("pruner", {"name": "none", "patience": 2}), "pruner.patience", "needs a pruner"),
+    (
+        "unknown sampler option",
+        _mutate("sampler.options", {"n_startup": 3}),
+        "sampler.options",
+        "unexpected keyword argument 'n_startup'",
+    ),
+    (
+        "seed inside options",
+        _mutate("sampler.options", {"seed": 3}),
+        "sampler.options.seed",
+        "set by the pipeline",
+    ),
+    (
+        "unknown pruner option",
+        _mutate("pruner.options", {"warmup": 3}),
+        "pruner.options",
+        "unexpected keyword argument 'warmup'",
+    ),
+    (
+        "bad pruner option value",
+        _mutate("pruner", {"name": "percentile", "options": {"percentile": 150.0}}),
+        "pruner.options",
+        "percentile",
+    ),
+    (
+        "negative patience",
+        _mutate("pruner", {"name": "median", "patience": -1}),
+        "pruner.patience",
+        "0 or more",
+    ),
+    (
+        "patience without pruner",
+        _mutate("pruner", {"name": "none", "patience": 2}),
+        "pruner.patience",
+        "needs a pruner",
+    ),
     ("unknown task", _mutate("task.name", "cifar100"), "task.name", "unknown task 'cifar100'"),
-    ("task module missing", _mutate("task.name", "no_such_module:task"), "task.name", "cannot import 'no_such_module'"),
-    ("task function missing", _mutate("task.name", "tiny_task:nope"), "task.name", "has no function 'nope'"),
-    ("task returns no Task", _mutate("task.name", "tiny_task:not_a_task"), "task.name", "expected pipeline.tasks.Task"),
-    ("unknown task option", _mutate("task.options", {"val_frac": 0.1}), "task.options.val_frac", "unknown option for task digits"),
-    ("inverted range", _mutate("search_space.lr", {"type": "float", "low": 0.1, "high": 0.01}), "search_space.lr.low/high", "is inverted"),
-    ("empty range", _mutate("search_space.lr", {"type": "float", "low": 0.1, "high": 0.1}), "search_space.lr.low/high", "is empty"),
-    ("log of zero", _mutate("search_space.lr", {"type": "float", "low": 0.0, "high": 0.1, "log": True}), "search_space.lr.low", "positive with log"),
-    ("log and step", _mutate("search_space.lr", {"type": "float", "low": 0.01, "high": 0.1, "log": True, "step": 0.01}), "search_space.lr.step", "cannot be combined"),
-    ("missing high", _mutate("search_space.lr", {"type": "float", "low": 0.01}), "search_space.lr.high", "required for type float"),
-    ("non-integer int bound", _mutate("search_space.l1", {"type": "int", "low": 1.5, "high": 8}), "search_space.l1.low", "must be an integer"),
-    ("unknown param type", _mutate("search_space.lr", {"type": "uniform", "low": 0.01, "high": 0.1}), "search_space.lr.type", "expected one of 'float'"),
-    ("field of another type", _mutate("search_space.lr", {"type": "float", "low": 0.01, "high": 0.1, "choices": [1]}), "search_space.lr.choices", "not used by type float"),
-    ("empty choices", _mutate("search_space.batch_size", {"type": "categorical", "choices": []}), "search_space.batch_size.choices", "at least one value"),
-    ("duplicate choices", _mutate("search_space.batch_size", {"type": "categorical", "choices": [8, 8]}), "search_space.batch_size.choices", "distinct"),
-    ("pow2 bound not a power", _mutate("search_space.l1", {"type": "pow2", "low": 5, "high": 256}), "search_space.l1.low", "power of two"),
-    ("unknown hyperparameter", _mutate("search_space.lr2", {"type": "float", "low": 0.01, "high": 0.1}), "search_space.lr2", "unknown hyperparameter for task digits"),
-    ("grid value out of range", _mutate("search_space.lr", {"type": "float", "low": 0.01, "high": 0.1, "grid": [0.5]}), "search_space.lr.grid", "outside"),
-    ("grid needs values", _mutate("sampler.name", "grid"), "search_space.lr.grid", "needs an explicit `grid: [...]`"),
-    ("condition on unknown parameter", _mutate("search_space.momentum", {"type": "float", "low": 0.5, "high": 0.9, "when": {"optimizer": "sgd"}}), "search_space.momentum.when.optimizer", "listed above"),
-    ("condition on a value never chosen", lambda s: s["search_space"].update(optimizer={"type": "categorical", "choices": ["sgd"]}, momentum={"type": "float", "low": 0.5, "high": 0.9, "when": {"optimizer": "adam"}}), "search_space.momentum.when.optimizer", "'adam' is not one of"),
-    ("nothing to search", _mutate("search_space", {"lr": 0.1}), "search_space", "at least one parameter"),
-    ("direction against metric", _mutate("direction", "maximize"), "direction", "val_loss is minimized"),
-    ("unknown metric", _mutate("metric", "loss"), "metric", "expected one of 'val_loss', 'val_accuracy'"),
+    (
+        "task module missing",
+        _mutate("task.name", "no_such_module:task"),
+        "task.name",
+        "cannot import 'no_such_module'",
+    ),
+    (
+        "task function missing",
+        _mutate("task.name", "tiny_task:nope"),
+        "task.name",
+        "has no function 'nope'",
+    ),
+    (
+        "task returns no Task",
+        _mutate("task.name", "tiny_task:not_a_task"),
+        "task.name",
+        "expected pipeline.tasks.Task",
+    ),
+    (
+        "unknown task option",
+        _mutate("task.options", {"val_frac": 0.1}),
+        "task.options.val_frac",
+        "unknown option for task digits",
+    ),
+    (
+        "inverted range",
+        _mutate("search_space.lr", {"type": "float", "low": 0.1, "high": 0.01}),
+        "search_space.lr.low/high",
+        "is inverted",
+    ),
+    (
+        "empty range",
+        _mutate("search_space.lr", {"type": "float", "low": 0.1, "high": 0.1}),
+        "search_space.lr.low/high",
+        "is empty",
+    ),
+    (
+        "log of zero",
+        _mutate("search_space.lr", {"type": "float", "low": 0.0, "high": 0.1, "log": True}),
+        "search_space.lr.low",
+        "positive with log",
+    ),
+    (
+        "log and step",
+        _mutate(
+            "search_space.lr",
+            {"type": "float", "low": 0.01, "high": 0.1, "log": True, "step": 0.01},
+        ),
+        "search_space.lr.step",
+        "cannot be combined",
+    ),
+    (
+        "missing high",
+        _mutate("search_space.lr", {"type": "float", "low": 0.01}),
+        "search_space.lr.high",
+        "required for type float",
+    ),
+    (
+        "non-integer int bound",
+        _mutate("search_space.l1", {"type": "int", "low": 1.5, "high": 8}),
+        "search_space.l1.low",
+        "must be an integer",
+    ),
+    (
+        "unknown param type",
+        _mutate("search_space.lr", {"type": "uniform", "low": 0.01, "high": 0.1}),
+        "search_space.lr.type",
+        "expected one of 'float'",
+    ),
+    (
+        "field of another type",
+        _mutate("search_space.lr", {"type": "float", "low": 0.01, "high": 0.1, "choices": [1]}),
+        "search_space.lr.choices",
+        "not used by type float",
+    ),
+    (
+        "empty choices",
+        _mutate("search_space.batch_size", {"type": "categorical", "choices": []}),
+        "search_space.batch_size.choices",
+        "at least one value",
+    ),
+    (
+        "duplicate choices",
+        _mutate("search_space.batch_size", {"type": "categorical", "choices": [8, 8]}),
+        "search_space.batch_size.choices",
+        "distinct",
+    ),
+    (
+        "pow2 bound not a power",
+        _mutate("search_space.l1", {"type": "pow2", "low": 5, "high": 256}),
+        "search_space.l1.low",
+        "power of two",
+    ),
+    (
+        "unknown hyperparameter",
+        _mutate("search_space.lr2", {"type": "float", "low": 0.01, "high": 0.1}),
+        "search_space.lr2",
+        "unknown hyperparameter for task digits",
+    ),
+    (
+        "grid value out of range",
+        _mutate("search_space.lr", {"type": "float", "low": 0.01, "high": 0.1, "grid": [0.5]}),
+        "search_space.lr.grid",
+        "outside",
+    ),
+    (
+        "grid needs values",
+        _mutate("sampler.name", "grid"),
+        "search_space.lr.grid",
+        "needs an explicit `grid: [...]`",
+    ),
+    (
+        "condition on unknown parameter",
+        _mutate(
+            "search_space.momentum",
+            {"type": "float", "low": 0.5, "high": 0.9, "when": {"optimizer": "sgd"}},
+        ),
+        "search_space.momentum.when.optimizer",
+        "listed above",
+    ),
+    (
+        "condition on a value never chosen",
+        lambda s: s["search_space"].update(
+            optimizer={"type": "categorical", "choices": ["sgd"]},
+            momentum={"type": "float", "low": 0.5, "high": 0.9, "when": {"optimizer": "adam"}},
+        ),
+        "search_space.momentum.when.optimizer",
+        "'adam' is not one of",
+    ),
+    (
+        "nothing to search",
+        _mutate("search_space", {"lr": 0.1}),
+        "search_space",
+        "at least one parameter",
+    ),
+    (
+        "direction against metric",
+        _mutate("direction", "maximize"),
+        "direction",
+        "val_loss is minimized",
+    ),
+    (
+        "unknown metric",
+        _mutate("metric", "loss"),
+        "metric",
+        "expected one of 'val_loss', 'val_accuracy'",
+    ),
     ("bad storage", _mutate("storage", "mongodb://x"), "storage", "unsupported storage URL"),
     ("bad device", _mutate("device", "gpu"), "device", "expected auto, cpu, cuda or cuda:N"),
 ]
@@ -117,7 +282,16 @@ def test_invalid_study_files_name_key_and_fix(
 def test_overrides_use_dotted_keys_and_yaml_values(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(minimal_study()))
-    config = load_study_file(path, ["sampler.name=tpe", "n_trials=7", "search_space.lr.high=0.5", "pruner.options.n_warmup_steps=1", "pruner.name=median"])
+    config = load_study_file(
+        path,
+        [
+            "sampler.name=tpe",
+            "n_trials=7",
+            "search_space.lr.high=0.5",
+            "pruner.options.n_warmup_steps=1",
+            "pruner.name=median",
+        ],
+    )
     assert (config.sampler.name, config.n_trials, config.search_space["lr"].high) == ("tpe", 7, 0.5)
     assert config.pruner.options == {"n_warmup_steps": 1}
 
@@ -134,8 +308,11 @@ def test_bad_overrides(item: str, message: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("study_name: [unclosed", "not valid YAML"), ("- just\n- a list\n", "mapping of study settings"),
-     ("!!python/object:os.system {}\n", "not valid YAML")],
+    [
+        ("study_name: [unclosed", "not valid YAML"),
+        ("- just\n- a list\n", "mapping of study settings"),
+        ("!!python/object:os.system {}\n", "not valid YAML"),
+    ],
 )
 def test_unreadable_files(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "s.yaml"

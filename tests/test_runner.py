@@ -54,15 +54,16 @@ def test_a_raising_trial_is_retried_with_the_same_parameters(tmp_path: Path) -> 
     url = f"sqlite:///{tmp_path}/s.db"
     config = parse_study(
         minimal_study(
-            storage=url, n_trials=1, max_retries=2,
+            storage=url,
+            n_trials=1,
+            max_retries=2,
             task={"name": "tiny_task:tiny"},
             search_space={"fail": {"type": "categorical", "choices": [True]}},
         )
     )
     prepare_study(config, storage_for(config))
-    log = open(tmp_path / "log", "w")
-    run_worker(config, log=log)
-    log.close()
+    with open(tmp_path / "log", "w") as log:
+        run_worker(config, log=log)
     trials = _load(url, config.study_name).trials
     assert [t.state for t in trials[:3]] == [TrialState.FAIL] * 3
     assert [t.params for t in trials[:3]] == [{"fail": True}] * 3
@@ -74,7 +75,9 @@ def test_a_raising_trial_is_retried_with_the_same_parameters(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_two_workers_end_with_exactly_n_trials(write_study: Callable[..., Path], tmp_path: Path) -> None:
+def test_two_workers_end_with_exactly_n_trials(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
     path = write_study(n_trials=9, workers=2, max_epochs=1)
     result = run_cli("tune", str(path))
     assert result.returncode == 0, result.stderr
@@ -87,9 +90,13 @@ def test_two_workers_end_with_exactly_n_trials(write_study: Callable[..., Path],
 
 
 @pytest.mark.slow
-def test_grid_runs_every_point_exactly_once_with_two_workers(write_study: Callable[..., Path]) -> None:
+def test_grid_runs_every_point_exactly_once_with_two_workers(
+    write_study: Callable[..., Path],
+) -> None:
     path = write_study(
-        n_trials=None, workers=2, max_epochs=1,
+        n_trials=None,
+        workers=2,
+        max_epochs=1,
         sampler={"name": "grid", "seed": 0},
         search_space={
             "lr": {"type": "float", "low": 0.001, "high": 0.1, "grid": [0.001, 0.01, 0.1]},
@@ -101,7 +108,9 @@ def test_grid_runs_every_point_exactly_once_with_two_workers(write_study: Callab
     assert result.returncode == 0, result.stderr
     config = parse_study(__import__("yaml").safe_load(path.read_text()))
     trials = _load(config.storage, config.study_name).trials
-    points = Counter(tuple(sorted(t.params.items())) for t in trials if t.state == TrialState.COMPLETE)
+    points = Counter(
+        tuple(sorted(t.params.items())) for t in trials if t.state == TrialState.COMPLETE
+    )
     assert len(points) == 18 and set(points.values()) == {1}
     assert len(trials) == 18
 
@@ -130,7 +139,12 @@ def _free_port() -> int:
 def test_two_sqlite_workers_and_an_open_dashboard_never_lock(
     write_study: Callable[..., Path], tmp_path: Path
 ) -> None:
-    path = write_study(n_trials=16, workers=2, max_epochs=3, pruner={"name": "median", "options": {"n_startup_trials": 2}})
+    path = write_study(
+        n_trials=16,
+        workers=2,
+        max_epochs=3,
+        pruner={"name": "median", "options": {"n_startup_trials": 2}},
+    )
     url = f"sqlite:///{tmp_path}/optuna.db"
     port = _free_port()
     prepare = run_cli("tune", str(path), "--n-trials", "1")  # creates the study and the file
@@ -138,7 +152,10 @@ def test_two_sqlite_workers_and_an_open_dashboard_never_lock(
     log = open(tmp_path / "dashboard.log", "w")  # a pipe nobody reads would fill and block it
     dashboard = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "dashboard", "--storage", url, "--port", str(port)],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     errors: list[str] = []
     latencies: list[float] = []
@@ -150,7 +167,9 @@ def test_two_sqlite_workers_and_an_open_dashboard_never_lock(
         while not done.is_set():
             try:
                 t0 = time.perf_counter()
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=30) as r:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/studies", timeout=30
+                ) as r:
                     studies = json.load(r)["study_summaries"]
                 for study in studies:
                     url_ = f"http://127.0.0.1:{port}/api/studies/{study['study_id']}?after=0"
@@ -183,3 +202,69 @@ def test_two_sqlite_workers_and_an_open_dashboard_never_lock(
     trials = _load(url, config.study_name).trials
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 16
     assert not [t for t in trials if t.state == TrialState.FAIL]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_records_interrupted_trials_and_the_rerun_resumes_them(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    import os
+    import signal
+
+    # Long enough per trial that Ctrl-C lands mid-training.
+    path = write_study(
+        n_trials=4,
+        workers=2,
+        max_epochs=30,
+        search_space={
+            "lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True},
+            "batch_size": {"type": "categorical", "choices": [2]},
+        },
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "tune", str(path)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, like a terminal's job
+    )
+    config = parse_study(__import__("yaml").safe_load(path.read_text()))
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until both workers train
+        time.sleep(0.5)
+        try:
+            trials = _load(config.storage, config.study_name).trials
+        except KeyError:
+            continue
+        if (
+            sum(len(t.intermediate_values) > 0 for t in trials if t.state == TrialState.RUNNING)
+            == 2
+        ):
+            break
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the whole group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Interrupted" in out
+    trials = _load(config.storage, config.study_name).trials
+    interrupted = [t for t in trials if t.user_attrs.get("fail_reason") == "interrupted"]
+    assert len(interrupted) == 2
+    assert all(t.state == TrialState.FAIL and t.intermediate_values for t in interrupted)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    queued = [t for t in trials if t.state == TrialState.WAITING]
+    assert sorted(t.params["lr"] for t in queued) == sorted(t.params["lr"] for t in interrupted)
+
+    rerun = run_cli("tune", str(path), "--set", "max_epochs=1")
+    assert rerun.returncode == 0, rerun.stderr
+    trials = _load(config.storage, config.study_name).trials
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 4
+    retried = sorted((t for t in finished if "retry_of" in t.user_attrs), key=lambda t: t.number)
+    assert sorted(t.user_attrs["retry_of"] for t in retried) == sorted(
+        t.number for t in interrupted
+    )
+    # The interrupted configurations ran first in the rerun.
+    first_two = sorted(finished, key=lambda t: t.datetime_start)[:2]
+    assert {t.number for t in first_two} == {t.number for t in retried}

@@ -12,7 +12,10 @@ from pipeline.storage import check_url, mask_url, open_storage
 @pytest.mark.parametrize(
     ("url", "masked"),
     [
-        ("postgresql+psycopg://alice:s3cret@db:5432/optuna", "postgresql+psycopg://alice:***@db:5432/optuna"),
+        (
+            "postgresql+psycopg://alice:s3cret@db:5432/optuna",
+            "postgresql+psycopg://alice:***@db:5432/optuna",
+        ),
         ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
         ("error in mysql+pymysql://u:p%40ss@h/db here", "error in mysql+pymysql://u:***@h/db here"),
         ("sqlite:///runs/optuna.db", "sqlite:///runs/optuna.db"),
@@ -29,7 +32,9 @@ def test_unsupported_urls_are_refused(url: str) -> None:
         check_url(url)
 
 
-def test_every_backend_round_trips_a_study(storage_url: str | None, request: pytest.FixtureRequest) -> None:
+def test_every_backend_round_trips_a_study(
+    storage_url: str | None, request: pytest.FixtureRequest
+) -> None:
     storage = open_storage(storage_url) if storage_url else optuna.storages.InMemoryStorage()
     name = f"roundtrip-{request.node.callspec.id}-{id(storage)}"
     study = optuna.create_study(study_name=name, storage=storage)

@@ -27,8 +27,17 @@ def test_there_are_study_files_for_every_sampler_and_pruner() -> None:
 def test_study_file_smoke_runs(path: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/smoke.db"
     result = run_cli(
-        "tune", str(path), "--storage", url, "--n-trials", "2", "--workers", "1",
-        "--set", "max_epochs=1", "--quiet",
+        "tune",
+        str(path),
+        "--storage",
+        url,
+        "--n-trials",
+        "2",
+        "--workers",
+        "1",
+        "--set",
+        "max_epochs=1",
+        "--quiet",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     name = load_study_file(path).study_name

@@ -26,10 +26,19 @@ def test_fit_learns_digits() -> None:
     s, task = objective.splits, objective.task
     assert s.sizes() == (1079, 359, 359)
     torch.manual_seed(0)
-    hp = {"optimizer": "adam", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 32, **task.hyperparameters}
+    hp = {
+        "optimizer": "adam",
+        "lr": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+        "batch_size": 32,
+        **task.hyperparameters,
+    }
     model = task.build_model(hp, s)
     before = evaluate(model, s.val_x, s.val_y)[1]
-    results = fit(model, s.train_x, s.train_y, s.val_x, s.val_y, hp, 5, torch.Generator().manual_seed(0))
+    results = fit(
+        model, s.train_x, s.train_y, s.val_x, s.val_y, hp, 5, torch.Generator().manual_seed(0)
+    )
     assert [r.epoch for r in results] == [1, 2, 3, 4, 5]
     assert results[-1].val_accuracy > 0.8 > before
     assert results[-1].val_loss < results[0].val_loss

@@ -85,7 +85,8 @@ def resolve_task(config: TaskConfig, source: str = "<memory>") -> Task:
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(
-            source, "task.name",
+            source,
+            "task.name",
             f"unknown task {config.name!r}; expected one of {', '.join(REGISTRY)} "
             "or package.module:function",
         )
@@ -99,12 +100,18 @@ def resolve_task(config: TaskConfig, source: str = "<memory>") -> Task:
     task = factory()
     if not isinstance(task, Task):
         raise ConfigError(
-            source, "task.name", f"{target} returned {type(task).__name__}, expected pipeline.tasks.Task"
+            source,
+            "task.name",
+            f"{target} returned {type(task).__name__}, expected pipeline.tasks.Task",
         )
     for key in config.options:
         if key not in task.options:
             known = ", ".join(task.options) or "none"
-            raise ConfigError(source, f"task.options.{key}", f"unknown option for task {task.name}; expected: {known}")
+            raise ConfigError(
+                source,
+                f"task.options.{key}",
+                f"unknown option for task {task.name}; expected: {known}",
+            )
     return task
 
 

@@ -34,13 +34,19 @@ class TutorialCNN(nn.Module):
     def __init__(self, conv1: int, conv2: int, l1: int, l2: int, num_classes: int) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, conv1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(conv1, conv2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, conv1, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(conv1, conv2, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(conv2 * 2 * 2, l1), nn.ReLU(),
-            nn.Linear(l1, l2), nn.ReLU(),
+            nn.Linear(conv2 * 2 * 2, l1),
+            nn.ReLU(),
+            nn.Linear(l1, l2),
+            nn.ReLU(),
             nn.Linear(l2, num_classes),
         )
 

@@ -54,7 +54,9 @@ class ConvNet1d(nn.Module):
                 layers.append(nn.MaxPool1d(2))
                 length //= 2
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(width * length, classes))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(width * length, classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -67,12 +69,20 @@ class TutorialNet1d(nn.Module):
     def __init__(self, length: int, l1: int, l2: int, classes: int) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv1d(1, 6, 5), nn.ReLU(), nn.MaxPool1d(2),
-            nn.Conv1d(6, 16, 5), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(1, 6, 5),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+            nn.Conv1d(6, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
         )
         flat = 16 * (((length - 4) // 2 - 4) // 2)
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(flat, l1), nn.ReLU(), nn.Linear(l1, l2), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(flat, l1),
+            nn.ReLU(),
+            nn.Linear(l1, l2),
+            nn.ReLU(),
             nn.Linear(l2, classes),
         )
 
@@ -99,8 +109,13 @@ def mnist1d() -> Task:
         load=load,
         build_model=build_model,
         hyperparameters={
-            "arch": "cnn", "width": 32, "depth": 3, "kernel_size": 5, "dropout": 0.0,
-            "l1": 64, "l2": 32,
+            "arch": "cnn",
+            "width": 32,
+            "depth": 3,
+            "kernel_size": 5,
+            "dropout": 0.0,
+            "l1": 64,
+            "l2": 32,
         },
         options={"val_fraction": 0.1, "split_seed": 0, "data_seed": 42},
         training_defaults={"lr": 0.01, "batch_size": 64, "optimizer": "adamw"},
