@@ -25,6 +25,7 @@ def main() -> None:
     args = parser.parse_args()
     overrides = [
         "sampler.name=random",
+        "sampler.options={}",
         "pruner.name=none",
         "pruner.options={}",
         f"n_trials={args.trials}",

@@ -33,7 +33,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline import provenance, space
-from pipeline.config import StudyConfig
+from pipeline.config import ConfigError, StudyConfig
 from pipeline.objective import Objective, original_trial_number, system_attrs
 from pipeline.pruners import make_pruner
 from pipeline.reporter import LiveReporter
@@ -53,14 +53,16 @@ POLL_SECONDS = 0.5
 Admission = Literal["run", "wait", "stop"]
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, config_source: str = "<memory>") -> torch.device:
     """``auto`` picks CUDA when present; anything else is taken as written."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(
-            f"error: device {name!r} was asked for but CUDA is not available; use device: auto or cpu"
+        raise ConfigError(
+            config_source,
+            "device",
+            f"{name!r} was asked for but CUDA is not available; use auto or cpu",
         )
     return device
 
@@ -261,6 +263,9 @@ def _worker_process(
 def tune(config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout) -> int:
     """Run a study with ``config.workers`` local worker processes; return an exit code."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    resolve_device(
+        config.device, config.source
+    )  # refuse cuda without CUDA here, not in every worker
     storage = storage_for(config)
     study = prepare_study(config, storage)
     n_workers = config.resolved_workers()

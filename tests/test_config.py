@@ -342,3 +342,13 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("validate", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
     assert "cannot read the study file" in result.stderr
+
+
+def test_cuda_without_a_gpu_is_refused_before_workers_start(write_study) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = run_cli("tune", str(write_study(device="cuda")))
+    assert result.returncode == 2
+    assert "device: 'cuda' was asked for but CUDA is not available" in result.stderr
