@@ -136,6 +136,17 @@ class Budget:
             return "run"
         return "wait"
 
+    def remaining(self, study: optuna.Study) -> int:
+        """Trials still to start (queued ones included); a large number for no limit."""
+        trials = study.get_trials(deepcopy=False)
+        waiting = sum(t.state == TrialState.WAITING for t in trials)
+        if self.queue_only:
+            return waiting
+        if self.n_trials is None:
+            return sys.maxsize
+        busy = sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials)
+        return max(waiting, self.n_trials - busy)
+
     def is_surplus(self, study: optuna.Study, trial: optuna.Trial) -> bool:
         if self.queue_only:
             attrs = system_attrs(trial)
@@ -268,10 +279,12 @@ def tune(config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout) -> 
     )  # refuse cuda without CUDA here, not in every worker
     storage = storage_for(config)
     study = prepare_study(config, storage)
-    n_workers = config.resolved_workers()
-    threads = max(1, (os.cpu_count() or 1) // n_workers)
     deadline = time.time() + config.timeout if config.timeout is not None else None
     budget = budget_for(config, study, deadline)
+    # No more workers than trials left to run: a worker without a trial would only race
+    # the others for one and record it as skipped.
+    n_workers = min(config.resolved_workers(), max(1, budget.remaining(study)))
+    threads = max(1, (os.cpu_count() or 1) // n_workers)
     reporter = LiveReporter(study, config, budget.n_trials, quiet=quiet, out=out)
     reporter.header(n_workers, threads, mask_url(config.storage))
     if budget.admit(study) == "stop" and deadline is None:

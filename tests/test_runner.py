@@ -29,7 +29,7 @@ def _load(url: str, name: str) -> optuna.Study:
 def test_budget_marks_a_racing_trial_as_surplus() -> None:
     study = optuna.create_study()
     budget = Budget(n_trials=2)
-    assert budget.admit(study) == "run"
+    assert budget.admit(study) == "run" and budget.remaining(study) == 2
     first, second = study.ask(), study.ask()
     assert budget.admit(study) == "wait"  # two running fill the budget; one may still fail
     third = study.ask()  # a worker admitted in the same instant
@@ -42,6 +42,7 @@ def test_budget_marks_a_racing_trial_as_surplus() -> None:
     assert budget.admit(study) == "run"
     fourth = study.ask()
     assert not budget.is_surplus(study, fourth)
+    assert budget.remaining(study) == 0
     study.tell(fourth, state=TrialState.PRUNED)
     assert budget.admit(study) == "stop"
 
@@ -201,7 +202,10 @@ def test_two_sqlite_workers_and_an_open_dashboard_never_lock(
     config = parse_study(__import__("yaml").safe_load(path.read_text()))
     trials = _load(url, config.study_name).trials
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 16
-    assert not [t for t in trials if t.state == TrialState.FAIL]
+    # A trial created in the instant another worker took the last slot is recorded as
+    # skipped (never sampled or trained); nothing else may fail.
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert all(t.user_attrs["fail_reason"].startswith("skipped") and not t.params for t in failed)
 
 
 @pytest.mark.slow
@@ -268,3 +272,13 @@ def test_ctrl_c_stops_records_interrupted_trials_and_the_rerun_resumes_them(
     # The interrupted configurations ran first in the rerun.
     first_two = sorted(finished, key=lambda t: t.datetime_start)[:2]
     assert {t.number for t in first_two} == {t.number for t in retried}
+
+
+@pytest.mark.slow
+def test_no_more_workers_than_trials_left(write_study: Callable[..., Path]) -> None:
+    path = write_study(n_trials=1, workers=2, max_epochs=1)
+    result = run_cli("tune", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "1 worker(s)" in result.stdout
+    config = parse_study(__import__("yaml").safe_load(path.read_text()))
+    assert len(_load(config.storage, config.study_name).trials) == 1
