@@ -13,10 +13,10 @@ PORT ?= 8080
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install tune validate best dashboard test test-fast lint bench clean
+.PHONY: help install tune worker storage-proxy validate best dashboard test test-fast lint bench clean
 
 help: ## Show the targets and the variables they read
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Variables: STUDY=$(STUDY) STORAGE=$(STORAGE) HOST=$(HOST) PORT=$(PORT) ARGS=\"...\""
 
 $(STAMP): pyproject.toml
@@ -26,8 +26,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the project with its dev tools
 
-tune: $(STAMP) ## Run or resume a study: make tune [STUDY=studies/x.yaml] [ARGS="--n-trials 5 --set k=v"]
-	$(BIN)/pipeline tune $(STUDY) $(ARGS)
+tune: $(STAMP) ## Run or resume a study: make tune [STUDY=studies/x.yaml] [STORAGE=url] [ARGS="--n-trials 5 --set k=v"]
+	$(BIN)/pipeline tune $(STUDY) $(STORAGE_FLAG) $(ARGS)
+
+# Pass --storage only when STORAGE is given on the command line; else the study file's.
+STORAGE_FLAG = $(if $(filter command line environment,$(origin STORAGE)),--storage '$(STORAGE)')
+
+worker: $(STAMP) ## Join a study from this machine: make worker STUDY=... STORAGE=postgresql+psycopg://...
+	$(BIN)/pipeline worker $(STUDY) $(STORAGE_FLAG) $(ARGS)
+
+storage-proxy: $(STAMP) ## Optuna's gRPC proxy in front of STORAGE: make storage-proxy STORAGE=... [PROXY_PORT=13000]
+	$(BIN)/pipeline storage-proxy --storage '$(STORAGE)' --host $(HOST) --port $(or $(PROXY_PORT),13000)
 
 validate: $(STAMP) ## Check a study file and print it resolved: make validate STUDY=...
 	$(BIN)/pipeline validate $(STUDY)

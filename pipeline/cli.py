@@ -1,8 +1,9 @@
-"""The ``pipeline`` command line: tune, validate, best, dashboard."""
+"""The ``pipeline`` command line: tune, worker, storage-proxy, validate, best, dashboard."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -44,6 +45,71 @@ def cmd_tune(args: argparse.Namespace) -> int:
         timeout=args.timeout,
     )
     return tune(config, quiet=args.quiet)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import os
+    import signal
+    import threading
+    import time
+
+    import optuna
+    import torch
+
+    from pipeline.runner import (
+        EXIT_FAILING,
+        EXIT_STORAGE_LOST,
+        STORAGE_ERRORS,
+        StorageLost,
+        open_with_retry,
+        run_worker,
+    )
+    from pipeline.storage import mask_url
+
+    config = _load(args, storage=args.storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # end the epoch, record, re-queue
+        signal.signal(signum, lambda *_: stop.set())
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    # The index offsets the sampler's seed; distinct per worker unless given.
+    worker = args.worker_index if args.worker_index is not None else os.getpid()
+    deadline = time.time() + args.timeout if args.timeout is not None else None
+    try:
+        open_with_retry(config, joining=True)
+        ran = run_worker(config, worker, deadline, should_stop=stop.is_set)
+    except StorageLost as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STORAGE_LOST
+    except STORAGE_ERRORS as exc:
+        print(
+            f"error: cannot reach the storage {mask_url(config.storage)}: {mask_url(str(exc))}",
+            file=sys.stderr,
+        )
+        return EXIT_STORAGE_LOST
+    if stop.is_set():
+        print(f"worker {worker}: interrupted; its running trial was re-queued", file=sys.stderr)
+        return 130
+    if ran < 0:
+        return EXIT_FAILING
+    print(f"worker {worker}: the study's budget is met; this worker ran {ran} trial(s)")
+    return 0
+
+
+def cmd_storage_proxy(args: argparse.Namespace) -> int:
+    from optuna.storages import run_grpc_proxy_server
+
+    from pipeline.storage import mask_url, open_storage
+
+    storage = open_storage(args.storage)
+    print(
+        f"gRPC storage proxy for {mask_url(args.storage)} on {args.host}:{args.port}; "
+        f"workers use --storage grpc://{args.host}:{args.port} (Ctrl-C stops it)",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        run_grpc_proxy_server(storage, host=args.host, port=args.port)
+    return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -120,6 +186,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
     p.set_defaults(func=cmd_tune)
 
+    p = sub.add_parser(
+        "worker", help="join a study from this machine; run trials until its budget is met"
+    )
+    _study_args(p)
+    p.add_argument(
+        "--storage", help="storage URL shared by all workers (default: the study file's)"
+    )
+    p.add_argument("--threads", type=int, help="torch threads (default: one per core)")
+    p.add_argument(
+        "--worker-index", type=int, help="offsets the sampler seed (default: the process id)"
+    )
+    p.add_argument("--timeout", type=float, help="start no trial after this many seconds")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser(
+        "storage-proxy", help="serve Optuna's gRPC storage proxy in front of a database"
+    )
+    p.add_argument("--storage", required=True, help="the database the proxy fronts")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=13000)
+    p.set_defaults(func=cmd_storage_proxy)
+
     p = sub.add_parser("validate", help="check a study file and print it resolved")
     _study_args(p)
     p.set_defaults(func=cmd_validate)
@@ -146,12 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pipeline`` console script."""
+    from pipeline.runner import EXIT_STORAGE_LOST, STORAGE_ERRORS
+    from pipeline.storage import mask_url
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except STORAGE_ERRORS as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: cannot reach the storage: {mask_url(first)}", file=sys.stderr)
+        return EXIT_STORAGE_LOST
 
 
 if __name__ == "__main__":

@@ -94,6 +94,7 @@ class StudyConfig:
     max_retries: int = 0
     heartbeat_interval: int | None = 10
     grace_period: int | None = None
+    storage_retry_seconds: float = 120.0
     source: str = field(default="<memory>", compare=False)
 
     def resolved_workers(self) -> int:
@@ -315,6 +316,8 @@ def _check_values(config: StudyConfig) -> None:
         )
     if config.grace_period is not None and config.grace_period < 1:
         raise ConfigError(src, "grace_period", "must be at least 1 second, or null for the default")
+    if config.storage_retry_seconds < 0:
+        raise ConfigError(src, "storage_retry_seconds", "must be 0 or more seconds")
     if config.metric == "val_loss" and config.direction != "minimize":
         raise ConfigError(src, "direction", "val_loss is minimized; use direction: minimize")
     if config.metric == "val_accuracy" and config.direction != "maximize":

@@ -16,6 +16,7 @@ trials, and Optuna hands each queued trial to exactly one worker, so no point re
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import random
@@ -29,6 +30,8 @@ from multiprocessing.synchronize import Event
 from typing import Literal, TextIO
 
 import optuna
+import redis.exceptions
+import sqlalchemy.exc
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
@@ -48,9 +51,20 @@ GRID_ATTR = "grid_points"  # study user attribute: how many grid points were que
 # A worker whose trials keep failing stops rather than burn the study's time; the
 # failures' reasons are in the trials' user attributes.
 MAX_CONSECUTIVE_FAILURES = 5
+EXIT_FAILING = 3  # a worker's trials kept failing
+EXIT_STORAGE_LOST = 4  # the storage stayed unreachable
 POLL_SECONDS = 0.5
 
 Admission = Literal["run", "wait", "stop"]
+
+# What an unreachable database, Redis server or proxy raises through Optuna.
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (
+    optuna.exceptions.StorageInternalError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    redis.exceptions.ConnectionError,
+    ConnectionError,
+)
 
 
 def resolve_device(name: str, config_source: str = "<memory>") -> torch.device:
@@ -91,9 +105,30 @@ def load_study(
     )
 
 
-def prepare_study(config: StudyConfig, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    """Create or resume the study, record provenance and, for grid search, queue the grid."""
-    study = load_study(config, storage)
+def prepare_study(
+    config: StudyConfig, storage: optuna.storages.BaseStorage, joining: bool = False
+) -> optuna.Study:
+    """Create or resume the study, record provenance and, for grid search, queue the grid.
+
+    Args:
+        joining: A worker joining a study that may already run elsewhere: it records
+            provenance and queues the grid only if it is the one that creates the study
+            (creation is atomic in every storage, so exactly one worker does).
+    """
+    try:
+        study = optuna.create_study(
+            study_name=config.study_name,
+            storage=storage,
+            sampler=make_sampler(config.sampler, config.search_space),
+            pruner=make_pruner(config.pruner, config.max_epochs),
+            direction=config.direction,
+        )
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = load_study(config, storage)
+        created = False
+    if joining and not created:
+        return study
     provenance.record(study, config)
     if config.sampler.name == "grid" and GRID_ATTR not in study.user_attrs:
         points = space.grid_points(config.search_space)
@@ -181,6 +216,83 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     )
 
 
+def storage_error_in(exc: BaseException) -> BaseException | None:
+    """The storage error behind ``exc``, if any. Optuna's optimize loop can mask a failed
+    commit with an error of its own (an UnboundLocalError in its ``finally``), so the
+    whole chain of causes is searched."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, STORAGE_ERRORS):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class StorageLost(Exception):
+    """The storage stayed unreachable for longer than ``storage_retry_seconds``."""
+
+
+class _Outage:
+    """Retries with exponential backoff while the storage is unreachable.
+
+    Finished trials are already committed; a trial that was running when the storage
+    went away is failed by the heartbeat of whichever worker next reaches the database
+    and re-queued with its parameters.
+    """
+
+    def __init__(self, config: StudyConfig, worker: int, log: TextIO) -> None:
+        self.limit = config.storage_retry_seconds
+        self.url = mask_url(config.storage)
+        self.who = f"worker {worker}" if worker >= 0 else "pipeline"
+        self.log = log
+        self.since: float | None = None
+        self.delay = 1.0
+
+    def failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        self.since = self.since if self.since is not None else now
+        waited = now - self.since
+        reason = mask_url(
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        )
+        if waited + self.delay > self.limit:
+            raise StorageLost(
+                f"{self.who}: the storage {self.url} has been unreachable for "
+                f"{waited:.0f} s ({reason}); giving up. Finished trials are safe in it; "
+                "start the worker again once it is back (storage_retry_seconds sets the wait)"
+            ) from exc
+        print(
+            f"{self.who}: storage {self.url} unreachable ({reason[:160]}); "
+            f"retrying in {self.delay:.0f} s",
+            file=self.log,
+            flush=True,
+        )
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, 15.0)
+
+    def ok(self) -> None:
+        if self.since is not None:
+            print(f"{self.who}: storage {self.url} is back", file=self.log, flush=True)
+        self.since = None
+        self.delay = 1.0
+
+
+def open_with_retry(config: StudyConfig, joining: bool, log: TextIO = sys.stderr) -> optuna.Study:
+    """:func:`prepare_study` on the study's storage, waiting out an unreachable storage
+    for up to ``storage_retry_seconds`` (a worker may start before its database)."""
+    outage = _Outage(config, -1, log)
+    while True:
+        try:
+            study = prepare_study(config, storage_for(config), joining=joining)
+        except STORAGE_ERRORS as exc:
+            outage.failed(exc)
+            continue
+        outage.ok()
+        return study
+
+
 def run_worker(
     config: StudyConfig,
     worker: int = 0,
@@ -188,18 +300,28 @@ def run_worker(
     should_stop: Callable[[], bool] = lambda: False,
     log: TextIO = sys.stderr,
 ) -> int:
-    """Run trials until the budget is met; return the number of trials this worker ran.
+    """Run trials until the budget is met; return the number of trials this worker ran,
+    negated when it stopped because its trials kept failing.
 
     Loads the task's data once, onto the device, for all the trials it runs.
+
+    Raises:
+        StorageLost: the storage stayed unreachable past ``storage_retry_seconds``.
     """
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     device = resolve_device(config.device)
     task = resolve_task(config.task, config.source)
     splits = task.load(task.resolve_options(config.task.options)).to(device)
     warm_up()
-    storage = storage_for(config)
-    study = load_study(config, storage, worker)
-    budget = budget_for(config, study, deadline)
+    outage = _Outage(config, worker, log)
+    while True:
+        try:
+            study = load_study(config, storage_for(config), worker)
+            budget = budget_for(config, study, deadline)
+            break
+        except STORAGE_ERRORS as exc:
+            outage.failed(exc)
+    outage.ok()
     objective = Objective(
         config,
         task,
@@ -236,18 +358,40 @@ def run_worker(
             requeue(study, trial)
 
     while not should_stop():
-        decision = budget.admit(study)
-        if decision == "stop":
-            break
-        if decision == "wait":
-            with warnings.catch_warnings():  # experimental API, used on purpose
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
-            time.sleep(POLL_SECONDS)
+        try:
+            decision = budget.admit(study)
+            if decision == "stop":
+                break
+            if decision == "wait":
+                with warnings.catch_warnings():  # experimental API, used on purpose
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)
+                outage.ok()
+                time.sleep(POLL_SECONDS)
+                continue
+            study.optimize(
+                objective,
+                n_trials=1,
+                catch=(Exception,),
+                callbacks=[after_trial],
+                gc_after_trial=False,
+            )
+            outage.ok()
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # The trial was declared dead (no heartbeat during an outage) and re-queued
+            # while this worker still trained it; the re-run owns it now.
+            print(
+                f"worker {worker}: a trial of this worker was taken over after an outage",
+                file=log,
+                flush=True,
+            )
             continue
-        study.optimize(
-            objective, n_trials=1, catch=(Exception,), callbacks=[after_trial], gc_after_trial=False
-        )
+        except Exception as exc:
+            cause = storage_error_in(exc)
+            if cause is None:
+                raise
+            outage.failed(cause)
+            continue
         ran += 1
         if failures >= MAX_CONSECUTIVE_FAILURES:
             print(
@@ -267,18 +411,24 @@ def _worker_process(
     # and the trial be recorded instead of dying mid-write.
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     torch.set_num_threads(threads)
-    ran = run_worker(config, worker, deadline, should_stop=stop.is_set)
-    sys.exit(3 if ran < 0 else 0)
+    try:
+        ran = run_worker(config, worker, deadline, should_stop=stop.is_set)
+    except StorageLost as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_STORAGE_LOST)
+    sys.exit(EXIT_FAILING if ran < 0 else 0)
 
 
 def tune(config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout) -> int:
     """Run a study with ``config.workers`` local worker processes; return an exit code."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    resolve_device(
-        config.device, config.source
-    )  # refuse cuda without CUDA here, not in every worker
-    storage = storage_for(config)
-    study = prepare_study(config, storage)
+    # Refuse cuda without CUDA here, once, rather than in every worker.
+    resolve_device(config.device, config.source)
+    try:
+        study = open_with_retry(config, joining=False)
+    except StorageLost as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STORAGE_LOST
     deadline = time.time() + config.timeout if config.timeout is not None else None
     budget = budget_for(config, study, deadline)
     # No more workers than trials left to run: a worker without a trial would only race
@@ -304,7 +454,9 @@ def tune(config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout) -> 
         proc.start()
     try:
         while any(p.is_alive() for p in procs):
-            reporter.poll()
+            # During an outage the workers report and retry; the table resumes after it.
+            with contextlib.suppress(*STORAGE_ERRORS):
+                reporter.poll()
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
         stop.set()
@@ -315,11 +467,19 @@ def tune(config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout) -> 
         reporter.poll()
         print("Stopped. Run the same command again to resume the study.", file=out, flush=True)
         return 130
+    failed = [p for p in procs if p.exitcode not in (0, None)]
+    if any(p.exitcode == EXIT_STORAGE_LOST for p in failed):
+        print(
+            f"error: the workers lost the storage {mask_url(config.storage)} (see above); "
+            "finished trials are kept: run the same command again once it is back",
+            file=sys.stderr,
+        )
+        return EXIT_STORAGE_LOST
     reporter.poll()
     code = reporter.summary()
-    failed = [p.name for p in procs if p.exitcode not in (0, None)]
     if failed:
-        print(f"error: {', '.join(failed)} exited with an error (see above)", file=sys.stderr)
+        names = ", ".join(p.name or "worker" for p in failed)
+        print(f"error: {names} exited with an error (see above)", file=sys.stderr)
         return 1
     return code
 

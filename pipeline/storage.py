@@ -14,8 +14,10 @@ workers and an open dashboard share one file without "database is locked".
 
 from __future__ import annotations
 
+import random
 import re
 import sqlite3
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from urllib.parse import urlsplit
 
 import optuna
 import optuna.storages.journal
+import sqlalchemy.exc
 from optuna.storages import BaseStorage
 from sqlalchemy import event
 
@@ -103,7 +106,7 @@ def open_storage(
                         max_retry=stale_retries
                     ),
                 }
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            storage = _create_rdb(url, engine_kwargs, heartbeat)
         if scheme == "sqlite":
             event.listen(storage.engine, "connect", _sqlite_pragmas)
             storage.engine.dispose()  # reconnect through the listener
@@ -120,6 +123,21 @@ def open_storage(
     parts = urlsplit(url)
     assert parts.hostname is not None and parts.port is not None  # checked by check_url
     return optuna.storages.GrpcStorageProxy(host=parts.hostname, port=parts.port)
+
+
+def _create_rdb(
+    url: str, engine_kwargs: dict[str, Any], heartbeat: dict[str, Any]
+) -> optuna.storages.RDBStorage:
+    # Workers that start together on an empty database race to create Optuna's tables;
+    # the losers see a duplicate-table error. The tables exist then: try again.
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == 4:
+                raise
+            time.sleep(0.2 + random.random() * 0.5)
+    raise AssertionError("unreachable")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,402 @@
+"""Many workers, many backends, and what must survive: real servers, real processes.
+
+PostgreSQL and Redis are the machine's own (see .ci/run); the database-restart test runs
+a throwaway PostgreSQL cluster of its own so that it can stop it safely.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import sqlalchemy
+import yaml
+from conftest import POSTGRES_URL, REPO, TESTS, minimal_study, run_cli
+from optuna.trial import TrialState
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _tiny_study(path: Path, **overrides: Any) -> dict[str, Any]:
+    study = minimal_study(
+        task={"name": "tiny_task:tiny"},
+        max_epochs=1,
+        search_space={
+            "lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True},
+            "hidden": {"type": "int", "low": 2, "high": 32},
+        },
+    )
+    study.update(overrides)
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return study
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(TESTS)}
+
+
+def _workers(path: Path, n: int, storage: str, *extra: str) -> list[subprocess.Popen[str]]:
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                "worker",
+                str(path),
+                "--storage",
+                storage,
+                "--threads",
+                "1",
+                "--worker-index",
+                str(i),
+                *extra,
+            ],
+            cwd=REPO,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(n)
+    ]
+
+
+def _finish(procs: list[subprocess.Popen[str]], timeout: float = 240) -> list[tuple[int, str, str]]:
+    out = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        out.append((proc.returncode, stdout, stderr))
+    return out
+
+
+def _trials(storage: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    from pipeline.storage import open_storage
+
+    return optuna.load_study(study_name=name, storage=open_storage(storage)).trials
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL server, dropped afterwards."""
+    name = f"pipeline_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    except sqlalchemy.exc.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc}); start it as .ci/run does"
+        )
+    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.mark.slow
+def test_four_postgres_workers_finish_exactly_200_trials(tmp_path: Path, postgres_db: str) -> None:
+    study = _tiny_study(tmp_path / "s.yaml", n_trials=200, heartbeat_interval=5)
+    results = _finish(_workers(tmp_path / "s.yaml", 4, postgres_db))
+    assert [code for code, _, _ in results] == [0, 0, 0, 0], [err for _, _, err in results]
+    trials = _trials(postgres_db, study["study_name"])
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    assert sum(t.state in FINISHED for t in trials) == 200
+    # Anything else is a trial skipped in an end-of-study race, never sampled or trained.
+    others = [t for t in trials if t.state not in FINISHED]
+    assert all(t.user_attrs["fail_reason"].startswith("skipped") and not t.params for t in others)
+    assert len({t.user_attrs["worker"] for t in trials if t.state in FINISHED}) == 4
+
+
+@pytest.mark.slow
+def test_grid_under_four_postgres_workers_runs_each_point_once(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    study = _tiny_study(
+        tmp_path / "s.yaml",
+        n_trials=None,
+        sampler={"name": "grid", "seed": 0},
+        search_space={
+            "lr": {"type": "float", "low": 0.01, "high": 0.5, "grid": [0.01, 0.1, 0.5]},
+            "hidden": {"type": "int", "low": 2, "high": 32, "grid": [2, 8, 32]},
+            "batch_size": {"type": "categorical", "choices": [16, 64]},
+        },
+    )
+    results = _finish(_workers(tmp_path / "s.yaml", 4, postgres_db))
+    assert [code for code, _, _ in results] == [0, 0, 0, 0], [err for _, _, err in results]
+    trials = _trials(postgres_db, study["study_name"])
+    ran = [t for t in trials if t.state == TrialState.COMPLETE]
+    points = Counter(tuple(sorted(t.params.items())) for t in ran)
+    assert len(points) == 18 and set(points.values()) == {1}
+    # A worker that found the queue emptied between its check and its ask records a
+    # skipped trial: no parameters, nothing trained.
+    others = [t for t in trials if t.state != TrialState.COMPLETE]
+    assert all(t.user_attrs["fail_reason"].startswith("skipped") and not t.params for t in others)
+
+
+@pytest.mark.slow
+def test_workers_share_every_backend(tmp_path: Path, storage_url: str | None) -> None:
+    if storage_url is None:
+        pytest.skip("an in-memory storage cannot be shared between processes")
+    if storage_url.startswith("postgresql"):
+        storage_url = storage_url  # the shared test database; study names are unique
+    study = _tiny_study(tmp_path / "s.yaml", n_trials=12)
+    results = _finish(_workers(tmp_path / "s.yaml", 2, storage_url))
+    assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
+    trials = _trials(storage_url, study["study_name"])
+    assert sum(t.state in FINISHED for t in trials) == 12
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_is_retried_and_the_study_completes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = _tiny_study(
+        tmp_path / "s.yaml",
+        n_trials=6,
+        max_epochs=40,
+        heartbeat_interval=1,
+        grace_period=3,
+        task={"name": "tiny_task:tiny", "options": {"n": 2000}},
+        search_space={"lr": {"type": "float", "low": 0.01, "high": 0.05}, "batch_size": 8},
+    )
+    procs = _workers(tmp_path / "s.yaml", 3, url)
+    victim = procs[0]
+    deadline = time.time() + 120
+    killed_trial = None
+    while time.time() < deadline and killed_trial is None:
+        time.sleep(0.3)
+        try:
+            trials = _trials(url, study["study_name"])
+        except KeyError:
+            continue
+        running = [
+            t for t in trials if t.state == TrialState.RUNNING and len(t.intermediate_values) >= 2
+        ]
+        if len(running) == 3:  # every worker, the victim included, is mid-trial
+            victim.send_signal(signal.SIGKILL)
+            killed_trial = running
+    assert killed_trial, "no trial started in time"
+    results = _finish(procs[1:])
+    assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
+    victim.communicate()
+    trials = _trials(url, study["study_name"])
+    assert sum(t.state in FINISHED for t in trials) == 6
+    stale = [
+        t for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("fail_reason")
+    ]
+    assert len(stale) == 1, [(t.number, t.state, t.user_attrs) for t in trials]
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == stale[0].number]
+    assert retry.state in FINISHED and retry.params == stale[0].params
+    assert retry.user_attrs["retry_count"] == 1
+
+
+@pytest.mark.slow
+def test_passwords_never_reach_output_or_stored_attributes(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    secret = "s3cretPW"
+    url = postgres_db.replace("postgres@", f"postgres:{secret}@")  # trust auth ignores it
+    study = _tiny_study(tmp_path / "s.yaml", n_trials=2, workers=1, storage=url)
+    result = run_cli("tune", str(tmp_path / "s.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert secret not in result.stdout + result.stderr
+    assert "postgres:***@" in result.stdout
+    stored = optuna.load_study(study_name=study["study_name"], storage=postgres_db)
+    assert secret not in repr(stored.user_attrs) + repr([t.user_attrs for t in stored.trials])
+    assert secret not in run_cli("validate", str(tmp_path / "s.yaml")).stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_workers_behind_the_grpc_storage_proxy(tmp_path: Path) -> None:
+    port = _free_port()
+    with open(tmp_path / "proxy.log", "w") as log:
+        proxy = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                "storage-proxy",
+                "--storage",
+                f"sqlite:///{tmp_path}/o.db",
+                "--port",
+                str(port),
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            for _ in range(100):
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.2)
+            study = _tiny_study(tmp_path / "s.yaml", n_trials=6, workers=2)
+            result = run_cli(
+                "tune", str(tmp_path / "s.yaml"), "--storage", f"grpc://127.0.0.1:{port}"
+            )
+            assert result.returncode == 0, result.stderr
+        finally:
+            proxy.send_signal(signal.SIGINT)
+            proxy.wait(timeout=20)
+    trials = _trials(f"sqlite:///{tmp_path}/o.db", study["study_name"])
+    assert sum(t.state in FINISHED for t in trials) == 6
+
+
+# --- a PostgreSQL server of our own, to stop and start ------------------------------
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(found[-1]) if found else (shutil.which(name) or name)
+
+
+class ThrowawayPostgres:
+    """initdb + pg_ctl in a temporary directory, run as the postgres system user."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="pipeline-pg-"))
+        self.port = _free_port()
+        self.user = pwd.getpwnam("postgres")
+        os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
+        self._as_postgres(
+            _pg_bin("initdb"), "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres"
+        )
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_postgres(self, *cmd: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True, timeout=120
+        )
+
+    def start(self) -> None:
+        self._as_postgres(
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(self.dir / "data"),
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._as_postgres(
+            _pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop"
+        )
+
+    def remove(self) -> None:
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                _pg_bin("pg_ctl"),
+                "-D",
+                str(self.dir / "data"),
+                "-m",
+                "immediate",
+                "stop",
+            ],
+            capture_output=True,
+        )
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[ThrowawayPostgres]:
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.fail("the postgres system user is missing; install PostgreSQL as .ci/run expects")
+    server = ThrowawayPostgres()
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.mark.slow
+def test_study_survives_a_database_restart(tmp_path: Path, own_postgres: ThrowawayPostgres) -> None:
+    study = _tiny_study(
+        tmp_path / "s.yaml",
+        n_trials=10,
+        max_epochs=15,
+        workers=2,
+        storage=own_postgres.url,
+        heartbeat_interval=2,
+        grace_period=4,
+        storage_retry_seconds=60,
+        task={"name": "tiny_task:tiny", "options": {"n": 1000}},
+        search_space={"lr": {"type": "float", "low": 0.01, "high": 0.05}, "batch_size": 8},
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "tune", str(tmp_path / "s.yaml")],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    done_before = 0
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            done_before = sum(
+                t.state in FINISHED for t in _trials(own_postgres.url, study["study_name"])
+            )
+        except Exception:
+            continue
+        if done_before >= 2:
+            break
+    assert done_before >= 2, "no trial finished before the restart"
+    own_postgres.stop()
+    time.sleep(5)
+    own_postgres.start()
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    assert "unreachable" in err and "is back" in err
+    trials = _trials(own_postgres.url, study["study_name"])
+    assert sum(t.state in FINISHED for t in trials) == 10
+    assert "Best trial #" in out
+
+
+@pytest.mark.slow
+def test_workers_give_up_with_one_message_when_the_database_stays_away(
+    tmp_path: Path, own_postgres: ThrowawayPostgres
+) -> None:
+    _tiny_study(tmp_path / "s.yaml", n_trials=3, storage=own_postgres.url, storage_retry_seconds=3)
+    assert run_cli("tune", str(tmp_path / "s.yaml")).returncode == 0
+    own_postgres.stop()
+    started = time.monotonic()
+    result = run_cli("tune", str(tmp_path / "s.yaml"), "--n-trials", "6")
+    assert result.returncode == 4
+    assert "Traceback" not in result.stderr
+    assert "retrying in 1 s" in result.stderr  # it waited, with backoff ...
+    assert "unreachable for" in result.stderr and "giving up" in result.stderr  # ... then gave up
+    assert time.monotonic() - started < 60
