@@ -58,10 +58,11 @@ lint: $(STAMP) ## ruff check, ruff format --check and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(STAMP) ## Run the speed benchmarks and print their figures (about 10 minutes)
+bench: $(STAMP) ## Run the speed benchmarks and print their figures (about 15 minutes)
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/loop.py
 	$(BIN)/python benchmarks/scaling.py
+	$(BIN)/python benchmarks/storage_throughput.py
 
 clean: ## Remove caches (keeps .venv and runs/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -101,7 +101,18 @@ STORAGE_MODES = ["inmemory", "sqlite", "journal", "redis", "postgresql"]
 def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
     """Each supported backend in turn; None stands for Optuna's in-memory storage.
     The services are real: CI starts PostgreSQL and Redis (see .ci/run)."""
-    mode = request.param
+    yield from _storage_url(request.param, tmp_path)
+
+
+@pytest.fixture(params=STORAGE_MODES[1:])
+def shared_storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The backends that processes can share (all but in-memory)."""
+    for url in _storage_url(request.param, tmp_path):
+        assert url is not None
+        yield url
+
+
+def _storage_url(mode: str, tmp_path: Path) -> Iterator[str | None]:
     if mode == "inmemory":
         yield None
     elif mode == "sqlite":

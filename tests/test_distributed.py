@@ -151,11 +151,8 @@ def test_grid_under_four_postgres_workers_runs_each_point_once(
 
 
 @pytest.mark.slow
-def test_workers_share_every_backend(tmp_path: Path, storage_url: str | None) -> None:
-    if storage_url is None:
-        pytest.skip("an in-memory storage cannot be shared between processes")
-    if storage_url.startswith("postgresql"):
-        storage_url = storage_url  # the shared test database; study names are unique
+def test_workers_share_every_backend(tmp_path: Path, shared_storage_url: str) -> None:
+    storage_url = shared_storage_url  # study names are unique, so shared servers are fine
     study = _tiny_study(tmp_path / "s.yaml", n_trials=12)
     results = _finish(_workers(tmp_path / "s.yaml", 2, storage_url))
     assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]

@@ -58,3 +58,36 @@ def test_sqlite_is_put_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped
     open_storage(f"sqlite:///{tmp_path}/x.db")
     mode = sqlite3.connect(tmp_path / "x.db").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_the_dashboard_opens_every_shared_backend(shared_storage_url: str) -> None:
+    import io
+    import json
+    import uuid
+
+    import optuna_dashboard
+
+    storage = open_storage(shared_storage_url)
+    name = f"dash-{uuid.uuid4().hex[:8]}"
+    study = optuna.create_study(study_name=name, storage=storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    app = optuna_dashboard.wsgi(storage)
+    status: list[str] = []
+    body = b"".join(
+        app(
+            {
+                "REQUEST_METHOD": "GET",
+                "PATH_INFO": "/api/studies",
+                "QUERY_STRING": "",
+                "SERVER_NAME": "127.0.0.1",
+                "SERVER_PORT": "8080",
+                "wsgi.url_scheme": "http",
+                "wsgi.input": io.BytesIO(),
+                "wsgi.errors": io.StringIO(),
+            },
+            lambda s, headers, exc_info=None: status.append(s),
+        )
+    )
+    assert status == ["200 OK"]
+    summaries = {s["study_name"]: s for s in json.loads(body)["study_summaries"]}
+    assert name in summaries
