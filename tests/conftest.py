@@ -17,6 +17,7 @@ POSTGRES_URL = os.environ.get(
     "PIPELINE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("PIPELINE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+MYSQL_URL = os.environ.get("PIPELINE_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 
 def minimal_study(**overrides: Any) -> dict[str, Any]:
@@ -72,11 +73,11 @@ def run_cli(
     )
 
 
-def _postgres_up() -> bool:
+def _sql_up(url: str) -> bool:
     try:
         import sqlalchemy
 
-        engine = sqlalchemy.create_engine(POSTGRES_URL)
+        engine = sqlalchemy.create_engine(url)
         with engine.connect():
             pass
         engine.dispose()
@@ -94,7 +95,7 @@ def _redis_up() -> bool:
         return False
 
 
-STORAGE_MODES = ["inmemory", "sqlite", "journal", "redis", "postgresql"]
+STORAGE_MODES = ["inmemory", "sqlite", "journal", "redis", "postgresql", "mysql"]
 
 
 @pytest.fixture(params=STORAGE_MODES)
@@ -123,7 +124,11 @@ def _storage_url(mode: str, tmp_path: Path) -> Iterator[str | None]:
         if not _redis_up():
             pytest.fail(f"Redis is not reachable at {REDIS_URL}; start it as .ci/run does")
         yield REDIS_URL
+    elif mode == "mysql":
+        if not _sql_up(MYSQL_URL):
+            pytest.fail(f"MariaDB/MySQL is not reachable at {MYSQL_URL}; start it as .ci/run does")
+        yield MYSQL_URL
     else:
-        if not _postgres_up():
+        if not _sql_up(POSTGRES_URL):
             pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}; start it as .ci/run does")
         yield POSTGRES_URL
