@@ -43,6 +43,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         n_trials=args.n_trials,
         workers=args.workers,
         timeout=args.timeout,
+        **{"task.options.download": True if args.download else None},
     )
     return tune(config, quiet=args.quiet)
 
@@ -184,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, help="start no trial after this many seconds")
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="let the task download its data set (cifar10, fashion_mnist) if it is missing",
+    )
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser(

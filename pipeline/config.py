@@ -90,16 +90,16 @@ class StudyConfig:
     storage: str = DEFAULT_STORAGE
     workers: int | None = None
     device: str = "cpu"
+    cpus_per_trial: int | None = None
+    gpus_per_trial: float = 0.0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    channels_last: bool = False
     seed: int = 0
     max_retries: int = 0
     heartbeat_interval: int | None = 10
     grace_period: int | None = None
     storage_retry_seconds: float = 120.0
     source: str = field(default="<memory>", compare=False)
-
-    def resolved_workers(self) -> int:
-        """``workers`` or, when unset, one per CPU core."""
-        return self.workers or os.cpu_count() or 1
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved study as plain data (stored as provenance, printed by ``validate``)."""
@@ -308,6 +308,14 @@ def _check_values(config: StudyConfig) -> None:
         )
     if config.workers is not None and config.workers < 1:
         raise ConfigError(src, "workers", f"must be at least 1, got {config.workers}")
+    if config.cpus_per_trial is not None and config.cpus_per_trial < 1:
+        raise ConfigError(src, "cpus_per_trial", f"must be at least 1, got {config.cpus_per_trial}")
+    if config.gpus_per_trial < 0:
+        raise ConfigError(
+            src, "gpus_per_trial", f"must be 0 or more, got {config.gpus_per_trial:g}"
+        )
+    if config.gpus_per_trial > 1 and config.gpus_per_trial != int(config.gpus_per_trial):
+        raise ConfigError(src, "gpus_per_trial", "above 1 it must be a whole number of GPUs")
     if config.max_retries < 0:
         raise ConfigError(src, "max_retries", f"must be 0 or more, got {config.max_retries}")
     if config.heartbeat_interval is not None and config.heartbeat_interval < 1:

@@ -119,6 +119,10 @@ class Objective:
         seed = trial_seed(config, trial)
         torch.manual_seed(seed)
         model = self.task.build_model(hp, self.splits).to(self.device)
+        if config.channels_last and self.splits.train_x.dim() == 4:
+            model = model.to(memory_format=torch.channels_last)
+        augment = self.task.augment if hp.get("augment") else None
+        autocast = torch.bfloat16 if config.precision == "bf16" else None
         generator = torch.Generator(device=self.device).manual_seed(seed)
         progress = _Progress()
 
@@ -157,9 +161,11 @@ class Objective:
                 config.max_epochs,
                 generator,
                 on_epoch,
+                augment=augment,
+                autocast=autocast,
             )
             started = time.perf_counter()
-            test_loss, test_acc = evaluate(model, s.test_x, s.test_y)
+            test_loss, test_acc = evaluate(model, s.test_x, s.test_y, autocast)
             progress.compute += time.perf_counter() - started
         finally:
             self._store_progress(trial, progress)

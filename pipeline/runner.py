@@ -17,6 +17,7 @@ trials, and Optuna hands each queued trial to exactly one worker, so no point re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing as mp
 import os
 import random
@@ -40,6 +41,7 @@ from pipeline.config import ConfigError, StudyConfig
 from pipeline.objective import Objective, original_trial_number, system_attrs
 from pipeline.pruners import make_pruner
 from pipeline.reporter import LiveReporter
+from pipeline.resources import Slot, plan
 from pipeline.samplers import make_sampler
 from pipeline.storage import mask_url, open_storage
 from pipeline.tasks import resolve_task
@@ -312,6 +314,8 @@ def run_worker(
     device = resolve_device(config.device)
     task = resolve_task(config.task, config.source)
     splits = task.load(task.resolve_options(config.task.options)).to(device)
+    if config.channels_last and splits.train_x.dim() == 4:
+        splits = splits.to(device, memory_format=torch.channels_last)
     warm_up()
     outage = _Outage(config, worker, log)
     while True:
@@ -404,19 +408,51 @@ def run_worker(
     return ran
 
 
-def _worker_process(
-    config: StudyConfig, worker: int, stop: Event, deadline: float | None, threads: int
-) -> None:
+def _worker_process(config: StudyConfig, slot: Slot, stop: Event, deadline: float | None) -> None:
     # Ctrl-C reaches every process of the terminal's group: let the running epoch end
     # and the trial be recorded instead of dying mid-write.
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    torch.set_num_threads(threads)
+    torch.set_num_threads(slot.threads)
+    if slot.visible_gpus is not None:  # pinned by CUDA_VISIBLE_DEVICES: its GPU is "cuda"
+        config = dataclasses.replace(config, device="cuda")
     try:
-        ran = run_worker(config, worker, deadline, should_stop=stop.is_set)
+        ran = run_worker(config, slot.index, deadline, should_stop=stop.is_set)
     except StorageLost as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(EXIT_STORAGE_LOST)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
     sys.exit(EXIT_FAILING if ran < 0 else 0)
+
+
+def worker_slots(config: StudyConfig, remaining: int) -> list[Slot]:
+    """Where this machine's workers run: threads each and, on CUDA, which GPU(s)."""
+    gpu_ids: list[str] = []
+    pinned = None
+    gpus_per_trial = config.gpus_per_trial
+    if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()):
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        gpu_ids = (
+            [v.strip() for v in visible.split(",") if v.strip()]
+            if visible is not None
+            else [str(i) for i in range(torch.cuda.device_count())]
+        )
+        if ":" in config.device:
+            pinned = gpu_ids[int(config.device.split(":")[1])]
+        gpus_per_trial = gpus_per_trial or 1.0
+    cores = os.cpu_count() or 1
+    common = {
+        "cores": cores,
+        "cpus_per_trial": config.cpus_per_trial,
+        "gpu_ids": gpu_ids,
+        "gpus_per_trial": gpus_per_trial,
+        "pinned_gpu": pinned,
+    }
+    capacity = len(plan(workers=config.workers, **common))  # type: ignore[arg-type]
+    # No more workers than trials left to run: a worker without a trial would only race
+    # the others for one and record it as skipped.
+    return plan(workers=min(capacity, max(1, remaining)), **common)  # type: ignore[arg-type]
 
 
 def tune(config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout) -> int:
@@ -431,10 +467,11 @@ def tune(config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout) -> 
         return EXIT_STORAGE_LOST
     deadline = time.time() + config.timeout if config.timeout is not None else None
     budget = budget_for(config, study, deadline)
-    # No more workers than trials left to run: a worker without a trial would only race
-    # the others for one and record it as skipped.
-    n_workers = min(config.resolved_workers(), max(1, budget.remaining(study)))
-    threads = max(1, (os.cpu_count() or 1) // n_workers)
+    try:
+        slots = worker_slots(config, budget.remaining(study))
+    except (ValueError, IndexError) as exc:
+        raise ConfigError(config.source, "gpus_per_trial", f"cannot place workers: {exc}") from None
+    n_workers, threads = len(slots), slots[0].threads
     reporter = LiveReporter(study, config, budget.n_trials, quiet=quiet, out=out)
     reporter.header(n_workers, threads, mask_url(config.storage))
     if budget.admit(study) == "stop" and deadline is None:
@@ -444,14 +481,25 @@ def tune(config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout) -> 
 
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
-    procs = [
-        ctx.Process(
-            target=_worker_process, args=(config, i, stop, deadline, threads), name=f"worker-{i}"
-        )
-        for i in range(n_workers)
-    ]
-    for proc in procs:
-        proc.start()
+    procs = []
+    inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
+    try:
+        for slot in slots:
+            # A spawned process inherits the environment at start: pin its GPU(s) here.
+            if slot.visible_gpus is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = slot.visible_gpus
+            proc = ctx.Process(
+                target=_worker_process,
+                args=(config, slot, stop, deadline),
+                name=f"worker-{slot.index}",
+            )
+            proc.start()
+            procs.append(proc)
+    finally:
+        if inherited is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = inherited
     try:
         while any(p.is_alive() for p in procs):
             # During an outage the workers report and retry; the table resumes after it.

@@ -8,6 +8,7 @@ epoch, so the loop never waits on the GPU inside an epoch.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -69,15 +70,26 @@ def warm_up() -> None:
         make_optimizer(name, [param], TRAINING_DEFAULTS)
 
 
+def _autocast(
+    device: torch.device, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager[Any]:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast: torch.dtype | None = None
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``."""
     model.eval()
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.int64)
     for start in range(0, len(y), EVAL_BATCH):
         xb, yb = x[start : start + EVAL_BATCH], y[start : start + EVAL_BATCH]
-        logits = model(xb).float()
+        with _autocast(x.device, autocast):
+            logits = model(xb).float()
         loss_sum += F.cross_entropy(logits, yb, reduction="sum")
         correct += (logits.argmax(dim=1) == yb).sum()
     n = max(len(y), 1)
@@ -94,14 +106,18 @@ def fit(
     epochs: int,
     generator: torch.Generator,
     on_epoch: Callable[[EpochResult], None] | None = None,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    autocast: torch.dtype | None = None,
 ) -> list[EpochResult]:
     """Train ``model`` for up to ``epochs`` epochs, evaluating after each.
 
     Args:
         hp: Reads optimizer, lr, momentum, weight_decay and batch_size.
-        generator: Seeds the shuffling, on the data's device.
+        generator: Seeds the shuffling (and augmentation), on the data's device.
         on_epoch: Called after every epoch; it may raise (e.g. ``optuna.TrialPruned``)
             to stop training. It is not counted in ``compute_seconds``.
+        augment: Applied to each training batch on the device.
+        autocast: Mixed precision (``torch.bfloat16``) for forward passes, or None.
     """
     optimizer = make_optimizer(hp["optimizer"], model.parameters(), hp)
     batch_size = int(hp["batch_size"])
@@ -114,15 +130,17 @@ def fit(
         perm = torch.randperm(n, device=train_x.device, generator=generator)
         for start in range(0, n, batch_size):
             idx = perm[start : start + batch_size]
-            logits = model(train_x[idx])
-            loss = F.cross_entropy(logits, train_y[idx])
+            xb = train_x[idx] if augment is None else augment(train_x[idx], generator)
+            with _autocast(train_x.device, autocast):
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), train_y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach() * len(idx)
         train_loss = loss_sum.item() / n
         if math.isfinite(train_loss):
-            val_loss, val_acc = evaluate(model, val_x, val_y)
+            val_loss, val_acc = evaluate(model, val_x, val_y, autocast)
         else:
             val_loss, val_acc = math.nan, 0.0
         result = EpochResult(epoch, train_loss, val_loss, val_acc, time.perf_counter() - started)

@@ -30,13 +30,15 @@ class Splits:
     test_y: torch.Tensor
     num_classes: int
 
-    def to(self, device: torch.device) -> Splits:
-        """The same splits on ``device`` (moved once per worker, not per trial)."""
+    def to(self, device: torch.device, memory_format: torch.memory_format | None = None) -> Splits:
+        """The same splits on ``device`` (moved once per worker, not per trial); inputs
+        optionally in ``memory_format`` (channels-last)."""
+        fmt = {} if memory_format is None else {"memory_format": memory_format}
         moved = {
-            name: getattr(self, name).to(device)
-            for name in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
+            name: getattr(self, name).to(device, **fmt) for name in ("train_x", "val_x", "test_x")
         }
-        return Splits(**moved, num_classes=self.num_classes)
+        labels = {name: getattr(self, name).to(device) for name in ("train_y", "val_y", "test_y")}
+        return Splits(**moved, **labels, num_classes=self.num_classes)
 
     def sizes(self) -> tuple[int, int, int]:
         """Number of train, validation and test examples."""
@@ -55,6 +57,10 @@ class Task:
             may name these and the training loop's own (lr, batch_size, ...).
         options: The task options a study file may set, with their defaults.
         training_defaults: Overrides of the training loop's defaults for this task.
+        augment: ``(batch, generator) -> batch``, applied to training batches on the
+            device when the ``augment`` hyperparameter is true.
+        check: ``options -> None``; raises ConfigError when the data is not where the
+            options say (run when the study file is validated, before any worker).
     """
 
     name: str
@@ -63,6 +69,8 @@ class Task:
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     training_defaults: Mapping[str, Any] = field(default_factory=dict)
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    check: Callable[[Mapping[str, Any]], None] | None = None
 
     def resolve_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """The task's default options updated with those a study file sets."""
@@ -72,6 +80,8 @@ class Task:
 REGISTRY: dict[str, str] = {
     "digits": "pipeline.tasks.digits:digits",
     "mnist1d": "pipeline.tasks.mnist1d:mnist1d",
+    "cifar10": "pipeline.tasks.vision:cifar10",
+    "fashion_mnist": "pipeline.tasks.vision:fashion_mnist",
 }
 
 
@@ -112,6 +122,11 @@ def resolve_task(config: TaskConfig, source: str = "<memory>") -> Task:
                 f"task.options.{key}",
                 f"unknown option for task {task.name}; expected: {known}",
             )
+    if task.check is not None:
+        try:
+            task.check(task.resolve_options(config.options))
+        except ConfigError as exc:
+            raise ConfigError(source, exc.key, exc.message) from None
     return task
 
 
