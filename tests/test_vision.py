@@ -32,7 +32,7 @@ def test_cifar10_loads_through_torchvision_without_downloading(tmp_path: Path) -
 def test_cifar10_checksums_are_verified_by_default(tmp_path: Path) -> None:
     write_cifar10(tmp_path)  # right names and format, but not the original files
     task = resolve_task(TaskConfig("cifar10", {"data_dir": str(tmp_path)}))
-    with pytest.raises(ConfigError, match="cifar10 data not found under .*corrupted"):
+    with pytest.raises(ConfigError, match=r"cifar10 data not found under .*corrupted"):
         task.load(task.resolve_options({"data_dir": str(tmp_path)}))
 
 

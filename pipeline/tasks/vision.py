@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -92,9 +92,9 @@ def load_cifar10(options: Mapping[str, Any]) -> Splits:
         class UncheckedCIFAR10(CIFAR10):
             """Checks that the files exist, not their MD5 sums (re-packed or test data)."""
 
-            train_list = [[name, None] for name, _ in CIFAR10.train_list]
-            test_list = [[name, None] for name, _ in CIFAR10.test_list]
-            meta = {**CIFAR10.meta, "md5": None}
+            train_list: ClassVar = [[name, None] for name, _ in CIFAR10.train_list]
+            test_list: ClassVar = [[name, None] for name, _ in CIFAR10.test_list]
+            meta: ClassVar = {**CIFAR10.meta, "md5": None}
 
         dataset = UncheckedCIFAR10
     root = Path(options["data_dir"]).expanduser()
