@@ -13,7 +13,7 @@ PORT ?= 8080
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install tune worker storage-proxy validate best dashboard test test-fast lint bench clean
+.PHONY: help install tune worker storage-proxy validate best report export dashboard test test-fast lint bench clean
 
 help: ## Show the targets and the variables they read
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,7 +44,13 @@ validate: $(STAMP) ## Check a study file and print it resolved: make validate ST
 best: $(STAMP) ## Print a study's best trial: make best NAME=digits-tpe-median [STORAGE=...]
 	$(BIN)/pipeline best --storage '$(STORAGE)' --study '$(NAME)' $(ARGS)
 
-dashboard: $(STAMP) ## Serve optuna-dashboard over STORAGE on http://127.0.0.1:8080
+report: $(STAMP) ## HTML + PNG + Markdown report of a study: make report NAME=digits-tpe-median [OUT=reports/NAME]
+	$(BIN)/pipeline report --storage '$(STORAGE)' --study '$(NAME)' --out '$(or $(OUT),reports/$(NAME))'
+
+export: $(STAMP) ## One row per trial: make export NAME=... [OUT=results.csv|.parquet]
+	$(BIN)/pipeline export --storage '$(STORAGE)' --study '$(NAME)' --out '$(or $(OUT),reports/$(NAME).csv)' --curves
+
+dashboard: $(STAMP) ## Serve optuna-dashboard (with checkpoints) over STORAGE on http://127.0.0.1:8080
 	$(BIN)/pipeline dashboard --storage '$(STORAGE)' --host $(HOST) --port $(PORT)
 
 test: $(STAMP) ## Run the whole test suite (what CI runs)

@@ -144,11 +144,86 @@ def cmd_best(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    record = best_record(optuna.load_study(study_name=args.study, storage=storage))
+    study = optuna.load_study(study_name=args.study, storage=storage)
+    record = best_record(study)
     if record is None:
         print(f"error: study {args.study!r} has no complete trial yet", file=sys.stderr)
         return 1
+    from pipeline.checkpoints import artifact_dir_for, live_checkpoint, open_store
+
+    artifact_id = live_checkpoint(study.best_trial, open_store(artifact_dir_for(args.storage)))
+    record["checkpoint"] = artifact_id
+    record["checkpoint_path"] = (
+        str(artifact_dir_for(args.storage) / artifact_id) if artifact_id else None
+    )
     print(json.dumps(record, indent=2) if args.json else format_best(record))
+    return 0
+
+
+def _open_study(args: argparse.Namespace) -> Any:
+    import optuna
+
+    from pipeline.storage import mask_url, open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(args.storage)
+    names = [
+        s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    ]
+    if args.study not in names:
+        known = ", ".join(names) or "none"
+        raise ConfigError(
+            "--study",
+            "",
+            f"no study {args.study!r} in {mask_url(args.storage)} (studies there: {known})",
+        )
+    return optuna.load_study(study_name=args.study, storage=storage)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pipeline import checkpoints, evaluate
+
+    study = _open_study(args)
+    store = checkpoints.open_store(checkpoints.artifact_dir_for(args.storage, args.artifacts))
+    try:
+        result = evaluate.run(study, store, retrain_seeds=args.retrain_seeds)
+    except evaluate.NothingToEvaluate as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipeline import report
+
+    study = _open_study(args)
+    try:
+        written = report.export(study, Path(args.out), curves=args.curves)
+    except (report.EmptyStudy, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipeline import report
+
+    study = _open_study(args)
+    try:
+        index = report.write_report(study, Path(args.out))
+    except report.EmptyStudy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {index} (open it in a browser; no server needed) and {index.parent / 'summary.md'}"
+    )
     return 0
 
 
@@ -226,7 +301,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_best)
 
+    for name, func, help_ in (
+        ("evaluate", cmd_evaluate, "score the best trial's checkpoint on the test split"),
+        ("export", cmd_export, "write one row per trial to CSV or Parquet"),
+        ("report", cmd_report, "write an HTML report with plots, PNGs and a Markdown summary"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument(
+            "--storage", default=DEFAULT_STORAGE, help=f"storage URL (default {DEFAULT_STORAGE})"
+        )
+        p.add_argument("--study", required=True, help="study name")
+        p.set_defaults(func=func)
+        if name == "evaluate":
+            p.add_argument(
+                "--artifacts", help="artifact directory (default: beside the storage file)"
+            )
+            p.add_argument(
+                "--retrain-seeds",
+                type=int,
+                default=0,
+                help="also retrain the best configuration on train+validation with K seeds",
+            )
+        elif name == "export":
+            p.add_argument("--out", required=True, help="results.csv or results.parquet")
+            p.add_argument(
+                "--curves",
+                action="store_true",
+                help="also write <out>_curves with per-epoch values",
+            )
+        else:
+            p.add_argument(
+                "--out", required=True, help="directory for index.html, PNGs and summary.md"
+            )
+
     p = sub.add_parser("dashboard", help="serve optuna-dashboard over a storage")
+    p.add_argument("--artifacts", help="artifact directory (default: beside the storage file)")
     p.add_argument(
         "--storage", default=DEFAULT_STORAGE, help=f"storage URL (default {DEFAULT_STORAGE})"
     )

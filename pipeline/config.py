@@ -99,6 +99,8 @@ class StudyConfig:
     heartbeat_interval: int | None = 10
     grace_period: int | None = None
     storage_retry_seconds: float = 120.0
+    artifacts: str | None = None
+    keep_checkpoints: int = 3
     source: str = field(default="<memory>", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -324,6 +326,8 @@ def _check_values(config: StudyConfig) -> None:
         )
     if config.grace_period is not None and config.grace_period < 1:
         raise ConfigError(src, "grace_period", "must be at least 1 second, or null for the default")
+    if config.keep_checkpoints < 0:
+        raise ConfigError(src, "keep_checkpoints", "must be 0 (no checkpoints) or more")
     if config.storage_retry_seconds < 0:
         raise ConfigError(src, "storage_retry_seconds", "must be 0 or more seconds")
     if config.metric == "val_loss" and config.direction != "minimize":

@@ -20,8 +20,9 @@ from typing import Any
 
 import optuna
 import torch
+from optuna.artifacts import FileSystemArtifactStore
 
-from pipeline import space
+from pipeline import checkpoints, space
 from pipeline.config import StudyConfig
 from pipeline.tasks import Splits, Task
 from pipeline.train import TRAINING_DEFAULTS, EpochResult, evaluate, fit
@@ -85,8 +86,10 @@ class Objective:
         should_stop: Callable[[], bool] = lambda: False,
         is_surplus: Callable[[optuna.Trial], bool] = lambda trial: False,
         worker: int = 0,
+        store: FileSystemArtifactStore | None = None,
     ) -> None:
         self.worker = worker
+        self.store = store
         self.config = config
         self.task = task
         self.splits = splits
@@ -172,6 +175,21 @@ class Objective:
         trial.set_user_attr("test_loss", test_loss)
         trial.set_user_attr("test_accuracy", test_acc)
         assert progress.last is not None
+        if self.store is not None:
+            checkpoints.save(
+                self.store,
+                trial,
+                task=config.task.name,
+                task_options=self.task.resolve_options(config.task.options),
+                hyperparameters=hp,
+                model=model,
+                metrics={
+                    "val_loss": progress.last.val_loss,
+                    "val_accuracy": progress.last.val_accuracy,
+                    "test_loss": test_loss,
+                    "test_accuracy": test_acc,
+                },
+            )
         return self._metric(progress.last)
 
     def _store_progress(self, trial: optuna.Trial, progress: _Progress) -> None:

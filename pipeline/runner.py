@@ -36,7 +36,7 @@ import sqlalchemy.exc
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline import provenance, space
+from pipeline import checkpoints, provenance, space
 from pipeline.config import ConfigError, StudyConfig
 from pipeline.objective import Objective, original_trial_number, system_attrs
 from pipeline.pruners import make_pruner
@@ -326,6 +326,11 @@ def run_worker(
         except STORAGE_ERRORS as exc:
             outage.failed(exc)
     outage.ok()
+    store = (
+        checkpoints.open_store(checkpoints.artifact_dir(config))
+        if config.keep_checkpoints
+        else None
+    )
     objective = Objective(
         config,
         task,
@@ -334,6 +339,7 @@ def run_worker(
         should_stop=should_stop,
         is_surplus=lambda trial: budget.is_surplus(study, trial),
         worker=worker,
+        store=store,
     )
     failures = 0
     ran = 0
@@ -342,6 +348,8 @@ def run_worker(
         nonlocal failures
         if trial.state != TrialState.FAIL:
             failures = 0
+            if store is not None and trial.state == TrialState.COMPLETE:
+                checkpoints.keep_top(study, store, config.keep_checkpoints)
             return
         reason = str(trial.user_attrs.get("fail_reason", trial.system_attrs.get("fail_reason", "")))
         if reason.startswith("skipped"):
@@ -525,11 +533,32 @@ def tune(config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout) -> 
         return EXIT_STORAGE_LOST
     reporter.poll()
     code = reporter.summary()
+    if code == 0 and config.keep_checkpoints:
+        _final_evaluation(study, config, out)
     if failed:
         names = ", ".join(p.name or "worker" for p in failed)
         print(f"error: {names} exited with an error (see above)", file=sys.stderr)
         return 1
     return code
+
+
+def _final_evaluation(study: optuna.Study, config: StudyConfig, out: TextIO) -> None:
+    """Reload the best trial's checkpoint and score it on the test split: proof that the
+    stored model is the one that was selected."""
+    from pipeline import evaluate
+
+    store = checkpoints.open_store(checkpoints.artifact_dir(config))
+    try:
+        result = evaluate.run(study, store)
+    except evaluate.NothingToEvaluate as exc:
+        print(f"(no final evaluation: {exc})", file=out)
+        return
+    print(
+        f"Checkpoint of trial #{result['trial']} reloaded from {checkpoints.artifact_dir(config)}: "
+        f"test accuracy {result['test_accuracy']:.4f} (stored as the study's final_evaluation)",
+        file=out,
+        flush=True,
+    )
 
 
 def _join(procs: Sequence[mp.process.BaseProcess]) -> None:

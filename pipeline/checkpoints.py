@@ -1,0 +1,131 @@
+"""Trial checkpoints as Optuna artifacts: upload, keep the top K, load back.
+
+Each complete trial uploads its final weights, with what it takes to rebuild the model
+(task, task options, hyperparameters), to an Optuna artifact store linked to the trial,
+so optuna-dashboard lists them and offers them for download. Only the best
+``keep_checkpoints`` trials keep theirs: the others' files are removed from the store.
+(Optuna refuses to change a finished trial's attributes, so the link stays; a removed
+checkpoint is one whose file is gone.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.trial import FrozenTrial, TrialState
+from torch import nn
+
+from pipeline.config import StudyConfig
+from pipeline.storage import scheme_of
+
+CHECKPOINT_ATTR = "checkpoint"  # trial user attribute: the artifact id
+
+
+def artifact_dir(config: StudyConfig) -> Path:
+    """``artifacts`` from the study file, else the default for its storage."""
+    return artifact_dir_for(config.storage, config.artifacts)
+
+
+def artifact_dir_for(storage: str, artifacts: str | None = None) -> Path:
+    """``artifacts`` if given, else ``artifacts/`` beside a SQLite or journal file, else
+    ``runs/artifacts``."""
+    if artifacts:
+        return Path(artifacts)
+    if scheme_of(storage) in ("sqlite", "journal") and ":///" in storage:
+        return Path(storage.split(":///", 1)[1]).parent / "artifacts"
+    return Path("runs/artifacts")
+
+
+def open_store(path: Path) -> FileSystemArtifactStore:
+    """A file-system artifact store at ``path`` (created if missing)."""
+    path.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(path))
+
+
+def save(
+    store: FileSystemArtifactStore,
+    trial: optuna.Trial,
+    *,
+    task: str,
+    task_options: Mapping[str, Any],
+    hyperparameters: Mapping[str, Any],
+    model: nn.Module,
+    metrics: Mapping[str, float],
+) -> str:
+    """Upload the trial's model and link it to the trial; return the artifact id."""
+    payload = {
+        "task": task,
+        "task_options": dict(task_options),
+        "hyperparameters": dict(hyperparameters),
+        "metrics": dict(metrics),
+        "trial": trial.number,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"trial-{trial.number}.pt"
+        torch.save(payload, path)
+        artifact_id = optuna.artifacts.upload_artifact(
+            artifact_store=store,
+            file_path=str(path),
+            study_or_trial=trial,
+            mimetype="application/octet-stream",
+        )
+    trial.set_user_attr(CHECKPOINT_ATTR, artifact_id)
+    return artifact_id
+
+
+def live_checkpoint(trial: FrozenTrial, store: FileSystemArtifactStore) -> str | None:
+    """The trial's checkpoint artifact id, unless it was removed from ``store``."""
+    artifact_id = trial.user_attrs.get(CHECKPOINT_ATTR)
+    if artifact_id is None:
+        return None
+    try:
+        store.open_reader(str(artifact_id)).close()
+    except ArtifactNotFound:
+        return None
+    return str(artifact_id)
+
+
+def keep_top(study: optuna.Study, store: FileSystemArtifactStore, keep: int) -> list[int]:
+    """Remove the checkpoints of all but the ``keep`` best complete trials; return the
+    numbers of the trials whose checkpoint was removed."""
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if live_checkpoint(t, store) is not None
+    ]
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    ranked = sorted(complete, key=lambda t: (sign * float(t.value or 0.0), t.number))
+    removed = []
+    for trial in ranked[keep:]:
+        with contextlib.suppress(ArtifactNotFound):  # another worker removed it first
+            store.remove(str(trial.user_attrs[CHECKPOINT_ATTR]))
+        removed.append(trial.number)
+    return removed
+
+
+def load(store: FileSystemArtifactStore, artifact_id: str) -> dict[str, Any]:
+    """A checkpoint's contents (tensors on the CPU)."""
+    with store.open_reader(artifact_id) as reader:
+        data = reader.read()
+    return dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+
+
+__all__ = [
+    "CHECKPOINT_ATTR",
+    "artifact_dir",
+    "keep_top",
+    "live_checkpoint",
+    "load",
+    "open_store",
+    "save",
+]

@@ -1,0 +1,233 @@
+"""What a study leaves behind: checkpoints as artifacts, final evaluation, tables, report."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from conftest import run_cli
+from optuna.trial import TrialState
+
+from pipeline import checkpoints, report
+from pipeline.config import TaskConfig
+from pipeline.tasks import resolve_task
+from pipeline.train import evaluate
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, Path]:
+    """A small real study with pruning and two kept checkpoints: (url, name, dir)."""
+    tmp = tmp_path_factory.mktemp("study")
+    study = {
+        "study_name": "results-test",
+        "task": {"name": "digits"},
+        "max_epochs": 4,
+        "n_trials": 6,
+        "sampler": {"name": "random", "seed": 1},
+        "pruner": {"name": "median", "options": {"n_startup_trials": 2, "n_warmup_steps": 1}},
+        "search_space": {
+            "lr": {"type": "float", "low": 0.0005, "high": 0.3, "log": True},
+            "l1": {"type": "pow2", "low": 8, "high": 64},
+            "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]},
+        },
+        "storage": f"sqlite:///{tmp}/optuna.db",
+        "workers": 2,
+        "keep_checkpoints": 2,
+    }
+    (tmp / "s.yaml").write_text(yaml.safe_dump(study))
+    result = run_cli("tune", str(tmp / "s.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "Checkpoint of trial #" in result.stdout
+    return study["storage"], study["study_name"], tmp
+
+
+def _study(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=url)
+
+
+@pytest.mark.slow
+def test_checkpoints_are_artifacts_of_the_top_k_trials_and_reload(
+    finished_study: tuple[str, str, Path],
+) -> None:
+    url, name, tmp = finished_study
+    study = _study(url, name)
+    complete = sorted(
+        study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: (t.value, t.number)
+    )
+    store = checkpoints.open_store(tmp / "artifacts")
+    live = [t for t in complete if checkpoints.live_checkpoint(t, store)]
+    assert [t.number for t in live] == [t.number for t in complete[:2]]
+    files = sorted(p.name for p in (tmp / "artifacts").iterdir())
+    assert files == sorted(t.user_attrs["checkpoint"] for t in live)  # the others' files are gone
+    # Optuna's own listing (what the dashboard shows) links each to its trial.
+    for t in live:
+        metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
+        assert [m.artifact_id for m in metas] == [t.user_attrs["checkpoint"]]
+    best = live[0]
+    ckpt = checkpoints.load(store, best.user_attrs["checkpoint"])
+    task = resolve_task(TaskConfig(ckpt["task"], ckpt["task_options"]))
+    splits = task.load(ckpt["task_options"])
+    model = task.build_model(ckpt["hyperparameters"], splits)
+    model.load_state_dict(ckpt["state_dict"])
+    val_loss, val_acc = evaluate(model, splits.val_x, splits.val_y)
+    assert val_acc == pytest.approx(best.user_attrs["val_accuracy"])
+    assert val_loss == pytest.approx(best.value, rel=1e-5)
+    final = study.user_attrs["final_evaluation"]
+    assert final["trial"] == best.number
+    assert final["test_accuracy"] == pytest.approx(best.user_attrs["test_accuracy"])
+
+
+@pytest.mark.slow
+def test_best_json_and_evaluate_with_retraining(finished_study: tuple[str, str, Path]) -> None:
+    url, name, _ = finished_study
+    best = json.loads(run_cli("best", "--storage", url, "--study", name, "--json").stdout)
+    assert best["checkpoint"] and Path(best["checkpoint_path"]).is_file()
+    result = run_cli("evaluate", "--storage", url, "--study", name, "--retrain-seeds", "2")
+    assert result.returncode == 0, result.stderr
+    evaluation = json.loads(result.stdout)
+    assert evaluation["checkpoint"] == best["checkpoint"]
+    retrained = evaluation["retrained"]
+    assert retrained["seeds"] == 2 and len(retrained["test_accuracies"]) == 2
+    assert 0 < retrained["test_accuracy_mean"] <= 1 and retrained["test_accuracy_std"] >= 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_export_round_trips_through_pandas(
+    finished_study: tuple[str, str, Path], tmp_path: Path, suffix: str
+) -> None:
+    url, name, _ = finished_study
+    out = tmp_path / f"results{suffix}"
+    result = run_cli("export", "--storage", url, "--study", name, "--out", str(out), "--curves")
+    assert result.returncode == 0, result.stderr
+    read = pd.read_csv if suffix == ".csv" else pd.read_parquet
+    table = read(out)
+    study = _study(url, name)
+    assert list(table["number"]) == [t.number for t in study.trials]
+    assert {
+        "params_lr",
+        "params_l1",
+        "state",
+        "value",
+        "user_attrs_val_accuracy",
+        "user_attrs_test_accuracy",
+        "epochs_trained",
+        "duration_seconds",
+    } <= set(table.columns)
+    assert list(table["epochs_trained"]) == [len(t.intermediate_values) for t in study.trials]
+    curves = read(tmp_path / f"results_curves{suffix}")
+    assert len(curves) == sum(len(t.intermediate_values) for t in study.trials)
+    first = study.trials[0]
+    mine = curves[curves["number"] == 0].sort_values("epoch")
+    assert list(mine["value"]) == pytest.approx(
+        [first.intermediate_values[e] for e in sorted(first.intermediate_values)]
+    )
+
+
+def _report(finished_study: tuple[str, str, Path], out: Path) -> Path:
+    url, name, _ = finished_study
+    result = run_cli("report", "--storage", url, "--study", name, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out / "index.html"
+
+
+@pytest.mark.slow
+def test_report_has_every_plot_and_only_links_files_that_exist(
+    finished_study: tuple[str, str, Path], tmp_path: Path
+) -> None:
+    index = _report(finished_study, tmp_path / "report")
+    page = index.read_text()
+    for plot in ("history", "curves", "importances", "parallel", "slice", "contour"):
+        assert (tmp_path / "report" / f"{plot}.png").stat().st_size > 5000
+        assert f'id="{plot}"' in page
+    markup = re.sub(r"<script.*?</script>", "", page, flags=re.S)  # plotly.js is inlined
+    assert "<script src=" not in page  # nothing loaded from elsewhere
+    links = re.findall(r'(?:href|src)="([^"#]+)"', markup)
+    assert links and all(
+        (tmp_path / "report" / link).is_file() for link in links if "://" not in link
+    )
+    assert not [link for link in links if "://" in link]  # nothing fetched from a network
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert (
+        "## Best trial: #" in summary and "test_accuracy" in summary and "## Provenance" in summary
+    )
+    assert re.search(r"Pruning stopped \d+ trials early, saving \d+ of \d+ epochs", summary)
+
+
+def test_a_study_without_finished_trials_gets_a_message(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/e.db"
+    study = optuna.create_study(study_name="empty", storage=url)
+    study.ask()  # one running trial, none finished
+    with pytest.raises(report.EmptyStudy, match="no finished trial"):
+        report.write_report(study, tmp_path / "out")
+    result = run_cli("report", "--storage", url, "--study", "empty", "--out", str(tmp_path / "out"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "has no finished trial to report on" in result.stderr
+    result = run_cli("evaluate", "--storage", url, "--study", "empty")
+    assert result.returncode == 1 and "no complete trial with a checkpoint" in result.stderr
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail("Debian's chromium is missing; .ci/run installs it (apt-get install chromium)")
+    return found
+
+
+def _render(page: Path, shot: Path, profile: Path) -> list[str]:
+    """Screenshot ``page`` in headless Chromium; return its console error lines."""
+    result = subprocess.run(
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1200,1600",
+            "--virtual-time-budget=5000",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.is_file(), result.stderr[-2000:]
+    console = [line for line in result.stderr.splitlines() if "CONSOLE" in line]
+    return [line for line in console if "Uncaught" in line or "Error" in line]
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(
+    finished_study: tuple[str, str, Path], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    # The console check sees a script error when there is one ...
+    broken = tmp_path / "broken.html"
+    broken.write_text(
+        "<html><body><h1>x</h1><script>throw new Error('boom')</script></body></html>"
+    )
+    assert _render(broken, tmp_path / "broken.png", tmp_path / "p1")
+    # ... and the report has none.
+    index = _report(finished_study, tmp_path / "report")
+    shot = tmp_path / "shot.png"
+    assert _render(index, shot, tmp_path / "p2") == []
+    image = Image.open(shot).convert("L")
+    pixels = list(image.getdata())
+    dark = sum(p < 200 for p in pixels) / len(pixels)
+    assert len(set(pixels)) > 50 and dark > 0.02  # text and plots, not a blank page
