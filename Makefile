@@ -13,7 +13,7 @@ PORT ?= 8080
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install tune worker storage-proxy validate best report export dashboard test test-fast lint bench clean
+.PHONY: help install tune worker storage-proxy compare validate best report export dashboard test test-fast lint bench clean
 
 help: ## Show the targets and the variables they read
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,11 @@ validate: $(STAMP) ## Check a study file and print it resolved: make validate ST
 
 best: $(STAMP) ## Print a study's best trial: make best NAME=digits-tpe-median [STORAGE=...]
 	$(BIN)/pipeline best --storage '$(STORAGE)' --study '$(NAME)' $(ARGS)
+
+COMPARE_ARGS ?= --samplers grid,random,tpe,gp --pruners none,asha --seeds 2 --budget trials:10 --target 0.2
+
+compare: $(STAMP) ## Grid vs random vs TPE vs GP, same budget, report in reports/compare [COMPARE_ARGS="..."]
+	$(BIN)/pipeline compare $(or $(COMPARE_STUDY),studies/compare_mnist1d.yaml) $(COMPARE_ARGS) $(ARGS)
 
 report: $(STAMP) ## HTML + PNG + Markdown report of a study: make report NAME=digits-tpe-median [OUT=reports/NAME]
 	$(BIN)/pipeline report --storage '$(STORAGE)' --study '$(NAME)' --out '$(or $(OUT),reports/$(NAME))'

@@ -113,6 +113,41 @@ def cmd_storage_proxy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipeline import compare
+
+    config = _load(args, storage=args.storage)
+    budget = compare.Budget.parse(args.budget)
+    samplers = [s for s in args.samplers.split(",") if s]
+    pruners = [p for p in args.pruners.split(",") if p]
+    from pipeline.pruners import PRUNERS
+    from pipeline.samplers import SAMPLERS
+
+    for name in samplers:
+        if name not in SAMPLERS:
+            raise ConfigError(
+                "--samplers",
+                "",
+                f"unknown sampler {name!r}; expected some of {', '.join(SAMPLERS)}",
+            )
+    for name in pruners:
+        if name not in PRUNERS:
+            raise ConfigError(
+                "--pruners", "", f"unknown pruner {name!r}; expected some of {', '.join(PRUNERS)}"
+            )
+    if not args.report_only:
+        code = compare.run(config, samplers, pruners, args.seeds, budget, quiet=not args.verbose)
+        if code:
+            return code
+    runs = compare.load_runs(config, samplers, pruners, args.seeds)
+    index = compare.write_report(runs, Path(args.out), budget, args.target)
+    print((Path(args.out) / "summary.md").read_text())
+    print(f"wrote {index}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     import yaml
 
@@ -288,6 +323,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=13000)
     p.set_defaults(func=cmd_storage_proxy)
+
+    p = sub.add_parser(
+        "compare", help="run the study under several samplers/pruners and seeds at an equal budget"
+    )
+    _study_args(p)
+    p.add_argument("--storage", help="storage URL (default: the study file's)")
+    p.add_argument(
+        "--samplers",
+        default="grid,random,tpe,gp",
+        help="comma-separated (default grid,random,tpe,gp)",
+    )
+    p.add_argument(
+        "--pruners", default="none", help="comma-separated, e.g. none,asha (default none)"
+    )
+    p.add_argument(
+        "--seeds", type=int, default=3, help="repeats per sampler and pruner (default 3)"
+    )
+    p.add_argument("--budget", default="trials:20", help="per run: trials:N, epochs:N or seconds:N")
+    p.add_argument(
+        "--target", type=float, help="report the time each run took to reach this metric value"
+    )
+    p.add_argument(
+        "--out", default="reports/compare", help="report directory (default reports/compare)"
+    )
+    p.add_argument("--report-only", action="store_true", help="rebuild the report from the storage")
+    p.add_argument("--verbose", action="store_true", help="show each run's live table")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("validate", help="check a study file and print it resolved")
     _study_args(p)

@@ -85,6 +85,7 @@ class StudyConfig:
     max_epochs: int = 10
     n_trials: int | None = 20
     timeout: float | None = None
+    max_total_epochs: int | None = None
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     storage: str = DEFAULT_STORAGE
@@ -300,8 +301,13 @@ def _check_values(config: StudyConfig) -> None:
         raise ConfigError(src, "study_name", "must not be empty")
     if config.max_epochs < 1:
         raise ConfigError(src, "max_epochs", f"must be at least 1, got {config.max_epochs}")
-    if config.n_trials is None and config.timeout is None and config.sampler.name != "grid":
-        raise ConfigError(src, "n_trials", "set n_trials, timeout or both, so the study can end")
+    budgets = (config.n_trials, config.timeout, config.max_total_epochs)
+    if all(b is None for b in budgets) and config.sampler.name != "grid":
+        raise ConfigError(
+            src, "n_trials", "set n_trials, timeout or max_total_epochs, so the study can end"
+        )
+    if config.max_total_epochs is not None and config.max_total_epochs < config.max_epochs:
+        raise ConfigError(src, "max_total_epochs", "must allow at least one trial's max_epochs")
     if config.n_trials is not None and config.n_trials < 1:
         raise ConfigError(src, "n_trials", f"must be at least 1, got {config.n_trials}")
     if config.timeout is not None and config.timeout <= 0:

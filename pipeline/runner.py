@@ -65,7 +65,8 @@ STORAGE_ERRORS: tuple[type[BaseException], ...] = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     redis.exceptions.ConnectionError,
-    ConnectionError,
+    ConnectionRefusedError,
+    ConnectionResetError,
 )
 
 
@@ -150,11 +151,15 @@ class Budget:
         n_trials: Finished trials the study needs; None for no limit.
         deadline: ``time.time()`` after which no trial starts; None for none.
         queue_only: Grid search: run queued trials only, never sample new ones.
+        max_total_epochs: Epochs all trials together may train (a running trial counts
+            as ``max_epochs`` until it ends); None for no limit.
     """
 
     n_trials: int | None
     deadline: float | None = None
     queue_only: bool = False
+    max_total_epochs: int | None = None
+    max_epochs: int = 1
 
     def admit(self, study: optuna.Study) -> Admission:
         if self.deadline is not None and time.time() >= self.deadline:
@@ -163,6 +168,12 @@ class Budget:
         waiting = sum(t.state == TrialState.WAITING for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         finished = sum(t.state in FINISHED for t in trials)
+        if self.max_total_epochs is not None:
+            trained = sum(
+                len(t.intermediate_values) for t in trials if t.state != TrialState.RUNNING
+            )
+            if trained + (running + 1) * self.max_epochs > self.max_total_epochs:
+                return "wait" if running else "stop"
         if self.queue_only:
             return "run" if waiting else ("wait" if running else "stop")
         if self.n_trials is None:
@@ -199,9 +210,14 @@ class Budget:
 
 def budget_for(config: StudyConfig, study: optuna.Study, deadline: float | None) -> Budget:
     """The budget a worker enforces for this study."""
-    if config.sampler.name == "grid":
-        return Budget(n_trials=study.user_attrs.get(GRID_ATTR), deadline=deadline, queue_only=True)
-    return Budget(n_trials=config.n_trials, deadline=deadline)
+    grid = config.sampler.name == "grid"
+    return Budget(
+        n_trials=study.user_attrs.get(GRID_ATTR) if grid else config.n_trials,
+        deadline=deadline,
+        queue_only=grid,
+        max_total_epochs=config.max_total_epochs,
+        max_epochs=config.max_epochs,
+    )
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:

@@ -65,7 +65,12 @@ INVALID = [
     ("bool is not an int", _mutate("max_epochs", True), "max_epochs", "expected an integer"),
     ("zero epochs", _mutate("max_epochs", 0), "max_epochs", "at least 1"),
     ("zero trials", _mutate("n_trials", 0), "n_trials", "at least 1"),
-    ("no budget", lambda s: s.update(n_trials=None), "n_trials", "set n_trials, timeout or both"),
+    (
+        "no budget",
+        lambda s: s.update(n_trials=None),
+        "n_trials",
+        "set n_trials, timeout or max_total_epochs",
+    ),
     ("missing required", lambda s: s.pop("task"), "task", "required key is missing"),
     (
         "unknown sampler",

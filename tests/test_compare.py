@@ -1,0 +1,201 @@
+"""`pipeline compare`: equal budgets, repeatable seeds, resume, and a full report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import minimal_study, run_cli
+from optuna.trial import TrialState
+
+from pipeline.compare import Budget, grid_space, variants
+from pipeline.config import ConfigError, ParamSpec, parse_study
+from pipeline.space import grid_size
+
+SPACE = {
+    "lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True},
+    "hidden": {"type": "int", "low": 2, "high": 32},
+    "batch_size": {"type": "categorical", "choices": [16, 64]},
+}
+
+
+def _study(tmp_path: Path, **overrides: object) -> Path:
+    study = minimal_study(
+        study_name="cmp",
+        task={"name": "tiny_task:tiny"},
+        max_epochs=3,
+        n_trials=4,
+        workers=1,
+        search_space=SPACE,
+        storage=f"sqlite:///{tmp_path}/c.db",
+        keep_checkpoints=1,
+    )
+    study.update(overrides)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def _trials(tmp_path: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/c.db").trials
+
+
+@pytest.mark.parametrize(
+    ("text", "budget"),
+    [
+        ("trials:20", Budget("trials", 20)),
+        ("epochs:200", Budget("epochs", 200)),
+        ("seconds:60", Budget("seconds", 60)),
+    ],
+)
+def test_budget_parsing(text: str, budget: Budget) -> None:
+    assert Budget.parse(text) == budget
+
+
+@pytest.mark.parametrize("text", ["20", "trials:", "minutes:3", "trials:0", "trials:-1"])
+def test_bad_budgets_are_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="expected trials:N, epochs:N or seconds:N"):
+        Budget.parse(text)
+
+
+@pytest.mark.parametrize("target", [8, 12, 18, 32])
+def test_grid_has_about_the_budget_in_points(target: int) -> None:
+    space = {
+        "lr": ParamSpec("float", 1e-4, 1e-1, log=True),
+        "width": ParamSpec("int", 8, 64, log=True),
+        "kernel": ParamSpec("categorical", choices=[3, 5]),
+    }
+    grid = grid_space(space, target)
+    assert (
+        grid["lr"].grid
+        and grid["lr"].grid[0] == pytest.approx(1e-4)
+        and grid["lr"].grid[-1] == pytest.approx(0.1)
+    )
+    assert 0.5 * target <= grid_size(grid) <= 2 * target
+
+
+def test_variants_share_the_budget_and_differ_in_sampler_pruner_seed(tmp_path: Path) -> None:
+    config = parse_study(yaml.safe_load(_study(tmp_path).read_text()))
+    out = variants(config, ["grid", "random"], ["none", "asha"], 2, Budget("epochs", 30))
+    assert [(s, p, k) for s, p, k, _ in out] == [
+        (s, p, k) for s in ("grid", "random") for p in ("none", "asha") for k in (0, 1)
+    ]
+    names = {c.study_name for *_, c in out}
+    assert len(names) == 8 and all(n.startswith("cmp--") for n in names)
+    assert {c.max_total_epochs for *_, c in out} == {30} and {c.n_trials for *_, c in out} == {None}
+    assert {c.sampler.seed for *_, c in out} == {0, 1}
+    assert all(
+        c.pruner.options == {"min_resource": 1, "reduction_factor": 2}
+        for s, p, k, c in out
+        if p == "asha"
+    )
+
+
+@pytest.mark.slow
+def test_compare_runs_resumes_and_reports(tmp_path: Path) -> None:
+    path = _study(tmp_path)
+    base = [
+        "compare",
+        str(path),
+        "--pruners",
+        "none,asha",
+        "--seeds",
+        "2",
+        "--budget",
+        "trials:4",
+        "--target",
+        "0.5",
+        "--out",
+        str(tmp_path / "report"),
+    ]
+    first = run_cli(*base, "--samplers", "random")
+    assert first.returncode == 0, first.stderr
+    random_trials = {
+        n: len(_trials(tmp_path, n)) for n in ("cmp--random-none-seed0", "cmp--random-asha-seed1")
+    }
+    # A rerun with one sampler more runs only what is missing (as after an interruption).
+    second = run_cli(*base, "--samplers", "grid,random,tpe")
+    assert second.returncode == 0, second.stderr
+    assert {n: len(_trials(tmp_path, n)) for n in random_trials} == random_trials
+    for sampler in ("grid", "random", "tpe"):
+        for pruner in ("none", "asha"):
+            for seed in (0, 1):
+                trials = _trials(tmp_path, f"cmp--{sampler}-{pruner}-seed{seed}")
+                assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 4
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    for sampler in ("grid", "random", "tpe"):
+        for pruner in ("none", "asha"):
+            assert f"| {sampler} | {pruner} | 2 |" in summary
+    assert "## Verdict" in summary and "Best mean minimum reached" in summary
+    assert "Random beat grid" in summary or "Random did not beat grid" in summary
+    assert "fewer epochs than no pruning" in summary and "hold for this problem" in summary
+    for axis in ("trials", "epochs", "seconds"):
+        assert (tmp_path / "report" / f"best_vs_{axis}.png").stat().st_size > 5000
+    assert (tmp_path / "report" / "index.html").is_file()
+
+
+@pytest.mark.slow
+def test_epoch_and_second_budgets_are_honoured(tmp_path: Path) -> None:
+    path = _study(tmp_path, max_epochs=3)
+    result = run_cli(
+        "compare",
+        str(path),
+        "--samplers",
+        "random",
+        "--seeds",
+        "1",
+        "--budget",
+        "epochs:10",
+        "--out",
+        str(tmp_path / "r1"),
+    )
+    assert result.returncode == 0, result.stderr
+    trials = _trials(tmp_path, "cmp--random-none-seed0")
+    epochs = sum(len(t.intermediate_values) for t in trials)
+    assert 10 - 3 < epochs <= 10  # never over; short by less than one trial
+    result = run_cli(
+        "compare",
+        str(path),
+        "--samplers",
+        "tpe",
+        "--seeds",
+        "1",
+        "--budget",
+        "seconds:6",
+        "--out",
+        str(tmp_path / "r2"),
+    )
+    assert result.returncode == 0, result.stderr
+    trials = [t for t in _trials(tmp_path, "cmp--tpe-none-seed0") if t.datetime_complete]
+    start = min(t.datetime_start for t in trials)
+    last_start = max(t.datetime_start for t in trials)
+    longest = max((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
+    assert (last_start - start).total_seconds() <= 6 + longest
+
+
+@pytest.mark.slow
+def test_seeded_sequential_samplers_repeat(tmp_path: Path) -> None:
+    params = []
+    for run in ("a", "b"):
+        folder = tmp_path / run
+        folder.mkdir()
+        path = _study(folder, storage=f"sqlite:///{folder}/c.db")
+        result = run_cli(
+            "compare",
+            str(path),
+            "--samplers",
+            "random,tpe",
+            "--seeds",
+            "1",
+            "--budget",
+            "trials:4",
+            "--out",
+            str(folder / "r"),
+        )
+        assert result.returncode == 0, result.stderr
+        params.append(
+            [[t.params for t in _trials(folder, f"cmp--{s}-none-seed0")] for s in ("random", "tpe")]
+        )
+    assert params[0] == params[1]
