@@ -4,8 +4,10 @@ The same task and search space run under each sampler (and pruner), each repeate
 K seeds, each as its own study in the same storage, named
 ``<study>--<sampler>-<pruner>-seed<k>`` so the dashboard lists them together. The budget
 is equal for every run: a number of finished trials, of epochs trained, or of seconds.
-Grid gets a grid of about the budget's size, built from the search space. Runs use the
-parallel workers of ``tune`` and resume: a rerun adds nothing to a finished run.
+Grid gets a grid of about the budget's size, built from the search space; TPE and GP,
+unless the study file says otherwise, spend a quarter of it on random start-up trials
+(their default of 10 can be the whole budget). Runs use the parallel workers of
+``tune`` and resume: a rerun adds nothing to a finished run.
 """
 
 from __future__ import annotations
@@ -84,6 +86,15 @@ def grid_space(space: dict[str, ParamSpec], target: int) -> dict[str, ParamSpec]
     return out
 
 
+def _trials_in(budget: Budget, config: StudyConfig) -> int:
+    """About how many trials the budget buys."""
+    if budget.kind == "trials":
+        return budget.amount
+    if budget.kind == "epochs":
+        return max(1, budget.amount // config.max_epochs)
+    return 16
+
+
 def variants(
     config: StudyConfig, samplers: Sequence[str], pruners: Sequence[str], seeds: int, budget: Budget
 ) -> list[tuple[str, str, int, StudyConfig]]:
@@ -92,7 +103,13 @@ def variants(
     for sampler in samplers:
         for pruner in pruners:
             for seed in range(seeds):
-                sampler_options = config.sampler.options if sampler == config.sampler.name else {}
+                sampler_options = dict(
+                    config.sampler.options if sampler == config.sampler.name else {}
+                )
+                if sampler in ("tpe", "gp") and "n_startup_trials" not in sampler_options:
+                    # Their default of 10 random start-up trials can be the whole budget;
+                    # a quarter of it leaves the model-based phase room to show.
+                    sampler_options["n_startup_trials"] = max(3, _trials_in(budget, config) // 4)
                 pruner_options = (
                     config.pruner.options
                     if pruner == config.pruner.name
@@ -109,14 +126,7 @@ def variants(
                 else:
                     total_epochs = budget.amount
                 if sampler == "grid":
-                    target = (
-                        budget.amount
-                        if budget.kind == "trials"
-                        else max(2, budget.amount // config.max_epochs)
-                    )
-                    if budget.kind == "seconds":
-                        target = 16
-                    space = grid_space(space, target)
+                    space = grid_space(space, _trials_in(budget, config))
                 cfg = dataclasses.replace(
                     config,
                     study_name=f"{config.study_name}--{sampler}-{pruner}-seed{seed}",
@@ -342,8 +352,8 @@ def write_report(runs: list[Run], out: Path, budget: Budget, target: float | Non
         fig, ax = plt.subplots(figsize=(8, 5))
         for (sampler, pruner), members in sorted(groups.items()):
             x, med, lo, hi = _band(members, axis)
-            ax.plot(x, med, label=f"{sampler} / {pruner}")
-            ax.fill_between(x, lo, hi, alpha=0.2)
+            (line,) = ax.plot(x, med, label=f"{sampler} / {pruner}")
+            ax.fill_between(x, lo, hi, alpha=0.15, color=line.get_color())
         ax.set_xlabel(label)
         ax.set_ylabel(f"best {metric} so far")
         ax.set_title(f"Best-so-far {metric} vs {label} (median across seeds, IQR band)")
