@@ -102,7 +102,7 @@ def test_compare_runs_resumes_and_reports(tmp_path: Path) -> None:
         "--pruners",
         "none,asha",
         "--seeds",
-        "2",
+        "1",
         "--budget",
         "trials:4",
         "--target",
@@ -113,7 +113,7 @@ def test_compare_runs_resumes_and_reports(tmp_path: Path) -> None:
     first = run_cli(*base, "--samplers", "random")
     assert first.returncode == 0, first.stderr
     random_trials = {
-        n: len(_trials(tmp_path, n)) for n in ("cmp--random-none-seed0", "cmp--random-asha-seed1")
+        n: len(_trials(tmp_path, n)) for n in ("cmp--random-none-seed0", "cmp--random-asha-seed0")
     }
     # A rerun with one sampler more runs only what is missing (as after an interruption).
     second = run_cli(*base, "--samplers", "grid,random,tpe")
@@ -121,13 +121,12 @@ def test_compare_runs_resumes_and_reports(tmp_path: Path) -> None:
     assert {n: len(_trials(tmp_path, n)) for n in random_trials} == random_trials
     for sampler in ("grid", "random", "tpe"):
         for pruner in ("none", "asha"):
-            for seed in (0, 1):
-                trials = _trials(tmp_path, f"cmp--{sampler}-{pruner}-seed{seed}")
-                assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 4
+            trials = _trials(tmp_path, f"cmp--{sampler}-{pruner}-seed0")
+            assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 4
     summary = (tmp_path / "report" / "summary.md").read_text()
     for sampler in ("grid", "random", "tpe"):
         for pruner in ("none", "asha"):
-            assert f"| {sampler} | {pruner} | 2 |" in summary
+            assert f"| {sampler} | {pruner} | 1 |" in summary, summary
     assert "## Verdict" in summary and "Best mean minimum reached" in summary
     assert "Random beat grid" in summary or "Random did not beat grid" in summary
     assert "fewer epochs than no pruning" in summary and "hold for this problem" in summary
