@@ -161,40 +161,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_best(args: argparse.Namespace) -> int:
-    import optuna
-
-    from pipeline.results import best_record, format_best
-    from pipeline.storage import mask_url, open_storage
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(args.storage)
-    names = [
-        s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
-    ]
-    if args.study not in names:
-        known = ", ".join(names) or "none"
-        print(
-            f"error: no study {args.study!r} in {mask_url(args.storage)} (studies there: {known})",
-            file=sys.stderr,
-        )
-        return 2
-    study = optuna.load_study(study_name=args.study, storage=storage)
-    record = best_record(study)
-    if record is None:
-        print(f"error: study {args.study!r} has no complete trial yet", file=sys.stderr)
-        return 1
-    from pipeline.checkpoints import artifact_dir_for, live_checkpoint, open_store
-
-    artifact_id = live_checkpoint(study.best_trial, open_store(artifact_dir_for(args.storage)))
-    record["checkpoint"] = artifact_id
-    record["checkpoint_path"] = (
-        str(artifact_dir_for(args.storage) / artifact_id) if artifact_id else None
-    )
-    print(json.dumps(record, indent=2) if args.json else format_best(record))
-    return 0
-
-
 def _open_study(args: argparse.Namespace) -> Any:
     import optuna
 
@@ -213,6 +179,23 @@ def _open_study(args: argparse.Namespace) -> Any:
             f"no study {args.study!r} in {mask_url(args.storage)} (studies there: {known})",
         )
     return optuna.load_study(study_name=args.study, storage=storage)
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from pipeline.checkpoints import artifact_dir_for, live_checkpoint, open_store
+    from pipeline.results import best_record, format_best
+
+    study = _open_study(args)
+    record = best_record(study)
+    if record is None:
+        print(f"error: study {args.study!r} has no complete trial yet", file=sys.stderr)
+        return 1
+    artifacts = artifact_dir_for(args.storage)
+    artifact_id = live_checkpoint(study.best_trial, open_store(artifacts))
+    record["checkpoint"] = artifact_id
+    record["checkpoint_path"] = str(artifacts / artifact_id) if artifact_id else None
+    print(json.dumps(record, indent=2) if args.json else format_best(record))
+    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
