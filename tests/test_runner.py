@@ -113,7 +113,10 @@ def test_grid_runs_every_point_exactly_once_with_two_workers(
         tuple(sorted(t.params.items())) for t in trials if t.state == TrialState.COMPLETE
     )
     assert len(points) == 18 and set(points.values()) == {1}
-    assert len(trials) == 18
+    # A worker that found the queue emptied between its check and its ask records a
+    # skipped trial (no parameters, nothing trained); no grid point runs twice.
+    others = [t for t in trials if t.state != TrialState.COMPLETE]
+    assert all(t.user_attrs["fail_reason"].startswith("skipped") and not t.params for t in others)
 
 
 @pytest.mark.slow
