@@ -79,7 +79,8 @@ def test_a_raising_trial_is_retried_with_the_same_parameters(tmp_path: Path) -> 
 def test_two_workers_end_with_exactly_n_trials(
     write_study: Callable[..., Path], tmp_path: Path
 ) -> None:
-    path = write_study(n_trials=9, workers=2, max_epochs=1)
+    # Trials of about a second, so both workers are up before the budget is spent.
+    path = write_study(n_trials=9, workers=2, max_epochs=4)
     result = run_cli("tune", str(path))
     assert result.returncode == 0, result.stderr
     config = parse_study(__import__("yaml").safe_load(path.read_text()))
