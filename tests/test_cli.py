@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, run_cli
-from test_runner import _free_port
+from conftest import REPO, free_port, run_cli
 
 
 @pytest.mark.slow
@@ -62,7 +61,7 @@ def test_dashboard_shows_the_study_with_curves_and_metrics(
 ) -> None:
     path = write_study(n_trials=2, max_epochs=3)
     assert run_cli("tune", str(path)).returncode == 0
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "dashboard.log", "w")
     proc = subprocess.Popen(
         [

@@ -25,7 +25,7 @@ import optuna
 import pytest
 import sqlalchemy
 import yaml
-from conftest import POSTGRES_URL, REPO, TESTS, minimal_study, run_cli
+from conftest import POSTGRES_URL, REPO, TESTS, free_port, minimal_study, run_cli
 from optuna.trial import TrialState
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -219,15 +219,9 @@ def test_passwords_never_reach_output_or_stored_attributes(
     assert secret not in run_cli("validate", str(tmp_path / "s.yaml")).stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_workers_behind_the_grpc_storage_proxy(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     with open(tmp_path / "proxy.log", "w") as log:
         proxy = subprocess.Popen(
             [
@@ -275,7 +269,7 @@ class ThrowawayPostgres:
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="pipeline-pg-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.user = pwd.getpwnam("postgres")
         os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
         self._as_postgres(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REPO, minimal_study, run_cli
+from conftest import REPO, free_port, minimal_study, run_cli
 from optuna.trial import TrialState
 
 from pipeline.config import parse_study
@@ -134,12 +133,6 @@ def test_rerun_resumes_instead_of_starting_over(write_study: Callable[..., Path]
     assert [t.number for t in trials] == [0, 1, 2, 3, 4]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_two_sqlite_workers_and_an_open_dashboard_never_lock(
     write_study: Callable[..., Path], tmp_path: Path
@@ -151,7 +144,7 @@ def test_two_sqlite_workers_and_an_open_dashboard_never_lock(
         pruner={"name": "median", "options": {"n_startup_trials": 2}},
     )
     url = f"sqlite:///{tmp_path}/optuna.db"
-    port = _free_port()
+    port = free_port()
     prepare = run_cli("tune", str(path), "--n-trials", "1")  # creates the study and the file
     assert prepare.returncode == 0, prepare.stderr
     log = open(tmp_path / "dashboard.log", "w")  # a pipe nobody reads would fill and block it
