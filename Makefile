@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RAY_VENV ?= .venv-ray
+RAY_STAMP := $(RAY_VENV)/.installed
 STUDY ?= studies/default.yaml
 STORAGE ?= sqlite:///runs/optuna.db
 NAME ?=
@@ -13,7 +15,7 @@ PORT ?= 8080
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install tune worker storage-proxy compare validate best report export dashboard test test-fast lint bench clean
+.PHONY: help install tune worker storage-proxy compare validate best report export dashboard test test-fast lint bench bench-ray-env clean
 
 help: ## Show the targets and the variables they read
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -74,6 +76,16 @@ bench: $(STAMP) ## Run the speed benchmarks and print their figures (about 15 mi
 	$(BIN)/python benchmarks/loop.py
 	$(BIN)/python benchmarks/scaling.py
 	$(BIN)/python benchmarks/storage_throughput.py
+
+# Ray Tune lives in its own venv: the project never depends on it, only the benchmark
+# that runs it side by side does.
+$(RAY_STAMP): benchmarks/ray-requirements.txt
+	@test -x $(RAY_VENV)/bin/python || $(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_VENV)/bin/python -m pip install -r benchmarks/ray-requirements.txt
+	$(RAY_VENV)/bin/python -m pip install --no-deps -e .
+	@touch $@
+
+bench-ray-env: $(RAY_STAMP) ## Create .venv-ray with ray[tune] for the Ray Tune side of `make bench`
 
 clean: ## Remove caches (keeps .venv and runs/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -102,6 +102,7 @@ class StudyConfig:
     storage_retry_seconds: float = 120.0
     artifacts: str | None = None
     keep_checkpoints: int = 3
+    enqueue: list[dict[str, Any]] = field(default_factory=list)
     source: str = field(default="<memory>", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -347,6 +348,9 @@ def _check_values(config: StudyConfig) -> None:
     storage.check_url(config.storage, src)
     task = tasks.resolve_task(config.task, src)
     space.check_space(config.search_space, task, src)
+    space.check_enqueued(config.enqueue, config.search_space, src)
+    if config.enqueue and config.sampler.name == "grid":
+        raise ConfigError(src, "enqueue", "grid search runs its grid; list extra values in grid:")
     samplers.check_sampler(config.sampler, config.search_space, src)
     pruners.check_pruner(config.pruner, src)
 

@@ -111,7 +111,8 @@ def load_study(
 def prepare_study(
     config: StudyConfig, storage: optuna.storages.BaseStorage, joining: bool = False
 ) -> optuna.Study:
-    """Create or resume the study, record provenance and, for grid search, queue the grid.
+    """Create or resume the study, record provenance, queue the study's ``enqueue``
+    configurations and, for grid search, the grid.
 
     Args:
         joining: A worker joining a study that may already run elsewhere: it records
@@ -133,6 +134,9 @@ def prepare_study(
     if joining and not created:
         return study
     provenance.record(study, config)
+    if created:  # configurations to run first, queued once by whoever creates the study
+        for point in config.enqueue:
+            study.enqueue_trial(point)
     if config.sampler.name == "grid" and GRID_ATTR not in study.user_attrs:
         points = space.grid_points(config.search_space)
         if config.n_trials is not None and config.n_trials < len(points):

@@ -156,6 +156,30 @@ def check_space(space: Mapping[str, ParamSpec], task: Task, source: str) -> None
         seen[name] = spec
 
 
+def check_enqueued(
+    points: list[dict[str, Any]], space: Mapping[str, ParamSpec], source: str
+) -> None:
+    """Each configuration to run first must give searched parameters values they can take
+    (parameters it leaves out are sampled as usual).
+
+    Raises:
+        ConfigError: naming ``enqueue[i].<param>``.
+    """
+    for i, point in enumerate(points):
+        for name, value in point.items():
+            key = f"enqueue[{i}].{name}"
+            spec = space.get(name)
+            dist = None if spec is None else to_distribution(spec)
+            if dist is None:
+                raise ConfigError(source, key, "not a searched parameter of search_space")
+            try:
+                inside = dist._contains(dist.to_internal_repr(value))
+            except (ValueError, TypeError):
+                inside = False
+            if not inside:
+                raise ConfigError(source, key, f"{value!r} is outside the search space ({dist})")
+
+
 def _check_condition(
     seen: Mapping[str, ParamSpec], parent: str, wanted: Any, source: str, key: str
 ) -> None:
@@ -258,6 +282,7 @@ def grid_size(space: Mapping[str, ParamSpec]) -> int:
 
 
 __all__ = [
+    "check_enqueued",
     "check_space",
     "grid_points",
     "grid_size",

@@ -41,6 +41,7 @@ VALID = [
     ("timeout only", lambda s: s.update(n_trials=None, timeout=30)),
     ("user task", _mutate("task", {"name": "tiny_task:tiny", "options": {"n": 50}})),
     ("patience", _mutate("pruner", {"name": "median", "patience": 2})),
+    ("enqueue a partial configuration", _mutate("enqueue", [{"lr": 0.05}, {"batch_size": 32}])),
     (
         "conditional",
         lambda s: s["search_space"].update(
@@ -264,6 +265,34 @@ INVALID = [
         "expected one of 'val_loss', 'val_accuracy'",
     ),
     ("bad storage", _mutate("storage", "mongodb://x"), "storage", "unsupported storage URL"),
+    (
+        "enqueue outside the range",
+        _mutate("enqueue", [{"lr": 0.05}, {"lr": 0.5}]),
+        "enqueue[1].lr",
+        "0.5 is outside the search space",
+    ),
+    (
+        "enqueue a choice not offered",
+        _mutate("enqueue", [{"batch_size": 48}]),
+        "enqueue[0].batch_size",
+        "48 is outside the search space",
+    ),
+    (
+        "enqueue a parameter not searched",
+        _mutate("enqueue", [{"momentum": 0.9}]),
+        "enqueue[0].momentum",
+        "not a searched parameter",
+    ),
+    (
+        "enqueue with grid search",
+        lambda s: s.update(
+            sampler={"name": "grid"},
+            search_space={"batch_size": {"type": "categorical", "choices": [32, 64]}},
+            enqueue=[{"batch_size": 32}],
+        ),
+        "enqueue",
+        "grid search runs its grid",
+    ),
     ("bad device", _mutate("device", "gpu"), "device", "expected auto, cpu, cuda or cuda:N"),
 ]
 

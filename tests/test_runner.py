@@ -119,6 +119,21 @@ def test_grid_runs_every_point_exactly_once_with_two_workers(
     assert all(t.user_attrs["fail_reason"].startswith("skipped") and not t.params for t in others)
 
 
+def test_enqueued_configurations_run_first_and_only_once(tmp_path: Path) -> None:
+    first = [{"lr": 0.09, "batch_size": 64}, {"lr": 0.011, "batch_size": 32}]
+    raw = minimal_study(
+        n_trials=3, max_epochs=1, enqueue=first, storage=f"sqlite:///{tmp_path}/s.db"
+    )
+    for n_trials in (3, 4):  # the second run resumes the study: nothing is queued again
+        config = parse_study({**raw, "n_trials": n_trials})
+        prepare_study(config, storage_for(config))
+        run_worker(config, worker=0)
+    trials = _load(config.storage, config.study_name).trials
+    assert [t.params for t in trials[:2]] == first
+    assert len(trials) == 4
+    assert all(t.params not in first for t in trials[2:])
+
+
 @pytest.mark.slow
 def test_rerun_resumes_instead_of_starting_over(write_study: Callable[..., Path]) -> None:
     path = write_study(n_trials=3, max_epochs=1)
