@@ -71,15 +71,14 @@ lint: $(STAMP) ## ruff check, ruff format --check and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(STAMP) ## Run the speed benchmarks and print their figures (about 15 minutes)
-	$(BIN)/python benchmarks/overhead.py
-	$(BIN)/python benchmarks/loop.py
-	$(BIN)/python benchmarks/scaling.py
+bench: $(STAMP) $(RAY_STAMP) ## Benchmarks vs Ray Tune and a bare Optuna script, loop cost, storage (about 45 minutes); writes benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/tutorial_bench.py --repeats $(or $(REPEATS),3) --markdown benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/loop.py --markdown benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/storage_throughput.py
 
 # Ray Tune lives in its own venv: the project never depends on it, only the benchmark
 # that runs it side by side does.
-$(RAY_STAMP): benchmarks/ray-requirements.txt
+$(RAY_STAMP): benchmarks/ray-requirements.txt pyproject.toml
 	@test -x $(RAY_VENV)/bin/python || $(PYTHON) -m venv $(RAY_VENV)
 	$(RAY_VENV)/bin/python -m pip install -r benchmarks/ray-requirements.txt
 	$(RAY_VENV)/bin/python -m pip install --no-deps -e .

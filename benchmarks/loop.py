@@ -1,11 +1,14 @@
-"""The training loop against a bare PyTorch loop over the same tensors and model.
+"""The project's training loop against a bare PyTorch loop on the same model and data.
 
-Both train the same freshly seeded model on the same in-memory data with the same
-optimizer, evaluating on the validation set after every epoch. The bare loop is what a
-person would write by hand: shuffle indices, slice, forward, loss, backward, step. The
-two alternate within each repeat; the figure is the median ratio of their times.
+The model is the benchmark task's (the Ray Tune tutorial's network on MNIST-1D; see
+tutorial_task.py), trained with SGD and momentum 0.9 on the same in-memory tensors. The
+bare loop is what a person writes by hand (tutorial_task.train_epoch: shuffle indices,
+slice, forward, loss, backward, step), followed by validation. Both run in this process
+with one thread, alternating within each repeat; the figure is the median of the
+per-repeat ratios of their times, for each batch size.
 
-    python benchmarks/loop.py [--task digits] [--batch-sizes 2,16,64] [--epochs 3] [--repeats 5]
+    python benchmarks/loop.py [--batch-sizes 2,4,...,256] [--epochs 2] [--repeats 5]
+        [--markdown PATH (appends a table)]
 """
 
 from __future__ import annotations
@@ -13,59 +16,44 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from tutorial_task import build_model, load_data, make_optimizer, train_epoch, validate
 
-from pipeline.config import TaskConfig
-from pipeline.objective import hyperparameters
-from pipeline.tasks import resolve_task
-from pipeline.train import evaluate, fit, make_optimizer, warm_up
-
-
-def bare_loop(model, splits, hp, epochs, seed):  # type: ignore[no-untyped-def]
-    opt = make_optimizer(hp["optimizer"], model.parameters(), hp)
-    g = torch.Generator().manual_seed(seed)
-    x, y, bs = splits.train_x, splits.train_y, hp["batch_size"]
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(y), bs):
-            idx = perm[i : i + bs]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        evaluate(model, splits.val_x, splits.val_y)
+from pipeline.train import fit, warm_up
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", default="digits")
-    parser.add_argument("--batch-sizes", default="2,16,64")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-sizes", default="2,4,8,16,32,64,128,256")
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--markdown", default=None, help="append the table to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    task = resolve_task(TaskConfig(args.task))
-    splits = task.load(task.resolve_options({}))
+    splits = load_data()
     warm_up()
-    print(
-        f"Training loop vs bare PyTorch loop on {args.task} ({len(splits.train_y)} train examples, "
-        f"{args.epochs} epochs, {args.threads} thread(s)), median of {args.repeats} alternating repeats"
+    title = (
+        f"Training loop vs bare PyTorch loop, tutorial network on MNIST-1D "
+        f"({len(splits.train_y)} train signals, {args.epochs} epochs, {args.threads} thread(s)), "
+        f"median of {args.repeats} alternating repeats"
     )
+    print(title)
+    rows = [
+        "| batch size | this project s | bare loop s | ratio (min-max) |",
+        "|---|---|---|---|",
+    ]
     for bs in [int(b) for b in args.batch_sizes.split(",")]:
-        hp = hyperparameters(task, {"batch_size": bs, "optimizer": "sgd", "lr": 0.01})
+        config = {"l1": 64, "l2": 32, "lr": 0.01, "batch_size": bs}
+        hp = {**config, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0}
         ours, bare = [], []
         for rep in range(args.repeats):
-            for which, out in (
-                (("ours", ours), ("bare", bare))
-                if rep % 2 == 0
-                else (("bare", bare), ("ours", ours))
-            ):
+            for which in ("ours", "bare") if rep % 2 == 0 else ("bare", "ours"):
                 torch.manual_seed(rep)
-                model = task.build_model(hp, splits)
+                model = build_model(config, splits)
+                generator = torch.Generator().manual_seed(rep)
                 started = time.perf_counter()
                 if which == "ours":
                     fit(
@@ -76,16 +64,25 @@ def main() -> None:
                         splits.val_y,
                         hp,
                         args.epochs,
-                        torch.Generator().manual_seed(rep),
+                        generator,
                     )
+                    ours.append(time.perf_counter() - started)
                 else:
-                    bare_loop(model, splits, hp, args.epochs, rep)
-                out.append(time.perf_counter() - started)
+                    optimizer = make_optimizer(config, model)
+                    for _ in range(args.epochs):
+                        train_epoch(model, optimizer, splits.train_x, splits.train_y, bs, generator)
+                        validate(model, splits.val_x, splits.val_y)
+                    bare.append(time.perf_counter() - started)
         ratios = [o / b for o, b in zip(ours, bare, strict=True)]
-        print(
-            f"  batch {bs:4d}: ours {statistics.median(ours):.3f} s, bare {statistics.median(bare):.3f} s, "
-            f"ratio {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})"
+        line = (
+            f"| {bs} | {statistics.median(ours):.3f} | {statistics.median(bare):.3f} "
+            f"| {statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}) |"
         )
+        rows.append(line)
+        print(f"  batch {bs:4d}: {line}", flush=True)
+    if args.markdown:
+        with Path(args.markdown).open("a") as out:
+            out.write("\n## Training-step cost\n\n" + title + ".\n\n" + "\n".join(rows) + "\n")
 
 
 if __name__ == "__main__":

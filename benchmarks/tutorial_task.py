@@ -4,11 +4,13 @@ The Ray Tune tutorial's network with 1-D convolutions on MNIST-1D (the project's
 ``mnist1d`` task, ``arch: tutorial``), the tutorial's search space, SGD with momentum
 0.9, at most 10 epochs, successive halving with grace period 1 and reduction factor 2,
 20 trials, 2 at a time. The bare Optuna script and the Ray Tune script import this
-module; the project runs the same task from a study file (:func:`study_yaml`).
+module; the project runs the same task from a study file (:func:`study_config`).
 
 Every tool gets the same 20 configurations in the same order for a given seed
 (:func:`draw_configs`, from the tutorial's distributions), so that the tools differ in
-how they run trials, not in which trials they happen to draw.
+how they run trials, not in which trials they happen to draw. The project gets them as
+its study file's ``enqueue``, the bare script through ``enqueue_trial`` and Ray Tune as
+``points_to_evaluate``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.tasks import Splits
-from pipeline.tasks.mnist1d import TutorialNet1d
-from pipeline.tasks.mnist1d import load as load_mnist1d
+from pipeline.tasks.mnist1d import TutorialNet1d, mnist1d
 
 N_TRIALS = 20
 MAX_EPOCHS = 10
@@ -53,8 +54,10 @@ def draw_configs(seed: int, n: int = N_TRIALS) -> list[dict[str, Any]]:
 
 
 def load_data() -> Splits:
-    """MNIST-1D generated offline, split as the project's ``mnist1d`` task splits it."""
-    return load_mnist1d(DATA_OPTIONS)
+    """MNIST-1D generated offline (or read from the task's cache), split as the
+    project's ``mnist1d`` task splits it."""
+    task = mnist1d()
+    return task.load(task.resolve_options(DATA_OPTIONS))
 
 
 def build_model(config: dict[str, Any], splits: Splits) -> nn.Module:
@@ -107,35 +110,37 @@ def timed_epoch(
     return loss, acc, time.perf_counter() - started
 
 
-def study_yaml(seed: int, pruner: str = "asha", workers: int = CONCURRENT) -> str:
-    """The project's study file for the same task (random sampling; the harness queues
-    the same configurations every tool gets)."""
-    pruner_options = {
-        "asha": f"{{min_resource: {GRACE_PERIOD}, reduction_factor: {REDUCTION_FACTOR}}}",
-        "median": "{n_startup_trials: 5, n_warmup_steps: 1}",
-        "none": "{}",
-    }[pruner]
-    return f"""\
-study_name: bench-tutorial-{pruner}-{seed}
-task: {{name: mnist1d, options: {DATA_OPTIONS}}}
-metric: val_loss
-direction: minimize
-max_epochs: {MAX_EPOCHS}
-n_trials: {N_TRIALS}
-sampler: {{name: random, seed: {seed}}}
-pruner: {{name: {pruner}, options: {pruner_options}}}
-search_space:
-  arch: tutorial
-  l1: {{type: pow2, low: 4, high: 256}}
-  l2: {{type: pow2, low: 4, high: 256}}
-  lr: {{type: float, low: 1.0e-4, high: 1.0e-1, log: true}}
-  batch_size: {{type: categorical, choices: {BATCH_SIZES}}}
-  optimizer: sgd
-  momentum: {MOMENTUM}
-workers: {workers}
-device: cpu
-seed: {seed}
-"""
+def study_config(seed: int, pruner: str = "asha", workers: int = CONCURRENT) -> dict[str, Any]:
+    """The project's study file for the same task, as data: random sampling (the
+    harness adds the same configurations every tool gets as ``enqueue``)."""
+    pruner_options: dict[str, dict[str, Any]] = {
+        "asha": {"min_resource": GRACE_PERIOD, "reduction_factor": REDUCTION_FACTOR},
+        "median": {},  # Optuna's defaults: 5 startup trials, no warm-up
+        "none": {},
+    }
+    return {
+        "study_name": f"bench-tutorial-{pruner}-{workers}w-{seed}",
+        "task": {"name": "mnist1d", "options": DATA_OPTIONS},
+        "metric": "val_loss",
+        "direction": "minimize",
+        "max_epochs": MAX_EPOCHS,
+        "n_trials": N_TRIALS,
+        "sampler": {"name": "random", "seed": seed},
+        "pruner": {"name": pruner, "options": pruner_options[pruner]},
+        "search_space": {
+            "arch": "tutorial",
+            "l1": {"type": "pow2", "low": 4, "high": 256},
+            "l2": {"type": "pow2", "low": 4, "high": 256},
+            "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+            "batch_size": {"type": "categorical", "choices": BATCH_SIZES},
+            "optimizer": "sgd",
+            "momentum": MOMENTUM,
+        },
+        "workers": workers,
+        "device": "cpu",
+        "seed": seed,
+        "enqueue": draw_configs(seed),
+    }
 
 
 def retrain_test_accuracy(config: dict[str, Any], splits: Splits, seed: int = 0) -> float:

@@ -43,7 +43,7 @@ from pipeline.pruners import make_pruner
 from pipeline.reporter import LiveReporter
 from pipeline.resources import Slot, plan
 from pipeline.samplers import make_sampler
-from pipeline.storage import mask_url, open_storage
+from pipeline.storage import mask_url, open_storage, release_connections, scheme_of
 from pipeline.tasks import resolve_task
 from pipeline.train import warm_up
 
@@ -454,6 +454,24 @@ def _worker_process(config: StudyConfig, slot: Slot, stop: Event, deadline: floa
     sys.exit(EXIT_FAILING if ran < 0 else 0)
 
 
+def start_method(config: StudyConfig) -> str:
+    """How worker processes start: forked on the CPU, spawned otherwise.
+
+    A forked worker inherits the imported modules (torch, optuna, the task) and starts
+    its first trial about 3 s sooner on a 2-core machine. The optimizer warm-up stays in
+    the workers: importing torch's compiler stack in this process would make its own
+    exit half a second slower. CUDA cannot be used in a child forked after the parent
+    touched it, and gRPC channels do not survive a fork, so those workers are spawned.
+    """
+    if (
+        config.device == "cpu"
+        and scheme_of(config.storage) != "grpc"
+        and "fork" in mp.get_all_start_methods()
+    ):
+        return "fork"
+    return "spawn"
+
+
 def worker_slots(config: StudyConfig, remaining: int) -> list[Slot]:
     """Where this machine's workers run: threads each and, on CUDA, which GPU(s)."""
     gpu_ids: list[str] = []
@@ -507,7 +525,11 @@ def tune(config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout) -> 
         print("The study's budget is already met; raise --n-trials to run more.", file=out)
         return reporter.summary()
 
-    ctx = mp.get_context("spawn")
+    if start_method(config) == "fork":
+        release_connections(study)
+        ctx: mp.context.ForkContext | mp.context.SpawnContext = mp.get_context("fork")
+    else:
+        ctx = mp.get_context("spawn")
     stop = ctx.Event()
     procs = []
     inherited = os.environ.get("CUDA_VISIBLE_DEVICES")

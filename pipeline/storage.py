@@ -125,6 +125,16 @@ def open_storage(
     return optuna.storages.GrpcStorageProxy(host=parts.hostname, port=parts.port)
 
 
+def release_connections(study: optuna.Study) -> None:
+    """Close an RDB storage's pooled connections before this process forks, so that no
+    child shares their sockets; this process reconnects on its next query."""
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # RDB storages come wrapped in a cache
+    engine = getattr(backend, "engine", None)
+    if isinstance(engine, sqlalchemy.engine.Engine):
+        engine.dispose()
+
+
 def _create_rdb(
     url: str, engine_kwargs: dict[str, Any], heartbeat: dict[str, Any]
 ) -> optuna.storages.RDBStorage:
@@ -157,4 +167,4 @@ def _enable_wal(path: Path) -> None:
     conn.close()
 
 
-__all__ = ["SCHEMES", "check_url", "mask_url", "open_storage", "scheme_of"]
+__all__ = ["SCHEMES", "check_url", "mask_url", "open_storage", "release_connections", "scheme_of"]

@@ -18,7 +18,7 @@ from conftest import REPO, free_port, minimal_study, run_cli
 from optuna.trial import TrialState
 
 from pipeline.config import parse_study
-from pipeline.runner import Budget, prepare_study, run_worker, storage_for
+from pipeline.runner import Budget, prepare_study, run_worker, start_method, storage_for
 
 
 def _load(url: str, name: str) -> optuna.Study:
@@ -117,6 +117,20 @@ def test_grid_runs_every_point_exactly_once_with_two_workers(
     # skipped trial (no parameters, nothing trained); no grid point runs twice.
     others = [t for t in trials if t.state != TrialState.COMPLETE]
     assert all(t.user_attrs["fail_reason"].startswith("skipped") and not t.params for t in others)
+
+
+@pytest.mark.parametrize(
+    ("device", "storage", "method"),
+    [
+        ("cpu", "sqlite:///x.db", "fork"),  # inherits torch and the task: no re-import
+        ("cpu", "postgresql+psycopg://u@h/db", "fork"),
+        ("cpu", "grpc://127.0.0.1:13000", "spawn"),  # gRPC channels do not survive fork
+        ("cuda", "sqlite:///x.db", "spawn"),  # CUDA cannot be used in a forked child
+        ("auto", "sqlite:///x.db", "spawn"),
+    ],
+)
+def test_workers_fork_only_where_it_is_safe(device: str, storage: str, method: str) -> None:
+    assert start_method(parse_study(minimal_study(device=device, storage=storage))) == method
 
 
 def test_enqueued_configurations_run_first_and_only_once(tmp_path: Path) -> None:

@@ -1,14 +1,18 @@
 """MNIST-1D, generated offline by the ``mnist1d`` package, with a 1-D CNN family.
 
 ``make_dataset`` with its default arguments gives 4000 training and 1000 test signals of
-length 40; a seeded slice of the training set becomes the validation set. The model
+length 40; a seeded slice of the training set becomes the validation set. Generating
+takes seconds, so the arrays are cached on disk (``cache_dir``) for later processes. The model
 family varies width, depth and kernel size; the paper's reference CNN reaches 94% test
 accuracy and a human expert 96%.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,20 +20,64 @@ from torch import nn
 
 from pipeline.tasks import Splits, Task, split_indices
 
+CACHE_VERSION = 1  # bump when the generated data would change
 
-def load(options: Mapping[str, Any]) -> Splits:
-    """Generate the data set (about a second) and split off validation data."""
+
+def default_cache_dir() -> str:
+    """``$XDG_CACHE_HOME/optuna-pipeline`` (``~/.cache/optuna-pipeline``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "optuna-pipeline")
+
+
+def generate(data_seed: int) -> dict[str, torch.Tensor]:
+    """Run the mnist1d generator (about 4 s of scipy per call on one core)."""
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
-    args.seed = options["data_seed"]
+    args.seed = data_seed
     data = make_dataset(args)
-    x = torch.as_tensor(data["x"], dtype=torch.float32).unsqueeze(1)
-    y = torch.as_tensor(data["y"], dtype=torch.int64)
+    return {
+        "x": torch.as_tensor(data["x"], dtype=torch.float32).unsqueeze(1),
+        "y": torch.as_tensor(data["y"], dtype=torch.int64),
+        "x_test": torch.as_tensor(data["x_test"], dtype=torch.float32).unsqueeze(1),
+        "y_test": torch.as_tensor(data["y_test"], dtype=torch.int64),
+    }
+
+
+def cached(data_seed: int, cache_dir: str | None) -> dict[str, torch.Tensor]:
+    """The generated data set, from ``cache_dir`` when an earlier process generated it.
+
+    Every worker of every study would otherwise regenerate the same arrays; the file is
+    written atomically, so workers that start together never read a partial one.
+    """
+    if cache_dir is None:
+        return generate(data_seed)
+    path = Path(cache_dir).expanduser() / f"mnist1d-seed{data_seed}-v{CACHE_VERSION}.pt"
+    try:
+        data = dict(torch.load(path, weights_only=True))
+        if set(data) == {"x", "y", "x_test", "y_test"}:
+            return data
+    except Exception:  # missing, damaged or foreign: regenerate and replace it
+        pass
+    data = generate(data_seed)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+            torch.save(data, tmp)
+        os.replace(tmp.name, path)
+    except OSError:  # a read-only home only costs the regeneration next time
+        pass
+    return data
+
+
+def load(options: Mapping[str, Any]) -> Splits:
+    """Generate the data set (or read it from the cache) and split off validation data."""
+    data = cached(options["data_seed"], options["cache_dir"])
+    x, y = data["x"], data["y"]
     train, val, _ = split_indices(len(y), (options["val_fraction"], 0.0), options["split_seed"])
-    test_x = torch.as_tensor(data["x_test"], dtype=torch.float32).unsqueeze(1)
-    test_y = torch.as_tensor(data["y_test"], dtype=torch.int64)
-    return Splits(x[train], y[train], x[val], y[val], test_x, test_y, num_classes=10)
+    return Splits(
+        x[train], y[train], x[val], y[val], data["x_test"], data["y_test"], num_classes=10
+    )
 
 
 class ConvNet1d(nn.Module):
@@ -117,6 +165,11 @@ def mnist1d() -> Task:
             "l1": 64,
             "l2": 32,
         },
-        options={"val_fraction": 0.1, "split_seed": 0, "data_seed": 42},
+        options={
+            "val_fraction": 0.1,
+            "split_seed": 0,
+            "data_seed": 42,
+            "cache_dir": default_cache_dir(),  # null: regenerate in every process
+        },
         training_defaults={"lr": 0.01, "batch_size": 64, "optimizer": "adamw"},
     )
