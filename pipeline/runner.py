@@ -463,12 +463,8 @@ def start_method(config: StudyConfig) -> str:
     exit half a second slower. CUDA cannot be used in a child forked after the parent
     touched it, and gRPC channels do not survive a fork, so those workers are spawned.
     """
-    if (
-        config.device == "cpu"
-        and scheme_of(config.storage) != "grpc"
-        and "fork" in mp.get_all_start_methods()
-    ):
-        return "fork"
+    if config.device == "cpu" and scheme_of(config.storage) != "grpc" and sys.platform == "linux":
+        return "fork"  # macOS system libraries are not fork-safe: spawn there too
     return "spawn"
 
 

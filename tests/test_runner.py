@@ -129,6 +129,7 @@ def test_grid_runs_every_point_exactly_once_with_two_workers(
         ("auto", "sqlite:///x.db", "spawn"),
     ],
 )
+@pytest.mark.skipif(sys.platform != "linux", reason="workers fork on Linux only")
 def test_workers_fork_only_where_it_is_safe(device: str, storage: str, method: str) -> None:
     assert start_method(parse_study(minimal_study(device=device, storage=storage))) == method
 
