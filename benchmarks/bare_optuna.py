@@ -32,6 +32,7 @@ from tutorial_task import (
     load_data,
     make_optimizer,
     timed_epoch,
+    trial_seed,
 )
 
 from pipeline.tasks import Splits
@@ -39,17 +40,18 @@ from pipeline.tasks import Splits
 POWERS = [2**e for e in range(2, 9)]
 
 
-def objective(trial: optuna.Trial, splits: Splits) -> float:
+def objective(trial: optuna.Trial, splits: Splits, study_seed: int) -> float:
     config = {
         "l1": trial.suggest_categorical("l1", POWERS),
         "l2": trial.suggest_categorical("l2", POWERS),
         "lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True),
         "batch_size": trial.suggest_categorical("batch_size", BATCH_SIZES),
     }
-    torch.manual_seed(trial.number)
+    seed = trial_seed(study_seed, trial.number)
+    torch.manual_seed(seed)
     model = build_model(config, splits)
     optimizer = make_optimizer(config, model)
-    generator = torch.Generator().manual_seed(trial.number)
+    generator = torch.Generator().manual_seed(seed)
     compute = 0.0
     for epoch in range(1, MAX_EPOCHS + 1):
         loss, acc, seconds = timed_epoch(model, optimizer, splits, config["batch_size"], generator)
@@ -66,7 +68,7 @@ def objective(trial: optuna.Trial, splits: Splits) -> float:
     return loss
 
 
-def worker(journal: str, tickets: Any, splits: Splits) -> None:
+def worker(journal: str, tickets: Any, splits: Splits, study_seed: int) -> None:
     torch.set_num_threads(1)  # one core per process, two processes
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
@@ -82,7 +84,7 @@ def worker(journal: str, tickets: Any, splits: Splits) -> None:
             if tickets.value == 0:
                 return
             tickets.value -= 1
-        study.optimize(lambda trial: objective(trial, splits), n_trials=1)
+        study.optimize(lambda trial: objective(trial, splits, study_seed), n_trials=1)
 
 
 def main() -> None:
@@ -107,7 +109,8 @@ def main() -> None:
             study.enqueue_trial(config)
         tickets = mp.Value("i", N_TRIALS)
         procs = [
-            mp.Process(target=worker, args=(journal, tickets, splits)) for _ in range(CONCURRENT)
+            mp.Process(target=worker, args=(journal, tickets, splits, args.seed))
+            for _ in range(CONCURRENT)
         ]
         for proc in procs:
             proc.start()

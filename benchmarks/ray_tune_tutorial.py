@@ -37,14 +37,19 @@ from tutorial_task import (
     load_data,
     make_optimizer,
     timed_epoch,
+    trial_seed,
 )
 
 from pipeline.tasks import Splits
 
 
-def train_mnist1d(config: dict[str, Any], splits: Splits) -> None:
+def train_mnist1d(config: dict[str, Any], splits: Splits, study_seed: int) -> None:
     """The tutorial's ``train_cifar``: build, resume from a checkpoint if any, train,
-    and report with a checkpoint after every epoch."""
+    and report with a checkpoint after every epoch. Seeded like the other tools' trial i
+    (Ray numbers trials in its trial ids: ``<prefix>_<index:05d>``)."""
+    index = int(tune.get_context().get_trial_id().rsplit("_", 1)[1])
+    seed = trial_seed(study_seed, index)
+    torch.manual_seed(seed)
     model = build_model(config, splits)
     optimizer = make_optimizer(config, model)
     start = 0
@@ -55,7 +60,7 @@ def train_mnist1d(config: dict[str, Any], splits: Splits) -> None:
         model.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
         start = state["epoch"]
-    generator = torch.Generator().manual_seed(start)
+    generator = torch.Generator().manual_seed(seed)
     compute = 0.0
     for epoch in range(start, MAX_EPOCHS):
         loss, acc, seconds = timed_epoch(model, optimizer, splits, config["batch_size"], generator)
@@ -102,7 +107,9 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as storage:
         tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(train_mnist1d, splits=splits), {"cpu": 1}),
+            tune.with_resources(
+                tune.with_parameters(train_mnist1d, splits=splits, study_seed=args.seed), {"cpu": 1}
+            ),
             param_space=param_space,
             tune_config=tune.TuneConfig(
                 metric="loss",

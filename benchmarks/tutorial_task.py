@@ -8,7 +8,8 @@ module; the project runs the same task from a study file (:func:`study_config`).
 
 Every tool gets the same 20 configurations in the same order for a given seed
 (:func:`draw_configs`, from the tutorial's distributions), so that the tools differ in
-how they run trials, not in which trials they happen to draw. The project gets them as
+how they run trials, not in which trials they happen to draw (:func:`trial_seed` makes
+the weights and batch order of trial i the same too). The project gets them as
 its study file's ``enqueue``, the bare script through ``enqueue_trial`` and Ray Tune as
 ``points_to_evaluate``.
 """
@@ -51,6 +52,14 @@ def draw_configs(seed: int, n: int = N_TRIALS) -> list[dict[str, Any]]:
         }
         for _ in range(n)
     ]
+
+
+def trial_seed(study_seed: int, index: int) -> int:
+    """The seed the project gives trial ``index`` of a study with ``seed: study_seed``
+    (pipeline.objective.trial_seed). The bare and Ray Tune scripts seed their trials the
+    same way, so trial i starts from the same weights and batch order in every tool and
+    the tools differ only in how they run and stop trials."""
+    return (study_seed * 1_000_003 + index) % (2**63)
 
 
 def load_data() -> Splits:
