@@ -45,7 +45,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         **{"task.options.download": True if args.download else None},
     )
-    return tune(config, quiet=args.quiet)
+    # A fresh process that has computed nothing yet: workers may be forked from it.
+    return tune(config, quiet=args.quiet, fresh_process=True)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

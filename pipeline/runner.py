@@ -454,17 +454,25 @@ def _worker_process(config: StudyConfig, slot: Slot, stop: Event, deadline: floa
     sys.exit(EXIT_FAILING if ran < 0 else 0)
 
 
-def start_method(config: StudyConfig) -> str:
-    """How worker processes start: forked on the CPU, spawned otherwise.
+def start_method(config: StudyConfig, fresh_process: bool = False) -> str:
+    """How worker processes start: forked from a fresh process on the CPU, else spawned.
 
     A forked worker inherits the imported modules (torch, optuna, the task) and starts
-    its first trial about 3 s sooner on a 2-core machine. The optimizer warm-up stays in
-    the workers: importing torch's compiler stack in this process would make its own
-    exit half a second slower. CUDA cannot be used in a child forked after the parent
-    touched it, and gRPC channels do not survive a fork, so those workers are spawned.
+    its first trial about 3 s sooner on a 2-core machine. But a child forked after its
+    parent ran a parallel torch operation hangs in its first one (libgomp's thread team
+    does not survive fork), so only a caller that knows this process has not computed
+    yet (``pipeline tune``) passes ``fresh_process``; ``compare``, which runs studies
+    one after another in one process, and library callers get spawn. CUDA cannot be used
+    in a forked child either, gRPC channels do not survive a fork, and macOS system
+    libraries are not fork-safe: those are spawned too.
     """
-    if config.device == "cpu" and scheme_of(config.storage) != "grpc" and sys.platform == "linux":
-        return "fork"  # macOS system libraries are not fork-safe: spawn there too
+    if (
+        fresh_process
+        and config.device == "cpu"
+        and scheme_of(config.storage) != "grpc"
+        and sys.platform == "linux"
+    ):
+        return "fork"
     return "spawn"
 
 
@@ -497,8 +505,15 @@ def worker_slots(config: StudyConfig, remaining: int) -> list[Slot]:
     return plan(workers=min(capacity, max(1, remaining)), **common)  # type: ignore[arg-type]
 
 
-def tune(config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout) -> int:
-    """Run a study with ``config.workers`` local worker processes; return an exit code."""
+def tune(
+    config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout, fresh_process: bool = False
+) -> int:
+    """Run a study with ``config.workers`` local worker processes; return an exit code.
+
+    Args:
+        fresh_process: This process has run no torch computation yet, so workers may be
+            forked from it (see :func:`start_method`).
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Refuse cuda without CUDA here, once, rather than in every worker.
     resolve_device(config.device, config.source)
@@ -521,7 +536,7 @@ def tune(config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout) -> 
         print("The study's budget is already met; raise --n-trials to run more.", file=out)
         return reporter.summary()
 
-    if start_method(config) == "fork":
+    if start_method(config, fresh_process) == "fork":
         release_connections(study)
         ctx: mp.context.ForkContext | mp.context.SpawnContext = mp.get_context("fork")
     else:

@@ -120,18 +120,22 @@ def test_grid_runs_every_point_exactly_once_with_two_workers(
 
 
 @pytest.mark.parametrize(
-    ("device", "storage", "method"),
+    ("device", "storage", "fresh", "method"),
     [
-        ("cpu", "sqlite:///x.db", "fork"),  # inherits torch and the task: no re-import
-        ("cpu", "postgresql+psycopg://u@h/db", "fork"),
-        ("cpu", "grpc://127.0.0.1:13000", "spawn"),  # gRPC channels do not survive fork
-        ("cuda", "sqlite:///x.db", "spawn"),  # CUDA cannot be used in a forked child
-        ("auto", "sqlite:///x.db", "spawn"),
+        ("cpu", "sqlite:///x.db", True, "fork"),  # inherits torch and the task: no re-import
+        ("cpu", "postgresql+psycopg://u@h/db", True, "fork"),
+        ("cpu", "sqlite:///x.db", False, "spawn"),  # the process may have used OpenMP
+        ("cpu", "grpc://127.0.0.1:13000", True, "spawn"),  # gRPC channels do not survive fork
+        ("cuda", "sqlite:///x.db", True, "spawn"),  # CUDA cannot be used in a forked child
+        ("auto", "sqlite:///x.db", True, "spawn"),
     ],
 )
 @pytest.mark.skipif(sys.platform != "linux", reason="workers fork on Linux only")
-def test_workers_fork_only_where_it_is_safe(device: str, storage: str, method: str) -> None:
-    assert start_method(parse_study(minimal_study(device=device, storage=storage))) == method
+def test_workers_fork_only_where_it_is_safe(
+    device: str, storage: str, fresh: bool, method: str
+) -> None:
+    config = parse_study(minimal_study(device=device, storage=storage))
+    assert start_method(config, fresh_process=fresh) == method
 
 
 def test_enqueued_configurations_run_first_and_only_once(tmp_path: Path) -> None:
