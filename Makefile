@@ -71,7 +71,7 @@ lint: $(STAMP) ## ruff check, ruff format --check and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(STAMP) $(RAY_STAMP) ## Benchmarks vs Ray Tune and a bare Optuna script, loop cost, storage (about 45 minutes); writes benchmarks/RESULTS.md
+bench: $(STAMP) $(RAY_STAMP) ## Benchmarks vs Ray Tune and a bare Optuna script, loop cost, storage (the Ray comparison alone takes 40 min here); writes benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/tutorial_bench.py --repeats $(or $(REPEATS),3) --markdown benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/loop.py --markdown benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/storage_throughput.py
