@@ -26,8 +26,9 @@ from torch import nn
 
 from pipeline.config import StudyConfig
 from pipeline.storage import scheme_of
+from pipeline.trials import Attr, rank
 
-CHECKPOINT_ATTR = "checkpoint"  # trial user attribute: the artifact id
+ArtifactStore = FileSystemArtifactStore
 
 
 def artifact_dir(config: StudyConfig) -> Path:
@@ -49,6 +50,11 @@ def open_store(path: Path) -> FileSystemArtifactStore:
     """A file-system artifact store at ``path`` (created if missing)."""
     path.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(str(path))
+
+
+def store_for(config: StudyConfig) -> FileSystemArtifactStore:
+    """The artifact store of a study file's checkpoints."""
+    return open_store(artifact_dir(config))
 
 
 def save(
@@ -79,13 +85,13 @@ def save(
             study_or_trial=trial,
             mimetype="application/octet-stream",
         )
-    trial.set_user_attr(CHECKPOINT_ATTR, artifact_id)
+    trial.set_user_attr(Attr.CHECKPOINT, artifact_id)
     return artifact_id
 
 
 def live_checkpoint(trial: FrozenTrial, store: FileSystemArtifactStore) -> str | None:
     """The trial's checkpoint artifact id, unless it was removed from ``store``."""
-    artifact_id = trial.user_attrs.get(CHECKPOINT_ATTR)
+    artifact_id = trial.user_attrs.get(Attr.CHECKPOINT)
     if artifact_id is None:
         return None
     try:
@@ -103,12 +109,10 @@ def keep_top(study: optuna.Study, store: FileSystemArtifactStore, keep: int) -> 
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if live_checkpoint(t, store) is not None
     ]
-    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
-    ranked = sorted(complete, key=lambda t: (sign * float(t.value or 0.0), t.number))
     removed = []
-    for trial in ranked[keep:]:
+    for trial in rank(complete, study.direction)[keep:]:
         with contextlib.suppress(ArtifactNotFound):  # another worker removed it first
-            store.remove(str(trial.user_attrs[CHECKPOINT_ATTR]))
+            store.remove(str(trial.user_attrs[Attr.CHECKPOINT]))
         removed.append(trial.number)
     return removed
 
@@ -121,11 +125,12 @@ def load(store: FileSystemArtifactStore, artifact_id: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "CHECKPOINT_ATTR",
+    "ArtifactStore",
     "artifact_dir",
     "keep_top",
     "live_checkpoint",
     "load",
     "open_store",
     "save",
+    "store_for",
 ]

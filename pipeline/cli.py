@@ -1,4 +1,7 @@
-"""The ``pipeline`` command line: tune, worker, storage-proxy, validate, best, dashboard."""
+"""The ``pipeline`` command line: argparse, and the mapping of errors to exit codes.
+
+Each ``cmd_*`` reads its flags and calls the module that does the work.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,18 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipeline.config import DEFAULT_STORAGE, ConfigError, StudyConfig, load_study_file
+from pipeline.config import DEFAULT_STORAGE, ConfigError, StudyConfig
+from pipeline.errors import (
+    EXIT_OK,
+    EXIT_STORAGE_LOST,
+    EXIT_USAGE,
+    NoResult,
+    PipelineError,
+    UsageError,
+)
 
 
 def _study_args(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +37,8 @@ def _study_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace, **flags: Any) -> StudyConfig:
+    from pipeline.study_file import load_study_file
+
     overrides = list(args.overrides)
     # Flags become overrides so that they pass the same validation as the file.
     for key, value in flags.items():
@@ -35,7 +48,7 @@ def _load(args: argparse.Namespace, **flags: Any) -> StudyConfig:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from pipeline.runner import tune
+    from pipeline.launch import tune
 
     config = _load(
         args,
@@ -51,51 +64,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     import os
-    import signal
-    import threading
-    import time
 
-    import optuna
-    import torch
-
-    from pipeline.runner import (
-        EXIT_FAILING,
-        EXIT_STORAGE_LOST,
-        STORAGE_ERRORS,
-        StorageLost,
-        open_with_retry,
-        run_worker,
-    )
-    from pipeline.storage import mask_url
+    from pipeline.launch import join_study
 
     config = _load(args, storage=args.storage)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):  # end the epoch, record, re-queue
-        signal.signal(signum, lambda *_: stop.set())
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
     # The index offsets the sampler's seed; distinct per worker unless given.
     worker = args.worker_index if args.worker_index is not None else os.getpid()
-    deadline = time.time() + args.timeout if args.timeout is not None else None
-    try:
-        open_with_retry(config, joining=True)
-        ran = run_worker(config, worker, deadline, should_stop=stop.is_set)
-    except StorageLost as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_STORAGE_LOST
-    except STORAGE_ERRORS as exc:
-        print(
-            f"error: cannot reach the storage {mask_url(config.storage)}: {mask_url(str(exc))}",
-            file=sys.stderr,
-        )
-        return EXIT_STORAGE_LOST
-    if stop.is_set():
-        print(f"worker {worker}: interrupted; its running trial was re-queued", file=sys.stderr)
-        return 130
-    if ran < 0:
-        return EXIT_FAILING
-    print(f"worker {worker}: the study's budget is met; this worker ran {ran} trial(s)")
-    return 0
+    return join_study(config, worker, args.threads or os.cpu_count() or 1, args.timeout)
 
 
 def cmd_storage_proxy(args: argparse.Namespace) -> int:
@@ -111,42 +86,37 @@ def cmd_storage_proxy(args: argparse.Namespace) -> int:
     )
     with contextlib.suppress(KeyboardInterrupt):
         run_grpc_proxy_server(storage, host=args.host, port=args.port)
-    return 0
+    return EXIT_OK
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pipeline import compare
-
-    config = _load(args, storage=args.storage)
-    budget = compare.Budget.parse(args.budget)
-    samplers = [s for s in args.samplers.split(",") if s]
-    pruners = [p for p in args.pruners.split(",") if p]
+    from pipeline import compare, compare_report
     from pipeline.pruners import PRUNERS
     from pipeline.samplers import SAMPLERS
 
-    for name in samplers:
-        if name not in SAMPLERS:
-            raise ConfigError(
-                "--samplers",
-                "",
-                f"unknown sampler {name!r}; expected some of {', '.join(SAMPLERS)}",
-            )
-    for name in pruners:
-        if name not in PRUNERS:
-            raise ConfigError(
-                "--pruners", "", f"unknown pruner {name!r}; expected some of {', '.join(PRUNERS)}"
-            )
+    config = _load(args, storage=args.storage)
+    budget = compare.CompareBudget.parse(args.budget)
+    samplers = _names(args.samplers, SAMPLERS, "--samplers")
+    pruners = _names(args.pruners, PRUNERS, "--pruners")
     if not args.report_only:
         code = compare.run(config, samplers, pruners, args.seeds, budget, quiet=not args.verbose)
         if code:
             return code
     runs = compare.load_runs(config, samplers, pruners, args.seeds)
-    index = compare.write_report(runs, Path(args.out), budget, args.target)
+    index = compare_report.write_report(runs, Path(args.out), budget, args.target)
     print((Path(args.out) / "summary.md").read_text())
     print(f"wrote {index}")
-    return 0
+    return EXIT_OK
+
+
+def _names(text: str, known: Mapping[str, Any], flag: str) -> list[str]:
+    names = [n for n in text.split(",") if n]
+    for name in names:
+        if name not in known:
+            raise UsageError(f"{flag}: unknown name {name!r}; expected some of {', '.join(known)}")
+    return names
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -159,104 +129,70 @@ def cmd_validate(args: argparse.Namespace) -> int:
     resolved["storage"] = mask_url(resolved["storage"])
     print(f"{args.study}: OK")
     print(yaml.safe_dump(resolved, sort_keys=False), end="")
-    return 0
-
-
-def _open_study(args: argparse.Namespace) -> Any:
-    import optuna
-
-    from pipeline.storage import mask_url, open_storage
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(args.storage)
-    names = [
-        s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
-    ]
-    if args.study not in names:
-        known = ", ".join(names) or "none"
-        raise ConfigError(
-            "--study",
-            "",
-            f"no study {args.study!r} in {mask_url(args.storage)} (studies there: {known})",
-        )
-    return optuna.load_study(study_name=args.study, storage=storage)
+    return EXIT_OK
 
 
 def cmd_best(args: argparse.Namespace) -> int:
+    from pipeline.best import best_record, format_best
     from pipeline.checkpoints import artifact_dir_for, live_checkpoint, open_store
-    from pipeline.results import best_record, format_best
+    from pipeline.study import open_existing
+    from pipeline.trials import best_trial
 
-    study = _open_study(args)
+    study = open_existing(args.storage, args.study)
     record = best_record(study)
-    if record is None:
-        print(f"error: study {args.study!r} has no complete trial yet", file=sys.stderr)
-        return 1
+    best = best_trial(study)
+    if record is None or best is None:
+        raise NoResult(f"study {args.study!r} has no complete trial yet")
     artifacts = artifact_dir_for(args.storage)
-    artifact_id = live_checkpoint(study.best_trial, open_store(artifacts))
+    artifact_id = live_checkpoint(best, open_store(artifacts))
     record["checkpoint"] = artifact_id
     record["checkpoint_path"] = str(artifacts / artifact_id) if artifact_id else None
     print(json.dumps(record, indent=2) if args.json else format_best(record))
-    return 0
+    return EXIT_OK
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline import checkpoints, evaluate
+    from pipeline.study import open_existing
 
-    study = _open_study(args)
+    study = open_existing(args.storage, args.study)
     store = checkpoints.open_store(checkpoints.artifact_dir_for(args.storage, args.artifacts))
-    try:
-        result = evaluate.run(study, store, retrain_seeds=args.retrain_seeds)
-    except evaluate.NothingToEvaluate as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    result = evaluate.run(study, store, retrain_seeds=args.retrain_seeds)
     print(json.dumps(result, indent=2))
-    return 0
+    return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pipeline import report
+    from pipeline.export import export
+    from pipeline.study import open_existing
 
-    study = _open_study(args)
-    try:
-        written = report.export(study, Path(args.out), curves=args.curves)
-    except (report.EmptyStudy, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for path in written:
+    study = open_existing(args.storage, args.study)
+    for path in export(study, Path(args.out), curves=args.curves):
         print(f"wrote {path}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pipeline import report
+    from pipeline.report import write_report
+    from pipeline.study import open_existing
 
-    study = _open_study(args)
-    try:
-        index = report.write_report(study, Path(args.out))
-    except report.EmptyStudy as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    study = open_existing(args.storage, args.study)
+    index = write_report(study, Path(args.out))
     print(
         f"wrote {index} (open it in a browser; no server needed) and {index.parent / 'summary.md'}"
     )
-    return 0
+    return EXIT_OK
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    import optuna_dashboard
+    from pipeline.dashboard import serve
 
-    from pipeline.storage import mask_url, open_storage
-
-    storage = open_storage(args.storage)
-    print(
-        f"optuna-dashboard for {mask_url(args.storage)} on http://{args.host}:{args.port} (Ctrl-C stops it)"
-    )
-    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
-    return 0
+    serve(args.storage, args.artifacts, args.host, args.port)
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -394,19 +330,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``pipeline`` console script."""
-    from pipeline.runner import EXIT_STORAGE_LOST, STORAGE_ERRORS
-    from pipeline.storage import mask_url
+    """Entry point of the ``pipeline`` console script: runs a command and turns the
+    errors a user can cause into one ``error:`` line and an exit code."""
+    from pipeline.storage import STORAGE_ERRORS, first_line
+    from pipeline.study import set_optuna_logging
 
     args = build_parser().parse_args(argv)
+    set_optuna_logging()
     try:
         return int(args.func(args))
     except ConfigError as exc:
+        # Commands that read a study file name it; the others take only --storage.
+        source = args.study if hasattr(args, "overrides") else "--storage"
+        print(f"error: {exc.located(source)}", file=sys.stderr)
+        return EXIT_USAGE
+    except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except STORAGE_ERRORS as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: cannot reach the storage: {mask_url(first)}", file=sys.stderr)
+        print(f"error: cannot reach the storage: {first_line(exc)}", file=sys.stderr)
         return EXIT_STORAGE_LOST
 
 

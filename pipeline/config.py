@@ -1,35 +1,40 @@
-"""The study-file schema: typed dataclasses, a strict loader and its error messages.
+"""The study-file schema: typed dataclasses, a strict converter and its error messages.
 
-A study file is data. It is read with ``yaml.safe_load`` and turned into the frozen
-dataclasses below by one generic, strict converter: an unknown key, a value of the wrong
-type or an impossible value ends in a :class:`ConfigError` whose one-line message names
-the file, the dotted key and what was expected.
+A study file is data. :mod:`pipeline.study_file` reads it; the one generic, strict
+converter here turns it into the frozen dataclasses below: an unknown key, a value of the
+wrong type or an impossible value ends in a :class:`ConfigError` whose one-line message
+names the dotted key and what was expected. This module is a leaf: it imports nothing
+from the package, nor torch or optuna, so anything may import it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
-
-import yaml
 
 DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
 
 
 class ConfigError(ValueError):
-    """A mistake in a study file or an override, phrased for the user who has to fix it."""
+    """A mistake in a study file or an override, phrased for the user who has to fix it.
 
-    def __init__(self, source: str, key: str, message: str) -> None:
-        self.source = source
+    Validators raise it with the dotted ``key`` and the ``message``; whoever read the file
+    attaches its name with :meth:`located`, so no validator needs to know the source.
+    """
+
+    def __init__(self, key: str, message: str, source: str = "") -> None:
         self.key = key
         self.message = message
-        where = f"{source}: {key}: " if key else f"{source}: "
+        self.source = source
+        where = "".join(f"{part}: " for part in (source, key) if part)
         super().__init__(where + message)
+
+    def located(self, source: str) -> ConfigError:
+        """The same error, naming ``source`` (a file or a flag) unless it names one."""
+        return self if self.source else ConfigError(self.key, self.message, source)
 
 
 @dataclass(frozen=True)
@@ -116,63 +121,13 @@ class StudyConfig:
         return data
 
 
-def load_study_file(
-    path: str | os.PathLike[str], overrides: list[str] | None = None
-) -> StudyConfig:
-    """Read, override and validate a study file.
-
-    Args:
-        path: The YAML file.
-        overrides: ``key=value`` strings (``--set``), dotted keys, YAML values.
+def convert(raw: Mapping[str, Any]) -> StudyConfig:
+    """Raw study data (as loaded from YAML) to a :class:`StudyConfig`, checked for types,
+    unknown keys and the values that need no component (ranges, budgets, devices).
 
     Raises:
-        ConfigError: on any mistake in the file or the overrides.
+        ConfigError: naming the dotted key, without the file (see :meth:`ConfigError.located`).
     """
-    source = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(source, "", f"cannot read the study file ({exc.strerror})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(
-            source, "", f"{line}not valid YAML ({getattr(exc, 'problem', exc)})"
-        ) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(source, "", "expected a mapping of study settings at the top level")
-    for item in overrides or []:
-        apply_override(raw, item, source)
-    return parse_study(raw, source)
-
-
-def apply_override(raw: dict[str, Any], item: str, source: str) -> None:
-    """Apply one ``dotted.key=value`` override to the raw study data, in place."""
-    key, sep, text = item.partition("=")
-    if not sep or not key:
-        raise ConfigError(source, "--set", f"expected key=value, got {item!r}")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        value = text
-    node = raw
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(
-                source, key, f"cannot set a key inside {part!r}, which is not a mapping"
-            )
-        node = child
-    node[parts[-1]] = value
-
-
-def parse_study(raw: Mapping[str, Any], source: str = "<memory>") -> StudyConfig:
-    """Validate raw study data (as loaded from YAML) and build a :class:`StudyConfig`."""
     raw = dict(raw)
     if isinstance(raw.get("search_space"), dict):
         # `name: value` is shorthand for `name: {type: fixed, value: value}`.
@@ -180,9 +135,8 @@ def parse_study(raw: Mapping[str, Any], source: str = "<memory>") -> StudyConfig
             name: spec if isinstance(spec, dict) else {"type": "fixed", "value": spec}
             for name, spec in raw["search_space"].items()
         }
-    config = _convert(StudyConfig, raw, source, "")
-    config = dataclasses.replace(config, source=source)
-    _check_values(config)
+    config: StudyConfig = _convert(StudyConfig, raw, "")
+    check_values(config)
     return config
 
 
@@ -208,7 +162,7 @@ def _type_name(tp: Any) -> str:
     )
 
 
-def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
+def _convert(tp: Any, value: Any, key: str) -> Any:
     """Check ``value`` against the type ``tp`` and build dataclasses; raise ConfigError."""
     if tp is Any:
         return value
@@ -221,33 +175,33 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _convert(arg, value, source, key)
+                return _convert(arg, value, key)
             except ConfigError:
                 continue
-        raise ConfigError(source, key, f"expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value in get_args(tp):
             return value
-        raise ConfigError(source, key, f"expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(source, key, f"expected a mapping, got {value!r}")
-        return _build_dataclass(tp, value, source, key)
+            raise ConfigError(key, f"expected a mapping, got {value!r}")
+        return _build_dataclass(tp, value, key)
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
-            raise ConfigError(source, key, f"expected a mapping, got {value!r}")
+            raise ConfigError(key, f"expected a mapping, got {value!r}")
         _, value_tp = get_args(tp) or (str, Any)
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
-                raise ConfigError(source, key, f"keys must be strings, got {k!r}")
-            out[k] = _convert(value_tp, v, source, f"{key}.{k}" if key else k)
+                raise ConfigError(key, f"keys must be strings, got {k!r}")
+            out[k] = _convert(value_tp, v, _join(key, k))
         return out
     if origin is list or tp is list:
         if not isinstance(value, list):
-            raise ConfigError(source, key, f"expected a list, got {value!r}")
+            raise ConfigError(key, f"expected a list, got {value!r}")
         (item_tp,) = get_args(tp) or (Any,)
-        return [_convert(item_tp, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [_convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -264,24 +218,22 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
             return value
     else:  # pragma: no cover - a schema bug, not a user mistake
         raise TypeError(f"unsupported schema type {tp!r}")
-    raise ConfigError(source, key, f"expected {_type_name(tp)}, got {value!r}")
+    raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
 
 
-def _build_dataclass(cls: Any, data: dict[str, Any], source: str, key: str) -> Any:
+def _build_dataclass(cls: Any, data: dict[str, Any], key: str) -> Any:
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
     for name in data:
         if name not in fields:
             expected = ", ".join(fields)
-            raise ConfigError(
-                source, _join(key, str(name)), f"unknown key; expected one of: {expected}"
-            )
+            raise ConfigError(_join(key, str(name)), f"unknown key; expected one of: {expected}")
     kwargs = {}
     for name, f in fields.items():
         if name in data:
-            kwargs[name] = _convert(hints[name], data[name], source, _join(key, name))
+            kwargs[name] = _convert(hints[name], data[name], _join(key, name))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(source, _join(key, name), "required key is missing")
+            raise ConfigError(_join(key, name), "required key is missing")
     return cls(**kwargs)
 
 
@@ -292,67 +244,48 @@ def _join(key: str, name: str) -> str:
 # --- checks that need more than types ------------------------------------------------
 
 
-def _check_values(config: StudyConfig) -> None:
-    # Imported here: these modules import torch/optuna, which this module must not need
-    # just to report a typo.
-    from pipeline import pruners, samplers, space, storage, tasks
-
-    src = config.source
+def check_values(config: StudyConfig) -> None:
+    """The checks that need only the values: budgets, counts, seconds, the device.
+    (Checks against the task, sampler, pruner and storage live in ``study_file``.)"""
     if not config.study_name.strip():
-        raise ConfigError(src, "study_name", "must not be empty")
+        raise ConfigError("study_name", "must not be empty")
     if config.max_epochs < 1:
-        raise ConfigError(src, "max_epochs", f"must be at least 1, got {config.max_epochs}")
+        raise ConfigError("max_epochs", f"must be at least 1, got {config.max_epochs}")
     budgets = (config.n_trials, config.timeout, config.max_total_epochs)
     if all(b is None for b in budgets) and config.sampler.name != "grid":
         raise ConfigError(
-            src, "n_trials", "set n_trials, timeout or max_total_epochs, so the study can end"
+            "n_trials", "set n_trials, timeout or max_total_epochs, so the study can end"
         )
     if config.max_total_epochs is not None and config.max_total_epochs < config.max_epochs:
-        raise ConfigError(src, "max_total_epochs", "must allow at least one trial's max_epochs")
+        raise ConfigError("max_total_epochs", "must allow at least one trial's max_epochs")
     if config.n_trials is not None and config.n_trials < 1:
-        raise ConfigError(src, "n_trials", f"must be at least 1, got {config.n_trials}")
+        raise ConfigError("n_trials", f"must be at least 1, got {config.n_trials}")
     if config.timeout is not None and config.timeout <= 0:
-        raise ConfigError(
-            src, "timeout", f"must be a positive number of seconds, got {config.timeout}"
-        )
+        raise ConfigError("timeout", f"must be a positive number of seconds, got {config.timeout}")
     if config.workers is not None and config.workers < 1:
-        raise ConfigError(src, "workers", f"must be at least 1, got {config.workers}")
+        raise ConfigError("workers", f"must be at least 1, got {config.workers}")
     if config.cpus_per_trial is not None and config.cpus_per_trial < 1:
-        raise ConfigError(src, "cpus_per_trial", f"must be at least 1, got {config.cpus_per_trial}")
+        raise ConfigError("cpus_per_trial", f"must be at least 1, got {config.cpus_per_trial}")
     if config.gpus_per_trial < 0:
-        raise ConfigError(
-            src, "gpus_per_trial", f"must be 0 or more, got {config.gpus_per_trial:g}"
-        )
+        raise ConfigError("gpus_per_trial", f"must be 0 or more, got {config.gpus_per_trial:g}")
     if config.gpus_per_trial > 1 and config.gpus_per_trial != int(config.gpus_per_trial):
-        raise ConfigError(src, "gpus_per_trial", "above 1 it must be a whole number of GPUs")
+        raise ConfigError("gpus_per_trial", "above 1 it must be a whole number of GPUs")
     if config.max_retries < 0:
-        raise ConfigError(src, "max_retries", f"must be 0 or more, got {config.max_retries}")
+        raise ConfigError("max_retries", f"must be 0 or more, got {config.max_retries}")
     if config.heartbeat_interval is not None and config.heartbeat_interval < 1:
-        raise ConfigError(
-            src, "heartbeat_interval", "must be at least 1 second, or null to disable"
-        )
+        raise ConfigError("heartbeat_interval", "must be at least 1 second, or null to disable")
     if config.grace_period is not None and config.grace_period < 1:
-        raise ConfigError(src, "grace_period", "must be at least 1 second, or null for the default")
+        raise ConfigError("grace_period", "must be at least 1 second, or null for the default")
     if config.keep_checkpoints < 0:
-        raise ConfigError(src, "keep_checkpoints", "must be 0 (no checkpoints) or more")
+        raise ConfigError("keep_checkpoints", "must be 0 (no checkpoints) or more")
     if config.storage_retry_seconds < 0:
-        raise ConfigError(src, "storage_retry_seconds", "must be 0 or more seconds")
+        raise ConfigError("storage_retry_seconds", "must be 0 or more seconds")
     if config.metric == "val_loss" and config.direction != "minimize":
-        raise ConfigError(src, "direction", "val_loss is minimized; use direction: minimize")
+        raise ConfigError("direction", "val_loss is minimized; use direction: minimize")
     if config.metric == "val_accuracy" and config.direction != "maximize":
-        raise ConfigError(src, "direction", "val_accuracy is maximized; use direction: maximize")
+        raise ConfigError("direction", "val_accuracy is maximized; use direction: maximize")
     if config.device not in ("auto", "cpu", "cuda") and not _is_cuda_index(config.device):
-        raise ConfigError(
-            src, "device", f"expected auto, cpu, cuda or cuda:N, got {config.device!r}"
-        )
-    storage.check_url(config.storage, src)
-    task = tasks.resolve_task(config.task, src)
-    space.check_space(config.search_space, task, src)
-    space.check_enqueued(config.enqueue, config.search_space, src)
-    if config.enqueue and config.sampler.name == "grid":
-        raise ConfigError(src, "enqueue", "grid search runs its grid; list extra values in grid:")
-    samplers.check_sampler(config.sampler, config.search_space, src)
-    pruners.check_pruner(config.pruner, src)
+        raise ConfigError("device", f"expected auto, cpu, cuda or cuda:N, got {config.device!r}")
 
 
 def _is_cuda_index(device: str) -> bool:
@@ -368,7 +301,6 @@ __all__ = [
     "SamplerConfig",
     "StudyConfig",
     "TaskConfig",
-    "apply_override",
-    "load_study_file",
-    "parse_study",
+    "check_values",
+    "convert",
 ]

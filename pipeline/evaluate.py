@@ -11,28 +11,25 @@ import torch
 
 from pipeline import checkpoints
 from pipeline.config import ConfigError, TaskConfig
+from pipeline.errors import NoResult
 from pipeline.tasks import Splits, resolve_task
 from pipeline.train import evaluate, fit
-
-
-class NothingToEvaluate(Exception):
-    """The study has no complete trial with a checkpoint."""
+from pipeline.trials import best_trial
 
 
 def best_with_checkpoint(study: optuna.Study, store: Any) -> optuna.trial.FrozenTrial:
-    """The best complete trial that still has its checkpoint."""
-    complete = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if checkpoints.live_checkpoint(t, store) is not None
-    ]
-    if not complete:
-        raise NothingToEvaluate(
+    """The best complete trial that still has its checkpoint.
+
+    Raises:
+        NoResult: no complete trial has one.
+    """
+    best = best_trial(study, lambda t: checkpoints.live_checkpoint(t, store) is not None)
+    if best is None:
+        raise NoResult(
             f"study {study.study_name!r} has no complete trial with a checkpoint; "
             "run `pipeline tune` first (with keep_checkpoints above 0)"
         )
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    return (max if maximize else min)(complete, key=lambda t: float(t.value or 0.0))
+    return best
 
 
 def run(
@@ -46,9 +43,9 @@ def run(
     assert artifact_id is not None
     ckpt = checkpoints.load(store, artifact_id)
     try:
-        task = resolve_task(TaskConfig(ckpt["task"], ckpt["task_options"]), "checkpoint")
+        task = resolve_task(TaskConfig(ckpt["task"], ckpt["task_options"]))
     except ConfigError as exc:
-        raise NothingToEvaluate(f"cannot rebuild the task of trial {best.number}: {exc}") from None
+        raise NoResult(f"cannot rebuild the task of trial {best.number}: {exc}") from None
     splits = task.load(ckpt["task_options"]).to(device)
     hp = ckpt["hyperparameters"]
     model = task.build_model(hp, splits).to(device)
@@ -90,4 +87,4 @@ def _retrain(
     return evaluate(model, splits.test_x, splits.test_y)[1]
 
 
-__all__ = ["NothingToEvaluate", "best_with_checkpoint", "run"]
+__all__ = ["best_with_checkpoint", "run"]

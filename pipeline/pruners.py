@@ -28,11 +28,10 @@ PRUNERS: dict[str, Callable[..., BasePruner]] = {
 }
 
 
-def check_pruner(config: PrunerConfig, source: str) -> None:
+def check_pruner(config: PrunerConfig) -> None:
     """Reject an unknown pruner, an option its constructor does not take, or a bad patience."""
     if config.name not in PRUNERS:
         raise ConfigError(
-            source,
             "pruner.name",
             f"unknown pruner {config.name!r}; expected one of {', '.join(PRUNERS)}",
         )
@@ -40,20 +39,16 @@ def check_pruner(config: PrunerConfig, source: str) -> None:
     try:
         inspect.signature(factory).bind(**config.options)
     except TypeError as exc:
-        raise ConfigError(source, "pruner.options", f"{factory.__name__}: {exc}") from None
+        raise ConfigError("pruner.options", f"{factory.__name__}: {exc}") from None
     if config.patience is not None:
         if config.name == "none":
-            raise ConfigError(
-                source, "pruner.patience", "needs a pruner to wrap; pruner none never prunes"
-            )
+            raise ConfigError("pruner.patience", "needs a pruner to wrap; pruner none never prunes")
         if config.patience < 0:
-            raise ConfigError(
-                source, "pruner.patience", f"must be 0 or more, got {config.patience}"
-            )
+            raise ConfigError("pruner.patience", f"must be 0 or more, got {config.patience}")
     try:
         make_pruner(config, max_epochs=100)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(source, "pruner.options", f"{factory.__name__}: {exc}") from None
+        raise ConfigError("pruner.options", f"{factory.__name__}: {exc}") from None
 
 
 def make_pruner(config: PrunerConfig, max_epochs: int) -> BasePruner:

@@ -1,5 +1,5 @@
-"""Tables and pictures of a study: CSV/Parquet export, and an HTML + PNG + Markdown report
-built from Optuna's own visualization module."""
+"""Pictures of a study: an HTML + PNG + Markdown report built from Optuna's own
+visualization module (``pipeline report``)."""
 
 from __future__ import annotations
 
@@ -10,60 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import pandas as pd
 from optuna.trial import TrialState
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-class EmptyStudy(Exception):
-    """The study has no finished trial to tabulate or plot."""
-
-
-def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: Optuna's trials dataframe (parameters, state, value, durations,
-    user attributes) plus the epochs each trial trained."""
-    frame = study.trials_dataframe(multi_index=False)
-    if frame.empty:
-        raise EmptyStudy(f"study {study.study_name!r} has no trials yet")
-    frame["epochs_trained"] = [len(t.intermediate_values) for t in study.trials]
-    frame["duration_seconds"] = frame["duration"].dt.total_seconds()
-    for column in frame.columns:  # lists and dicts do not fit CSV/Parquet cells
-        if frame[column].map(lambda v: isinstance(v, (list, dict))).any():
-            frame[column] = frame[column].map(
-                lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v
-            )
-    return frame
-
-
-def curves_table(study: optuna.Study) -> pd.DataFrame:
-    """Long format: one row per trial and epoch with the reported metric."""
-    rows = [
-        {"number": t.number, "state": t.state.name, "epoch": step, "value": value}
-        for t in study.trials
-        for step, value in sorted(t.intermediate_values.items())
-    ]
-    return pd.DataFrame(rows, columns=["number", "state", "epoch", "value"])
-
-
-def export(study: optuna.Study, out: Path, curves: bool = False) -> list[Path]:
-    """Write the trials table (and the curves, as ``<name>_curves.<ext>``) as CSV or
-    Parquet, chosen by the file's extension."""
-    tables = {out: trials_table(study)}
-    if curves:
-        tables[out.with_name(f"{out.stem}_curves{out.suffix}")] = curves_table(study)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for path, frame in tables.items():
-        if path.suffix == ".csv":
-            frame.to_csv(path, index=False)
-        elif path.suffix == ".parquet":
-            frame.to_parquet(path, index=False)
-        else:
-            raise ValueError(f"--out must end in .csv or .parquet, got {path.name}")
-    return list(tables)
-
-
-# --- report ---------------------------------------------------------------------------
+from pipeline.errors import NoResult
+from pipeline.trials import FINISHED, best_trial, state_counts
 
 
 def _learning_curves(study: optuna.Study) -> Any:
@@ -153,13 +103,12 @@ def _plots(study: optuna.Study) -> dict[str, tuple[str, Any, Any]]:
 def summary_markdown(study: optuna.Study, evaluation: dict[str, Any] | None) -> str:
     """Best configuration, its validation and test metrics, and what pruning saved."""
     trials = study.trials
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    counts = state_counts(trials)
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     max_epochs = study.user_attrs.get("config", {}).get("max_epochs")
     lines = [f"# Study `{study.study_name}`", ""]
     lines.append(
-        f"{len(complete)} complete, {len(pruned)} pruned, "
-        f"{sum(t.state == TrialState.FAIL for t in trials)} failed trials."
+        f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed trials."
     )
     if max_epochs and pruned:
         trained = sum(len(t.intermediate_values) for t in pruned)
@@ -169,8 +118,8 @@ def summary_markdown(study: optuna.Study, evaluation: dict[str, Any] | None) -> 
             f"Pruning stopped {len(pruned)} trials early, saving {saved} of "
             f"{total + saved} epochs ({100 * saved / (total + saved):.0f}%)."
         )
-    if complete:
-        best = study.best_trial
+    best = best_trial(study)
+    if best is not None:
         lines += ["", f"## Best trial: #{best.number}", "", "| parameter | value |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in best.params.items()]
         attrs = best.user_attrs
@@ -183,36 +132,45 @@ def summary_markdown(study: optuna.Study, evaluation: dict[str, Any] | None) -> 
                     if isinstance(value, float)
                     else f"| {key} | {value} |"
                 )
-    if evaluation:
-        lines += [
-            "",
-            "## Final evaluation",
-            "",
-            f"Checkpoint of trial #{evaluation['trial']} on the test split: "
-            f"accuracy {evaluation['test_accuracy']:.4f}, loss {evaluation['test_loss']:.4f}.",
-        ]
-        retrained = evaluation.get("retrained")
-        if retrained:
-            lines.append(
-                f"Retrained on train + validation with {retrained['seeds']} seeds: test accuracy "
-                f"{retrained['test_accuracy_mean']:.4f} ± {retrained['test_accuracy_std']:.4f}."
-            )
+    lines += _evaluation_lines(evaluation) + _provenance_lines(study)
+    return "\n".join(lines) + "\n"
+
+
+def _evaluation_lines(evaluation: dict[str, Any] | None) -> list[str]:
+    if not evaluation:
+        return []
+    lines = [
+        "",
+        "## Final evaluation",
+        "",
+        f"Checkpoint of trial #{evaluation['trial']} on the test split: "
+        f"accuracy {evaluation['test_accuracy']:.4f}, loss {evaluation['test_loss']:.4f}.",
+    ]
+    retrained = evaluation.get("retrained")
+    if retrained:
+        lines.append(
+            f"Retrained on train + validation with {retrained['seeds']} seeds: test accuracy "
+            f"{retrained['test_accuracy_mean']:.4f} ± {retrained['test_accuracy_std']:.4f}."
+        )
+    return lines
+
+
+def _provenance_lines(study: optuna.Study) -> list[str]:
     prov = {
         k: study.user_attrs.get(k)
         for k in ("study_file", "git_revision", "host", "seed", "versions")
     }
-    if any(prov.values()):
-        lines += ["", "## Provenance", ""]
-        lines += [
-            f"- {k}: `{json.dumps(v) if isinstance(v, dict) else v}`" for k, v in prov.items() if v
-        ]
-    return "\n".join(lines) + "\n"
+    if not any(prov.values()):
+        return []
+    return ["", "## Provenance", ""] + [
+        f"- {k}: `{json.dumps(v) if isinstance(v, dict) else v}`" for k, v in prov.items() if v
+    ]
 
 
 def write_report(study: optuna.Study, out: Path) -> Path:
     """Write ``index.html`` (self-contained), a PNG per plot and ``summary.md`` to ``out``."""
     if not [t for t in study.trials if t.state in FINISHED]:
-        raise EmptyStudy(f"study {study.study_name!r} has no finished trial to report on")
+        raise NoResult(f"study {study.study_name!r} has no finished trial to report on")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,11 +218,4 @@ def write_report(study: optuna.Study, out: Path) -> Path:
     return out / "index.html"
 
 
-__all__ = [
-    "EmptyStudy",
-    "curves_table",
-    "export",
-    "summary_markdown",
-    "trials_table",
-    "write_report",
-]
+__all__ = ["summary_markdown", "write_report"]

@@ -12,6 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
+from pipeline.config import ConfigError
+
 
 @dataclass(frozen=True)
 class Slot:
@@ -73,4 +77,20 @@ def plan(
     return [Slot(i, threads, group) for i, group in enumerate(groups)]
 
 
-__all__ = ["Slot", "gpu_capacity", "plan"]
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; anything else is taken as written.
+
+    Raises:
+        ConfigError: CUDA was asked for on a machine without it.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "device", f"{name!r} was asked for but CUDA is not available; use auto or cpu"
+        )
+    return device
+
+
+__all__ = ["Slot", "gpu_capacity", "plan", "resolve_device"]

@@ -27,37 +27,34 @@ SAMPLERS: dict[str, Callable[..., BaseSampler]] = {
 _SHARED_SEED = {"qmc"}
 
 
-def check_sampler(config: SamplerConfig, space: Mapping[str, ParamSpec], source: str) -> None:
+def check_sampler(config: SamplerConfig, space: Mapping[str, ParamSpec]) -> None:
     """Reject an unknown sampler, an option its constructor does not take, or a grid
     search over a continuous parameter without grid values."""
     if config.name not in SAMPLERS:
         raise ConfigError(
-            source,
             "sampler.name",
             f"unknown sampler {config.name!r}; expected one of {', '.join(SAMPLERS)}",
         )
     for reserved in ("seed", "search_space"):
         if reserved in config.options:
-            raise ConfigError(
-                source, f"sampler.options.{reserved}", "is set by the pipeline; remove it"
-            )
+            raise ConfigError(f"sampler.options.{reserved}", "is set by the pipeline; remove it")
     factory = SAMPLERS[config.name]
     try:
         inspect.signature(factory).bind_partial(**config.options)
     except TypeError as exc:
-        raise ConfigError(source, "sampler.options", f"{factory.__name__}: {exc}") from None
+        raise ConfigError("sampler.options", f"{factory.__name__}: {exc}") from None
     if config.name == "grid":
         for name, spec in space.items():
             try:
                 space_mod.grid_values(name, spec)
             except ValueError as exc:
                 raise ConfigError(
-                    source, f"search_space.{name}.grid", str(exc).partition(": ")[2]
+                    f"search_space.{name}.grid", str(exc).partition(": ")[2]
                 ) from None
     try:
         make_sampler(config, space)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(source, "sampler.options", f"{factory.__name__}: {exc}") from None
+        raise ConfigError("sampler.options", f"{factory.__name__}: {exc}") from None
 
 
 def make_sampler(

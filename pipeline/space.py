@@ -86,11 +86,21 @@ def to_distribution(spec: ParamSpec) -> BaseDistribution | None:
     for value in spec.grid or []:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ValueError(f"grid: {value!r} is not a number")
-        if not dist._contains(dist.to_internal_repr(value)):
+        if not contains(dist, value):
             raise ValueError(f"grid: {value!r} lies outside {low:g}..{high:g}")
     if spec.grid is not None and not spec.grid:
         raise ValueError("grid: must list at least one value")
     return dist
+
+
+def contains(dist: BaseDistribution, value: Any) -> bool:
+    """Whether ``dist`` can take ``value``, by Optuna's own rule: the one that
+    ``create_trial`` applies to every parameter it is given."""
+    try:
+        optuna.trial.create_trial(value=0.0, params={"p": value}, distributions={"p": dist})
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def _check_fields(spec: ParamSpec) -> None:
@@ -123,7 +133,7 @@ def _log2_exact(value: float, name: str) -> int:
     return exponent
 
 
-def check_space(space: Mapping[str, ParamSpec], task: Task, source: str) -> None:
+def check_space(space: Mapping[str, ParamSpec], task: Task) -> None:
     """Validate a whole search space against the task's hyperparameters.
 
     Raises:
@@ -133,13 +143,12 @@ def check_space(space: Mapping[str, ParamSpec], task: Task, source: str) -> None
 
     known = {**TRAINING_DEFAULTS, **task.hyperparameters}
     if not any(spec.type != "fixed" for spec in space.values()):
-        raise ConfigError(source, "search_space", "must have at least one parameter to search")
+        raise ConfigError("search_space", "must have at least one parameter to search")
     seen: dict[str, ParamSpec] = {}
     for name, spec in space.items():
         key = f"search_space.{name}"
         if name not in known:
             raise ConfigError(
-                source,
                 key,
                 f"unknown hyperparameter for task {task.name}; expected one of: "
                 + ", ".join(sorted(known)),
@@ -148,17 +157,15 @@ def check_space(space: Mapping[str, ParamSpec], task: Task, source: str) -> None
             to_distribution(spec)
         except ValueError as exc:
             field, _, message = str(exc).partition(": ")
-            raise ConfigError(source, f"{key}.{field}", message) from None
+            raise ConfigError(f"{key}.{field}", message) from None
         if spec.type == "fixed" and not isinstance(spec.value, _SCALARS):
-            raise ConfigError(source, f"{key}.value", "must be a string, number, boolean or null")
+            raise ConfigError(f"{key}.value", "must be a string, number, boolean or null")
         for parent, wanted in (spec.when or {}).items():
-            _check_condition(seen, parent, wanted, source, f"{key}.when.{parent}")
+            _check_condition(seen, parent, wanted, f"{key}.when.{parent}")
         seen[name] = spec
 
 
-def check_enqueued(
-    points: list[dict[str, Any]], space: Mapping[str, ParamSpec], source: str
-) -> None:
+def check_enqueued(points: list[dict[str, Any]], space: Mapping[str, ParamSpec]) -> None:
     """Each configuration to run first must give searched parameters values they can take
     (parameters it leaves out are sampled as usual).
 
@@ -171,20 +178,14 @@ def check_enqueued(
             spec = space.get(name)
             dist = None if spec is None else to_distribution(spec)
             if dist is None:
-                raise ConfigError(source, key, "not a searched parameter of search_space")
-            try:
-                inside = dist._contains(dist.to_internal_repr(value))
-            except (ValueError, TypeError):
-                inside = False
-            if not inside:
-                raise ConfigError(source, key, f"{value!r} is outside the search space ({dist})")
+                raise ConfigError(key, "not a searched parameter of search_space")
+            if not contains(dist, value):
+                raise ConfigError(key, f"{value!r} is outside the search space ({dist})")
 
 
-def _check_condition(
-    seen: Mapping[str, ParamSpec], parent: str, wanted: Any, source: str, key: str
-) -> None:
+def _check_condition(seen: Mapping[str, ParamSpec], parent: str, wanted: Any, key: str) -> None:
     if parent not in seen:
-        raise ConfigError(source, key, "must name a categorical parameter listed above this one")
+        raise ConfigError(key, "must name a categorical parameter listed above this one")
     spec = seen[parent]
     dist = to_distribution(spec)
     if isinstance(dist, CategoricalDistribution):
@@ -192,12 +193,10 @@ def _check_condition(
     elif spec.type == "fixed":
         values = [spec.value]
     else:
-        raise ConfigError(
-            source, key, f"{parent} is {spec.type}; conditions need categorical values"
-        )
+        raise ConfigError(key, f"{parent} is {spec.type}; conditions need categorical values")
     for value in wanted if isinstance(wanted, list) else [wanted]:
         if value not in values:
-            raise ConfigError(source, key, f"{value!r} is not one of {parent}'s values {values}")
+            raise ConfigError(key, f"{value!r} is not one of {parent}'s values {values}")
 
 
 def is_active(spec: ParamSpec, values: Mapping[str, Any]) -> bool:
@@ -284,6 +283,7 @@ def grid_size(space: Mapping[str, ParamSpec]) -> int:
 __all__ = [
     "check_enqueued",
     "check_space",
+    "contains",
     "grid_points",
     "grid_size",
     "grid_values",

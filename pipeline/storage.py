@@ -17,23 +17,36 @@ from __future__ import annotations
 import random
 import re
 import sqlite3
+import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import optuna
 import optuna.storages.journal
+import redis.exceptions
 import sqlalchemy.exc
 from optuna.storages import BaseStorage
 from sqlalchemy import event
 
 from pipeline.config import ConfigError
+from pipeline.errors import StorageLost
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 SCHEMES = (*RDB_SCHEMES, "journal", "redis", "grpc")
 SQLITE_BUSY_TIMEOUT_S = 60.0
+
+# What an unreachable database, Redis server or proxy raises through Optuna.
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (
+    optuna.exceptions.StorageInternalError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    redis.exceptions.ConnectionError,
+    ConnectionRefusedError,
+    ConnectionResetError,
+)
 
 _PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/:@\s]*:)(?P<password>[^@/\s]*)(?=@)", re.I)
 
@@ -48,11 +61,10 @@ def scheme_of(url: str) -> str:
     return url.split(":", 1)[0].split("+", 1)[0].lower()
 
 
-def check_url(url: str, source: str = "<memory>") -> None:
+def check_url(url: str) -> None:
     """Reject a URL no backend understands, before anything connects to it."""
     if "://" not in url or scheme_of(url) not in SCHEMES:
         raise ConfigError(
-            source,
             "storage",
             f"unsupported storage URL {mask_url(url)!r}; expected sqlite:///path, "
             "postgresql+psycopg://..., mysql+pymysql://..., journal:///path, redis://... "
@@ -60,11 +72,11 @@ def check_url(url: str, source: str = "<memory>") -> None:
         )
     scheme = scheme_of(url)
     if scheme in ("sqlite", "journal") and not _local_path(url):
-        raise ConfigError(source, "storage", f"{scheme} URL {url!r} names no file")
+        raise ConfigError("storage", f"{scheme} URL {url!r} names no file")
     if scheme == "grpc":
         parts = urlsplit(url)
         if not parts.hostname or parts.port is None:
-            raise ConfigError(source, "storage", f"expected grpc://host:port, got {url!r}")
+            raise ConfigError("storage", f"expected grpc://host:port, got {url!r}")
 
 
 def _local_path(url: str) -> str:
@@ -125,14 +137,12 @@ def open_storage(
     return optuna.storages.GrpcStorageProxy(host=parts.hostname, port=parts.port)
 
 
-def release_connections(study: optuna.Study) -> None:
-    """Close an RDB storage's pooled connections before this process forks, so that no
-    child shares their sockets; this process reconnects on its next query."""
-    storage = study._storage
-    backend = getattr(storage, "_backend", storage)  # RDB storages come wrapped in a cache
-    engine = getattr(backend, "engine", None)
-    if isinstance(engine, sqlalchemy.engine.Engine):
-        engine.dispose()
+def release_connections(storage: BaseStorage) -> None:
+    """Close an RDB storage's pooled connections (the storage :func:`open_storage`
+    returned) before this process forks, so that no child shares their sockets; this
+    process reconnects on its next query."""
+    if isinstance(storage, optuna.storages.RDBStorage):
+        storage.engine.dispose()
 
 
 def _create_rdb(
@@ -167,4 +177,81 @@ def _enable_wal(path: Path) -> None:
     conn.close()
 
 
-__all__ = ["SCHEMES", "check_url", "mask_url", "open_storage", "release_connections", "scheme_of"]
+def storage_error_in(exc: BaseException) -> BaseException | None:
+    """The storage error behind ``exc``, if any. Optuna's optimize loop can mask a failed
+    commit with an error of its own (an UnboundLocalError in its ``finally``), so the
+    whole chain of causes is searched."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, STORAGE_ERRORS):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message, passwords masked (drivers echo the URL)."""
+    text = str(exc).strip()
+    return mask_url(text.splitlines()[0] if text else type(exc).__name__)
+
+
+class Outage:
+    """Waits out an unreachable storage with exponential back-off, for at most
+    ``limit`` seconds in a row.
+
+    Finished trials are already committed; a trial that was running when the storage
+    went away is failed by the heartbeat of whichever worker next reaches the database
+    and re-queued with its parameters.
+    """
+
+    def __init__(self, url: str, limit: float, who: str, log: TextIO = sys.stderr) -> None:
+        self.limit = limit
+        self.url = mask_url(url)
+        self.who = who
+        self.log = log
+        self.since: float | None = None
+        self.delay = 1.0
+
+    def failed(self, exc: BaseException) -> None:
+        """Sleep before the next try, or raise StorageLost once the limit is spent."""
+        now = time.monotonic()
+        self.since = self.since if self.since is not None else now
+        waited = now - self.since
+        reason = first_line(exc)
+        if waited + self.delay > self.limit:
+            raise StorageLost(
+                f"{self.who}: the storage {self.url} has been unreachable for "
+                f"{waited:.0f} s ({reason}); giving up. Finished trials are safe in it; "
+                "start the worker again once it is back (storage_retry_seconds sets the wait)"
+            ) from exc
+        self._say(
+            f"storage {self.url} unreachable ({reason[:160]}); retrying in {self.delay:.0f} s"
+        )
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, 15.0)
+
+    def ok(self) -> None:
+        """The storage answered: the next outage starts its wait afresh."""
+        if self.since is not None:
+            self._say(f"storage {self.url} is back")
+        self.since = None
+        self.delay = 1.0
+
+    def _say(self, text: str) -> None:
+        print(f"{self.who}: {text}", file=self.log, flush=True)
+
+
+__all__ = [
+    "SCHEMES",
+    "STORAGE_ERRORS",
+    "Outage",
+    "check_url",
+    "first_line",
+    "mask_url",
+    "open_storage",
+    "release_connections",
+    "scheme_of",
+    "storage_error_in",
+]

@@ -10,9 +10,11 @@ import yaml
 from conftest import minimal_study, run_cli
 from optuna.trial import TrialState
 
-from pipeline.compare import Budget, grid_space, variants
-from pipeline.config import ConfigError, ParamSpec, parse_study
+from pipeline.compare import CompareBudget, grid_space, variants
+from pipeline.config import ParamSpec
+from pipeline.errors import UsageError
 from pipeline.space import grid_size
+from pipeline.study_file import parse_study
 
 SPACE = {
     "lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True},
@@ -45,19 +47,19 @@ def _trials(tmp_path: Path, name: str) -> list[optuna.trial.FrozenTrial]:
 @pytest.mark.parametrize(
     ("text", "budget"),
     [
-        ("trials:20", Budget("trials", 20)),
-        ("epochs:200", Budget("epochs", 200)),
-        ("seconds:60", Budget("seconds", 60)),
+        ("trials:20", CompareBudget("trials", 20)),
+        ("epochs:200", CompareBudget("epochs", 200)),
+        ("seconds:60", CompareBudget("seconds", 60)),
     ],
 )
-def test_budget_parsing(text: str, budget: Budget) -> None:
-    assert Budget.parse(text) == budget
+def test_budget_parsing(text: str, budget: CompareBudget) -> None:
+    assert CompareBudget.parse(text) == budget
 
 
 @pytest.mark.parametrize("text", ["20", "trials:", "minutes:3", "trials:0", "trials:-1"])
 def test_bad_budgets_are_refused(text: str) -> None:
-    with pytest.raises(ConfigError, match="expected trials:N, epochs:N or seconds:N"):
-        Budget.parse(text)
+    with pytest.raises(UsageError, match="expected trials:N, epochs:N or seconds:N"):
+        CompareBudget.parse(text)
 
 
 @pytest.mark.parametrize("target", [8, 12, 18, 32])
@@ -78,7 +80,7 @@ def test_grid_has_about_the_budget_in_points(target: int) -> None:
 
 def test_variants_share_the_budget_and_differ_in_sampler_pruner_seed(tmp_path: Path) -> None:
     config = parse_study(yaml.safe_load(_study(tmp_path).read_text()))
-    out = variants(config, ["grid", "random"], ["none", "asha"], 2, Budget("epochs", 30))
+    out = variants(config, ["grid", "random"], ["none", "asha"], 2, CompareBudget("epochs", 30))
     assert [(s, p, k) for s, p, k, _ in out] == [
         (s, p, k) for s in ("grid", "random") for p in ("none", "asha") for k in (0, 1)
     ]

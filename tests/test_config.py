@@ -11,7 +11,8 @@ import pytest
 import yaml
 from conftest import minimal_study, run_cli
 
-from pipeline.config import ConfigError, apply_override, load_study_file, parse_study
+from pipeline.config import ConfigError
+from pipeline.study_file import apply_override, load_study_file, parse_study
 
 
 def _mutate(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -337,7 +338,7 @@ def test_overrides_use_dotted_keys_and_yaml_values(tmp_path: Path) -> None:
 def test_bad_overrides(item: str, message: str) -> None:
     raw = minimal_study()
     with pytest.raises(ConfigError, match=message):
-        apply_override(raw, item, "s.yaml")
+        apply_override(raw, item)
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from pipeline import checkpoints, report
 from pipeline.config import TaskConfig
+from pipeline.errors import NoResult
 from pipeline.tasks import resolve_task
 from pipeline.train import evaluate
 
@@ -165,7 +166,7 @@ def test_a_study_without_finished_trials_gets_a_message(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/e.db"
     study = optuna.create_study(study_name="empty", storage=url)
     study.ask()  # one running trial, none finished
-    with pytest.raises(report.EmptyStudy, match="no finished trial"):
+    with pytest.raises(NoResult, match="no finished trial"):
         report.write_report(study, tmp_path / "out")
     result = run_cli("report", "--storage", url, "--study", "empty", "--out", str(tmp_path / "out"))
     assert result.returncode == 1 and "Traceback" not in result.stderr

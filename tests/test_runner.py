@@ -17,8 +17,11 @@ import pytest
 from conftest import REPO, free_port, minimal_study, run_cli
 from optuna.trial import TrialState
 
-from pipeline.config import parse_study
-from pipeline.runner import Budget, prepare_study, run_worker, start_method, storage_for
+from pipeline.budget import Budget
+from pipeline.launch import start_method
+from pipeline.study import prepare_study, storage_for
+from pipeline.study_file import parse_study
+from pipeline.worker import run_worker
 
 
 def _load(url: str, name: str) -> optuna.Study:

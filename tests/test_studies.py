@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO, run_cli
 from optuna.trial import TrialState
 
-from pipeline.config import load_study_file
+from pipeline.study_file import load_study_file
 
 STUDIES = sorted((REPO / "studies").glob("*.yaml"))
 OFFLINE = [p for p in STUDIES if "cifar10" not in p.stem]  # cifar10 ones: tests/test_vision.py

@@ -8,8 +8,8 @@ import torch
 from conftest import minimal_study
 from optuna.trial import TrialState
 
-from pipeline.config import parse_study
-from pipeline.objective import Objective
+from pipeline.objective import Objective, TrialPlan
+from pipeline.study_file import parse_study
 from pipeline.tasks import resolve_task
 from pipeline.train import evaluate, fit
 
@@ -18,7 +18,9 @@ def _objective(**overrides: object) -> Objective:
     config = parse_study(minimal_study(**overrides))
     task = resolve_task(config.task)
     splits = task.load(task.resolve_options(config.task.options))
-    return Objective(config, task, splits, torch.device("cpu"))
+    return Objective(
+        TrialPlan.of(config), task, splits, torch.device("cpu"), task_options=config.task.options
+    )
 
 
 def test_fit_learns_digits() -> None:

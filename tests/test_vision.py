@@ -10,8 +10,9 @@ import torch
 from conftest import REPO, minimal_study, run_cli
 from vision_data import write_cifar10, write_fashion_mnist
 
-from pipeline.config import ConfigError, TaskConfig, parse_study
+from pipeline.config import ConfigError, TaskConfig
 from pipeline.resources import Slot, gpu_capacity, plan
+from pipeline.study_file import parse_study
 from pipeline.tasks import resolve_task
 from pipeline.tasks.vision import random_crop_flip
 

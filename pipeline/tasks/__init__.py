@@ -85,7 +85,7 @@ REGISTRY: dict[str, str] = {
 }
 
 
-def resolve_task(config: TaskConfig, source: str = "<memory>") -> Task:
+def resolve_task(config: TaskConfig) -> Task:
     """Turn ``task.name`` into a :class:`Task` and check ``task.options`` against it.
 
     Raises:
@@ -95,7 +95,6 @@ def resolve_task(config: TaskConfig, source: str = "<memory>") -> Task:
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(
-            source,
             "task.name",
             f"unknown task {config.name!r}; expected one of {', '.join(REGISTRY)} "
             "or package.module:function",
@@ -103,14 +102,13 @@ def resolve_task(config: TaskConfig, source: str = "<memory>") -> Task:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(source, "task.name", f"cannot import {module_name!r} ({exc})") from None
+        raise ConfigError("task.name", f"cannot import {module_name!r} ({exc})") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise ConfigError(source, "task.name", f"{module_name!r} has no function {attr!r}")
+        raise ConfigError("task.name", f"{module_name!r} has no function {attr!r}")
     task = factory()
     if not isinstance(task, Task):
         raise ConfigError(
-            source,
             "task.name",
             f"{target} returned {type(task).__name__}, expected pipeline.tasks.Task",
         )
@@ -118,15 +116,11 @@ def resolve_task(config: TaskConfig, source: str = "<memory>") -> Task:
         if key not in task.options:
             known = ", ".join(task.options) or "none"
             raise ConfigError(
-                source,
                 f"task.options.{key}",
                 f"unknown option for task {task.name}; expected: {known}",
             )
     if task.check is not None:
-        try:
-            task.check(task.resolve_options(config.options))
-        except ConfigError as exc:
-            raise ConfigError(source, exc.key, exc.message) from None
+        task.check(task.resolve_options(config.options))
     return task
 
 

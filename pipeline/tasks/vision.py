@@ -52,7 +52,6 @@ def _check(name: str, relative: tuple[str, ...]) -> Any:
 def _missing(name: str, data_dir: Path, exc: Exception) -> ConfigError:
     expected, source = _HOW_TO_GET[name]
     return ConfigError(
-        "task",
         "task.options.data_dir",
         f"{name} data not found under {data_dir} (expected {expected}; torchvision said: {exc}). "
         f"Download it once with `pipeline tune STUDY --download` (or task.options.download: true), "

@@ -1,18 +1,19 @@
-"""The best trial of a study, as a record for printing or JSON."""
+"""The best trial of a study, as a record for printing or JSON (``pipeline best``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+
+from pipeline.trials import best_trial
 
 
 def best_record(study: optuna.Study) -> dict[str, Any] | None:
     """The best complete trial's number, parameters and metrics; None if none finished."""
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    best = best_trial(study)
+    if best is None:
         return None
-    best = study.best_trial
     attrs = best.user_attrs
     return {
         "study": study.study_name,
@@ -25,14 +26,6 @@ def best_record(study: optuna.Study) -> dict[str, Any] | None:
         "test_loss": attrs.get("test_loss"),
         "epochs": attrs.get("epochs"),
     }
-
-
-def counts(study: optuna.Study) -> dict[str, int]:
-    """How many trials are in each state, by lower-case state name."""
-    out = {state.name.lower(): 0 for state in TrialState}
-    for trial in study.get_trials(deepcopy=False):
-        out[trial.state.name.lower()] += 1
-    return out
 
 
 def format_best(record: dict[str, Any]) -> str:
@@ -52,4 +45,4 @@ def format_best(record: dict[str, Any]) -> str:
     )
 
 
-__all__ = ["best_record", "counts", "format_best"]
+__all__ = ["best_record", "format_best"]

@@ -15,11 +15,12 @@ from typing import Any, TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from pipeline.best import best_record, format_best
 from pipeline.config import DEFAULT_STORAGE, StudyConfig
-from pipeline.results import best_record, counts, format_best
 from pipeline.storage import mask_url
+from pipeline.trials import FINISHED, Outcome, best_trial, outcome_of, reason_of, state_counts
 
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+_ENDED = (*FINISHED, TrialState.FAIL)
 
 
 def _fmt(value: Any) -> str:
@@ -43,43 +44,85 @@ class LiveReporter:
     """Prints finished trials as they appear in the storage.
 
     Args:
+        metric: The study metric's name, for the progress line.
+        params: The searched parameters, one column each.
         total: The number of finished trials the study aims at (None: no trial limit).
+        description: The header's first lines (what runs, where it is stored).
+        device: Where the trials run, for the header.
+        dashboard: The command that browses this storage, for the summary.
         quiet: Print only the final summary (for logs).
     """
 
     def __init__(
         self,
         study: optuna.Study,
-        config: StudyConfig,
+        *,
+        metric: str,
+        params: list[str],
         total: int | None,
+        description: str = "",
+        device: str = "cpu",
+        dashboard: str = "make dashboard",
         quiet: bool = False,
         out: TextIO = sys.stdout,
     ) -> None:
         self.study = study
-        self.config = config
+        self.metric = metric
+        self.params = params
         self.total = total
+        self.description = description
+        self.device = device
+        self.dashboard = dashboard
         self.quiet = quiet
         self.out = out
         self.tty = out.isatty()
-        self.params = [n for n, s in config.search_space.items() if s.type != "fixed"]
         self.widths = {n: max(len(n), 8) for n in self.params}
         self.started = time.time()
         self.printed: set[int] = set()
         self.finished_before: int | None = None
         self._progress_shown = False
 
-    def header(self, workers: int, threads: int, storage: str) -> None:
+    @classmethod
+    def for_study(
+        cls,
+        study: optuna.Study,
+        config: StudyConfig,
+        total: int | None,
+        quiet: bool = False,
+        out: TextIO = sys.stdout,
+    ) -> LiveReporter:
+        """The reporter of a study file's run."""
+        limit = "no limit" if total is None else str(total)
+        description = (
+            f"Study {config.study_name!r}: task {config.task.name}, "
+            f"sampler {config.sampler.name}, pruner {config.pruner.name}, "
+            f"{config.metric} ({config.direction}), {limit} trials, "
+            f"{config.max_epochs} epochs max\nStorage {mask_url(config.storage)}"
+        )
+        dashboard = (
+            "make dashboard"
+            if config.storage == DEFAULT_STORAGE
+            else f"pipeline dashboard --storage '{mask_url(config.storage)}'"
+        )
+        return cls(
+            study,
+            metric=config.metric,
+            params=[n for n, s in config.search_space.items() if s.type != "fixed"],
+            total=total,
+            description=description,
+            device=config.device,
+            dashboard=dashboard,
+            quiet=quiet,
+            out=out,
+        )
+
+    def header(self, workers: int, threads: int) -> None:
+        """The description and the table's column names."""
         if self.quiet:
             return
-        total = "no limit" if self.total is None else str(self.total)
         print(
-            f"Study {self.config.study_name!r}: task {self.config.task.name}, "
-            f"sampler {self.config.sampler.name}, pruner {self.config.pruner.name}, "
-            f"{self.config.metric} ({self.config.direction}), {total} trials, "
-            f"{self.config.max_epochs} epochs max\n"
-            f"Storage {storage}; {workers} worker(s) x {threads} thread(s) on {self.config.device}",
+            f"{self.description}; {workers} worker(s) x {threads} thread(s) on {self.device}",
             file=self.out,
-            flush=True,
         )
         cols = ["trial", "state   "] + [n.rjust(self.widths[n]) for n in self.params]
         cols += ["val_loss", " val_acc", "epochs", "seconds"]
@@ -88,9 +131,9 @@ class LiveReporter:
     def poll(self) -> None:
         """Print rows for newly finished trials and refresh the progress line."""
         trials = self.study.get_trials(deepcopy=False)
-        finished = [t for t in trials if t.state in _FINISHED]
+        finished = [t for t in trials if t.state in _ENDED]
         if self.finished_before is None:
-            self.finished_before = sum(t.state in _FINISHED[:2] for t in trials)
+            self.finished_before = sum(t.state in FINISHED for t in trials)
             self.printed.update(t.number for t in finished)
         new = sorted(
             (t for t in finished if t.number not in self.printed),
@@ -119,9 +162,10 @@ class LiveReporter:
             if trial.datetime_complete and trial.datetime_start
             else None
         )
-        state = trial.state.name
-        if state == "FAIL" and str(attrs.get("fail_reason", "")).startswith("skipped"):
-            state = "SKIPPED"
+        outcome = outcome_of(trial)
+        state = outcome.label if outcome is not None else trial.state.name
+        if outcome == Outcome.FAILED:
+            state = "FAIL"
         cells = [f"{trial.number:5d}", f"{state:8s}"]
         cells += [_fmt(trial.params.get(n)).rjust(self.widths[n]) for n in self.params]
         cells += [
@@ -131,27 +175,22 @@ class LiveReporter:
             _fmt(None if seconds is None else round(seconds, 1)).rjust(7),
         ]
         row = "  ".join(cells)
-        reason = (
-            attrs.get("pruned_reason")
-            if trial.state == TrialState.PRUNED
-            else attrs.get("fail_reason")
-        )
+        reason = reason_of(trial)
         if trial.state != TrialState.COMPLETE and reason:
             row += f"  ({reason})"
         return row
 
     def _progress(self, trials: list[FrozenTrial]) -> str:
-        done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        done = sum(t.state in FINISHED for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         elapsed = time.time() - self.started
         parts = [
             f"{done}/{self.total if self.total is not None else '-'} done",
             f"{running} running",
         ]
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        if complete:
-            best = self.study.best_trial
-            parts.append(f"best {self.config.metric} {_fmt(best.value)} (#{best.number})")
+        best = best_trial(self.study)
+        if best is not None:
+            parts.append(f"best {self.metric} {_fmt(best.value)} (#{best.number})")
         parts.append(f"elapsed {_clock(elapsed)}")
         new_done = done - (self.finished_before or 0)
         if self.total is not None and new_done > 0 and done < self.total:
@@ -162,7 +201,7 @@ class LiveReporter:
         """Print the final summary; return 0, or 1 when no trial completed."""
         if self.tty and self._progress_shown and not self.quiet:
             print(file=self.out)
-        c = counts(self.study)
+        c = state_counts(self.study.get_trials(deepcopy=False))
         print(
             f"\nStudy {self.study.study_name!r}: {c['complete']} complete, {c['pruned']} pruned, "
             f"{c['fail']} failed, {c['running']} running, {c['waiting']} waiting "
@@ -174,14 +213,10 @@ class LiveReporter:
             print("No trial completed, so there is no best configuration yet.", file=self.out)
             return 1
         print(format_best(record), file=self.out)
-        storage = self.config.storage
-        command = (
-            "make dashboard"
-            if storage == DEFAULT_STORAGE
-            else f"pipeline dashboard --storage '{mask_url(storage)}'"
-        )
         print(
-            f"\nBrowse every trial: {command}  (http://127.0.0.1:8080)", file=self.out, flush=True
+            f"\nBrowse every trial: {self.dashboard}  (http://127.0.0.1:8080)",
+            file=self.out,
+            flush=True,
         )
         return 0
 

@@ -1,0 +1,119 @@
+"""Creating and resuming a study: its storage, sampler, pruner, provenance and queue.
+
+Grid search enqueues every grid point once, up front; workers then only take queued
+trials, and Optuna hands each queued trial to exactly one worker, so no point repeats.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import optuna
+
+from pipeline import provenance, space
+from pipeline.config import StudyConfig
+from pipeline.errors import UsageError
+from pipeline.pruners import make_pruner
+from pipeline.samplers import make_sampler
+from pipeline.storage import mask_url, open_storage
+
+GRID_ATTR = "grid_points"  # study user attribute: how many grid points were queued
+
+
+def set_optuna_logging(level: int = logging.WARNING) -> None:
+    """The one place that sets Optuna's log level: warnings in the command's process,
+    errors only in workers (the live table shows their trials)."""
+    optuna.logging.set_verbosity(level)
+
+
+def storage_for(config: StudyConfig) -> optuna.storages.BaseStorage:
+    """The study's storage with its heartbeat and stale-trial retry settings."""
+    return open_storage(
+        config.storage,
+        heartbeat_interval=config.heartbeat_interval,
+        grace_period=config.grace_period,
+        stale_retries=max(1, config.max_retries),
+    )
+
+
+def load_study(
+    config: StudyConfig, storage: optuna.storages.BaseStorage, worker: int = 0
+) -> optuna.Study:
+    """Create or load the study with this worker's sampler and the study's pruner."""
+    return optuna.create_study(
+        study_name=config.study_name,
+        storage=storage,
+        sampler=make_sampler(config.sampler, config.search_space, worker),
+        pruner=make_pruner(config.pruner, config.max_epochs),
+        direction=config.direction,
+        load_if_exists=True,
+    )
+
+
+def prepare_study(
+    config: StudyConfig, storage: optuna.storages.BaseStorage, joining: bool = False
+) -> optuna.Study:
+    """Create or resume the study, record provenance, queue the study's ``enqueue``
+    configurations and, for grid search, the grid.
+
+    Args:
+        joining: A worker joining a study that may already run elsewhere: it records
+            provenance and queues the grid only if it is the one that creates the study
+            (creation is atomic in every storage, so exactly one worker does).
+    """
+    try:
+        study = optuna.create_study(
+            study_name=config.study_name,
+            storage=storage,
+            sampler=make_sampler(config.sampler, config.search_space),
+            pruner=make_pruner(config.pruner, config.max_epochs),
+            direction=config.direction,
+        )
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = load_study(config, storage)
+        created = False
+    if joining and not created:
+        return study
+    provenance.record(study, config)
+    if created:  # configurations to run first, queued once by whoever creates the study
+        for point in config.enqueue:
+            study.enqueue_trial(point)
+    if config.sampler.name == "grid" and GRID_ATTR not in study.user_attrs:
+        points = space.grid_points(config.search_space)
+        if config.n_trials is not None and config.n_trials < len(points):
+            points = random.Random(config.sampler.seed).sample(points, config.n_trials)
+        for point in points:
+            study.enqueue_trial(point)
+        study.set_user_attr(GRID_ATTR, len(points))
+    return study
+
+
+def open_existing(storage_url: str, name: str) -> optuna.Study:
+    """A study that must already exist (for ``best``, ``export``, ``report``...).
+
+    Raises:
+        UsageError: no study of that name is in the storage; the message lists those
+            that are.
+    """
+    storage = open_storage(storage_url)
+    names = [
+        s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    ]
+    if name not in names:
+        raise UsageError(
+            f"--study: no study {name!r} in {mask_url(storage_url)} "
+            f"(studies there: {', '.join(names) or 'none'})"
+        )
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+__all__ = [
+    "GRID_ATTR",
+    "load_study",
+    "open_existing",
+    "prepare_study",
+    "set_optuna_logging",
+    "storage_for",
+]

@@ -1,0 +1,172 @@
+"""What a trial leaves in the storage, and the rules every reader of trials shares.
+
+The names of the stored trial attributes live in :class:`Attr`; how a trial ended lives in
+:class:`Outcome`, stored as the ``outcome`` user attribute beside Optuna's own state, so
+that no module parses a reason string to learn it. "The best trial" and "how many trials
+in each state" are computed here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import enum
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+IN_FLIGHT = (TrialState.RUNNING, TrialState.WAITING)
+
+
+class Attr:
+    """The names of the user attributes a trial may carry (plain strings, as every
+    storage keeps them).
+
+    The metrics of the last epoch and the bookkeeping are written when the trial ends;
+    per epoch only the study metric goes to the storage (as an intermediate value).
+    """
+
+    VAL_LOSS: Final = "val_loss"
+    VAL_ACCURACY: Final = "val_accuracy"
+    TEST_LOSS: Final = "test_loss"  # stored for a complete trial, never used to select
+    TEST_ACCURACY: Final = "test_accuracy"
+    EPOCHS: Final = "epochs"  # epochs trained
+    COMPUTE_SECONDS: Final = "compute_seconds"  # inside forward, backward and evaluation
+    WORKER: Final = "worker"
+    OUTCOME: Final = "outcome"  # an Outcome value, where Optuna's state says only FAIL
+    PRUNED_REASON: Final = "pruned_reason"
+    FAIL_REASON: Final = "fail_reason"
+    RETRY_OF: Final = "retry_of"  # the number of the trial this one re-runs
+    RETRY_COUNT: Final = "retry_count"
+    CHECKPOINT: Final = "checkpoint"  # the artifact id of the trial's weights
+
+
+class Outcome(enum.StrEnum):
+    """How a trial ended, finer than Optuna's state: three kinds of FAIL differ."""
+
+    COMPLETE = "complete"
+    PRUNED = "pruned"
+    FAILED = "failed"  # raised: counts towards the worker's failure limit and retries
+    SKIPPED = "skipped"  # created in a race after the budget was met; never ran
+    INTERRUPTED = "interrupted"  # stopped by Ctrl-C; re-queued to run again
+
+    @property
+    def label(self) -> str:
+        """The word the live table and reports show."""
+        return self.value.upper()
+
+
+def outcome_of(trial: FrozenTrial) -> Outcome | None:
+    """How a finished trial ended; None while it is waiting or running."""
+    if trial.state == TrialState.COMPLETE:
+        return Outcome.COMPLETE
+    if trial.state == TrialState.PRUNED:
+        return Outcome.PRUNED
+    if trial.state == TrialState.FAIL:
+        stored = str(trial.user_attrs.get(Attr.OUTCOME, Outcome.FAILED.value))
+        return Outcome(stored) if stored in set(Outcome) else Outcome.FAILED
+    return None
+
+
+def reason_of(trial: FrozenTrial) -> str | None:
+    """Why a trial was pruned or failed, as stored."""
+    key = Attr.PRUNED_REASON if trial.state == TrialState.PRUNED else Attr.FAIL_REASON
+    reason = trial.user_attrs.get(key)
+    return None if reason is None else str(reason)
+
+
+def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
+    """How many trials are in each state, by lower-case state name."""
+    out = {state.name.lower(): 0 for state in TrialState}
+    for trial in trials:
+        out[trial.state.name.lower()] += 1
+    return out
+
+
+def best_trial(
+    study: optuna.Study, where: Callable[[FrozenTrial], bool] | None = None
+) -> FrozenTrial | None:
+    """The best complete trial for the study's direction (the first of equals), among
+    those ``where`` accepts; None if there is none."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ranked = rank([t for t in complete if where is None or where(t)], study.direction)
+    return ranked[0] if ranked else None
+
+
+def rank(trials: Sequence[FrozenTrial], direction: StudyDirection) -> list[FrozenTrial]:
+    """Complete trials from best to worst, ties by trial number."""
+    sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
+    return sorted(trials, key=lambda t: (sign * float(t.value or 0.0), t.number))
+
+
+def frozen(trial: optuna.Trial) -> FrozenTrial:
+    """The stored record of a live trial (its system attributes included), read through
+    the study's public API."""
+    for stored in reversed(trial.study.get_trials(deepcopy=False)):
+        if stored.number == trial.number:
+            return stored
+    raise LookupError(f"trial {trial.number} is not in study {trial.study.study_name!r}")
+
+
+def retried_number(trial: FrozenTrial) -> int | None:
+    """The number of the first trial that this one re-runs, or None."""
+    with warnings.catch_warnings():  # marked experimental; used on purpose
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+
+
+def retry_history(trial: FrozenTrial) -> list[int]:
+    """The numbers of the earlier attempts this trial re-runs, oldest first."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback.retry_history(trial)
+
+
+def original_number(trial: FrozenTrial) -> int:
+    """The number of the first trial with these parameters (its own unless a retry)."""
+    retried = retried_number(trial)
+    return trial.number if retried is None else int(retried)
+
+
+def is_enqueued(trial: FrozenTrial) -> bool:
+    """Whether the trial was queued (``enqueue``, a grid point or a retry), not sampled."""
+    return "fixed_params" in trial.system_attrs or retried_number(trial) is not None
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue a re-run of ``trial`` with the same parameters, in the form Optuna's own
+    stale-trial retry uses, so that retries chain and :func:`retry_history` reads them."""
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            system_attrs={
+                "failed_trial": original_number(trial),
+                "retry_history": [*retry_history(trial), trial.number],
+            },
+        )
+    )
+
+
+__all__ = [
+    "FINISHED",
+    "IN_FLIGHT",
+    "Attr",
+    "Outcome",
+    "best_trial",
+    "frozen",
+    "is_enqueued",
+    "original_number",
+    "outcome_of",
+    "rank",
+    "reason_of",
+    "requeue",
+    "retried_number",
+    "retry_history",
+    "state_counts",
+]

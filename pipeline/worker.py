@@ -1,0 +1,197 @@
+"""One worker: load the task's data once, then run trials until the budget is met.
+
+A worker is the same loop wherever it runs: a process ``pipeline tune`` starts, or
+``pipeline worker`` on another machine. What happens after each trial (keep the best
+checkpoints, re-queue an interrupted trial, retry a failed one, give up after a run of
+failures) is :class:`FailurePolicy`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from typing import Literal, TextIO
+
+import optuna
+import torch
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
+
+from pipeline import checkpoints
+from pipeline.budget import Budget, budget_for
+from pipeline.config import StudyConfig
+from pipeline.objective import Objective, TrialPlan
+from pipeline.resources import resolve_device
+from pipeline.storage import STORAGE_ERRORS, Outage, storage_error_in
+from pipeline.study import load_study, prepare_study, storage_for
+from pipeline.tasks import resolve_task
+from pipeline.train import warm_up
+from pipeline.trials import Outcome, outcome_of, reason_of, requeue, retry_history
+
+# A worker whose trials keep failing stops rather than burn the study's time; the
+# failures' reasons are in the trials' user attributes.
+MAX_CONSECUTIVE_FAILURES = 5
+POLL_SECONDS = 0.5
+
+
+class FailurePolicy:
+    """What a worker does after each of its trials (an Optuna ``optimize`` callback)."""
+
+    def __init__(
+        self,
+        worker: int,
+        max_retries: int,
+        keep_checkpoints: int,
+        store: checkpoints.ArtifactStore | None,
+        log: TextIO,
+    ) -> None:
+        self.worker = worker
+        self.max_retries = max_retries
+        self.keep_checkpoints = keep_checkpoints
+        self.store = store
+        self.log = log
+        self.failures = 0  # in a row
+
+    @property
+    def gave_up(self) -> bool:
+        """Whether this worker's trials failed too often in a row to go on."""
+        return self.failures >= MAX_CONSECUTIVE_FAILURES
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        outcome = outcome_of(trial)
+        if outcome in (Outcome.COMPLETE, Outcome.PRUNED):
+            self.failures = 0
+            if self.store is not None and outcome == Outcome.COMPLETE:
+                checkpoints.keep_top(study, self.store, self.keep_checkpoints)
+        elif outcome == Outcome.INTERRUPTED:
+            requeue(study, trial)
+        elif outcome == Outcome.FAILED:
+            self.failures += 1
+            retries = len(retry_history(trial))
+            retry = retries < self.max_retries
+            note = f" (retry {retries + 1} of {self.max_retries} queued)" if retry else ""
+            self.say(f"trial {trial.number} failed: {reason_of(trial)}{note}")
+            if retry:
+                requeue(study, trial)
+
+    def say(self, text: str) -> None:
+        """One line on this worker's log."""
+        print(f"worker {self.worker}: {text}", file=self.log, flush=True)
+
+
+def open_with_retry(
+    config: StudyConfig, joining: bool, log: TextIO = sys.stderr
+) -> tuple[optuna.Study, BaseStorage]:
+    """:func:`prepare_study` on the study's storage, waiting out an unreachable storage
+    for up to ``storage_retry_seconds`` (a worker may start before its database).
+    Returns the study and the storage it was opened on."""
+    outage = Outage(config.storage, config.storage_retry_seconds, "pipeline", log)
+    while True:
+        try:
+            storage = storage_for(config)
+            study = prepare_study(config, storage, joining=joining)
+        except STORAGE_ERRORS as exc:
+            outage.failed(exc)
+            continue
+        outage.ok()
+        return study, storage
+
+
+def run_worker(
+    config: StudyConfig,
+    worker: int = 0,
+    deadline: float | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    log: TextIO = sys.stderr,
+) -> int:
+    """Run trials until the budget is met; return the number of trials this worker ran,
+    negated when it stopped because its trials kept failing.
+
+    Loads the task's data once, onto the device, for all the trials it runs.
+
+    Raises:
+        StorageLost: the storage stayed unreachable past ``storage_retry_seconds``.
+    """
+    device = resolve_device(config.device)
+    task = resolve_task(config.task)
+    splits = task.load(task.resolve_options(config.task.options)).to(device)
+    if config.channels_last and splits.train_x.dim() == 4:
+        splits = splits.to(device, memory_format=torch.channels_last)
+    warm_up()
+    outage = Outage(config.storage, config.storage_retry_seconds, f"worker {worker}", log)
+    while True:
+        try:
+            study = load_study(config, storage_for(config), worker)
+            budget = budget_for(config, study, deadline)
+            break
+        except STORAGE_ERRORS as exc:
+            outage.failed(exc)
+    outage.ok()
+    store = checkpoints.store_for(config) if config.keep_checkpoints else None
+    objective = Objective(
+        TrialPlan.of(config),
+        task,
+        splits,
+        device,
+        task_options=config.task.options,
+        should_stop=should_stop,
+        is_surplus=lambda trial: budget.is_surplus(study, trial),
+        worker=worker,
+        store=store,
+    )
+    policy = FailurePolicy(worker, config.max_retries, config.keep_checkpoints, store, log)
+    ran = 0
+    while not should_stop():
+        step = _step(study, budget, objective, policy, outage)
+        if step == "stop":
+            break
+        ran += step == "ran"
+        if policy.gave_up:
+            policy.say(
+                f"stopping after {policy.failures} failed trials in a row; "
+                "see the trials' fail_reason and fix the study file or the task"
+            )
+            return -ran
+    return ran
+
+
+def _step(
+    study: optuna.Study,
+    budget: Budget,
+    objective: Objective,
+    policy: FailurePolicy,
+    outage: Outage,
+) -> Literal["ran", "idle", "stop"]:
+    """Run one trial, or wait a moment for room in the budget, or say it is met."""
+    try:
+        decision = budget.admit(study)
+        if decision == "stop":
+            return "stop"
+        if decision == "wait":
+            with warnings.catch_warnings():  # experimental API, used on purpose
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            outage.ok()
+            time.sleep(POLL_SECONDS)
+            return "idle"
+        study.optimize(
+            objective, n_trials=1, catch=(Exception,), callbacks=[policy], gc_after_trial=False
+        )
+        outage.ok()
+        return "ran"
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # The trial was declared dead (no heartbeat during an outage) and re-queued
+        # while this worker still trained it; the re-run owns it now.
+        policy.say("a trial of this worker was taken over after an outage")
+        return "idle"
+    except Exception as exc:
+        cause = storage_error_in(exc)
+        if cause is None:
+            raise
+        outage.failed(cause)
+        return "idle"
+
+
+__all__ = ["MAX_CONSECUTIVE_FAILURES", "FailurePolicy", "open_with_retry", "run_worker"]
