@@ -6,7 +6,6 @@ Each ``cmd_*`` reads its flags and calls the module that does the work.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -23,8 +22,10 @@ from pipeline.errors import (
 )
 
 
-def _study_args(parser: argparse.ArgumentParser) -> None:
+def _study_args(parser: argparse.ArgumentParser, storage_help: str | None) -> None:
     parser.add_argument("study", help="the study file (YAML), e.g. studies/default.yaml")
+    if storage_help is not None:
+        parser.add_argument("--storage", help=storage_help)
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -74,18 +75,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_storage_proxy(args: argparse.Namespace) -> int:
-    from optuna.storages import run_grpc_proxy_server
+    from pipeline.storage import serve_proxy
 
-    from pipeline.storage import mask_url, open_storage
-
-    storage = open_storage(args.storage)
-    print(
-        f"gRPC storage proxy for {mask_url(args.storage)} on {args.host}:{args.port}; "
-        f"workers use --storage grpc://{args.host}:{args.port} (Ctrl-C stops it)",
-        flush=True,
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        run_grpc_proxy_server(storage, host=args.host, port=args.port)
+    serve_proxy(args.storage, args.host, args.port)
     return EXIT_OK
 
 
@@ -196,24 +188,29 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``pipeline`` parser and its subcommands."""
     parser = argparse.ArgumentParser(
         prog="pipeline",
         description="Hyperparameter tuning for PyTorch from a YAML study file, on Optuna.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_run_commands(sub)
+    _add_result_commands(sub)
+    return parser
 
+
+def _add_run_commands(sub: Any) -> None:
+    """Commands that read a study file and run (or check) it."""
+    timeout = {"type": float, "help": "start no trial after this many seconds"}
     p = sub.add_parser("tune", help="run (or resume) a study with parallel local workers")
-    _study_args(p)
-    p.add_argument(
-        "--storage", help=f"storage URL (default: the study file's, else {DEFAULT_STORAGE})"
-    )
+    _study_args(p, f"storage URL (default: the study file's, else {DEFAULT_STORAGE})")
     p.add_argument("--n-trials", type=int, help="finished trials the study should end with")
     p.add_argument(
         "--workers",
         type=int,
         help="worker processes (default: the study file's, else one per core)",
     )
-    p.add_argument("--timeout", type=float, help="start no trial after this many seconds")
+    p.add_argument("--timeout", **timeout)
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
     p.add_argument(
         "--download",
@@ -225,30 +222,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "worker", help="join a study from this machine; run trials until its budget is met"
     )
-    _study_args(p)
-    p.add_argument(
-        "--storage", help="storage URL shared by all workers (default: the study file's)"
-    )
+    _study_args(p, "storage URL shared by all workers (default: the study file's)")
     p.add_argument("--threads", type=int, help="torch threads (default: one per core)")
     p.add_argument(
         "--worker-index", type=int, help="offsets the sampler seed (default: the process id)"
     )
-    p.add_argument("--timeout", type=float, help="start no trial after this many seconds")
+    p.add_argument("--timeout", **timeout)
     p.set_defaults(func=cmd_worker)
-
-    p = sub.add_parser(
-        "storage-proxy", help="serve Optuna's gRPC storage proxy in front of a database"
-    )
-    p.add_argument("--storage", required=True, help="the database the proxy fronts")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=13000)
-    p.set_defaults(func=cmd_storage_proxy)
 
     p = sub.add_parser(
         "compare", help="run the study under several samplers/pruners and seeds at an equal budget"
     )
-    _study_args(p)
-    p.add_argument("--storage", help="storage URL (default: the study file's)")
+    _study_args(p, "storage URL (default: the study file's)")
     p.add_argument(
         "--samplers",
         default="grid,random,tpe,gp",
@@ -260,10 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seeds", type=int, default=3, help="repeats per sampler and pruner (default 3)"
     )
-    p.add_argument("--budget", default="trials:20", help="per run: trials:N, epochs:N or seconds:N")
     p.add_argument(
-        "--target", type=float, help="report the time each run took to reach this metric value"
+        "--budget",
+        default="trials:20",
+        help="per run: trials:N, epochs:N or seconds:N (default trials:20)",
     )
+    p.add_argument("--target", type=float, help="report the time each run took to reach this value")
     p.add_argument(
         "--out", default="reports/compare", help="report directory (default reports/compare)"
     )
@@ -272,32 +259,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("validate", help="check a study file and print it resolved")
-    _study_args(p)
+    _study_args(p, None)
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("best", help="print a study's best trial")
-    p.add_argument(
-        "--storage", default=DEFAULT_STORAGE, help=f"storage URL (default {DEFAULT_STORAGE})"
+    p = sub.add_parser(
+        "storage-proxy", help="serve Optuna's gRPC storage proxy in front of a database"
     )
-    p.add_argument("--study", required=True, help="study name")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_best)
+    p.add_argument("--storage", required=True, help="the database the proxy fronts")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=13000)
+    p.set_defaults(func=cmd_storage_proxy)
 
+
+def _add_result_commands(sub: Any) -> None:
+    """Commands that read what a study left in its storage."""
+    storage_help = f"storage URL (default {DEFAULT_STORAGE})"
+    artifacts_help = "artifact directory (default: beside the storage file)"
     for name, func, help_ in (
+        ("best", cmd_best, "print a study's best trial"),
         ("evaluate", cmd_evaluate, "score the best trial's checkpoint on the test split"),
         ("export", cmd_export, "write one row per trial to CSV or Parquet"),
         ("report", cmd_report, "write an HTML report with plots, PNGs and a Markdown summary"),
     ):
         p = sub.add_parser(name, help=help_)
-        p.add_argument(
-            "--storage", default=DEFAULT_STORAGE, help=f"storage URL (default {DEFAULT_STORAGE})"
-        )
+        p.add_argument("--storage", default=DEFAULT_STORAGE, help=storage_help)
         p.add_argument("--study", required=True, help="study name")
         p.set_defaults(func=func)
-        if name == "evaluate":
-            p.add_argument(
-                "--artifacts", help="artifact directory (default: beside the storage file)"
-            )
+        if name == "best":
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        elif name == "evaluate":
+            p.add_argument("--artifacts", help=artifacts_help)
             p.add_argument(
                 "--retrain-seeds",
                 type=int,
@@ -313,20 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
             )
         else:
             p.add_argument(
-                "--out", required=True, help="directory for index.html, PNGs and summary.md"
+                "--out", required=True, help="directory for index.html, PNGs, summary.md"
             )
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard over a storage")
-    p.add_argument("--artifacts", help="artifact directory (default: beside the storage file)")
-    p.add_argument(
-        "--storage", default=DEFAULT_STORAGE, help=f"storage URL (default {DEFAULT_STORAGE})"
-    )
+    p.add_argument("--artifacts", help=artifacts_help)
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help=storage_help)
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)"
     )
     p.add_argument("--port", type=int, default=8080)
     p.set_defaults(func=cmd_dashboard)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

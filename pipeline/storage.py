@@ -14,6 +14,7 @@ workers and an open dashboard share one file without "database is locked".
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import sqlite3
@@ -137,6 +138,18 @@ def open_storage(
     return optuna.storages.GrpcStorageProxy(host=parts.hostname, port=parts.port)
 
 
+def serve_proxy(url: str, host: str, port: int) -> None:
+    """Serve Optuna's gRPC storage proxy in front of ``url`` until Ctrl-C."""
+    storage = open_storage(url)
+    print(
+        f"gRPC storage proxy for {mask_url(url)} on {host}:{port}; "
+        f"workers use --storage grpc://{host}:{port} (Ctrl-C stops it)",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)
+
+
 def release_connections(storage: BaseStorage) -> None:
     """Close an RDB storage's pooled connections (the storage :func:`open_storage`
     returned) before this process forks, so that no child shares their sockets; this
@@ -253,5 +266,6 @@ __all__ = [
     "open_storage",
     "release_connections",
     "scheme_of",
+    "serve_proxy",
     "storage_error_in",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import REPO, free_port, run_cli
 
@@ -55,8 +57,13 @@ def test_quiet_prints_only_the_summary(write_study: Callable[..., Path]) -> None
     assert "trial  state" not in result.stdout and "Best trial #" in result.stdout
 
 
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return bytes(r.read())
+
+
 @pytest.mark.slow
-def test_dashboard_shows_the_study_with_curves_and_metrics(
+def test_dashboard_shows_the_study_with_curves_metrics_and_checkpoints(
     write_study: Callable[..., Path], tmp_path: Path
 ) -> None:
     path = write_study(n_trials=2, max_epochs=3)
@@ -90,6 +97,13 @@ def test_dashboard_shows_the_study_with_curves_and_metrics(
             except OSError:
                 time.sleep(0.2)
         assert detail is not None, (tmp_path / "dashboard.log").read_text()
+        meta = json.loads(_get(f"http://127.0.0.1:{port}/api/meta"))
+        assert meta["artifact_is_available"] is True
+        # The best trial's checkpoint is listed and downloads as the weights tune saved.
+        listed = [(t["trial_id"], a) for t in detail["trials"] for a in t["artifacts"]]
+        assert listed, "no checkpoint listed in the dashboard"
+        trial_id, artifact = listed[0]
+        payload = _get(f"http://127.0.0.1:{port}/artifacts/1/{trial_id}/{artifact['artifact_id']}")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -101,6 +115,8 @@ def test_dashboard_shows_the_study_with_curves_and_metrics(
     assert {p["name"] for p in trial["params"]} == {"lr", "batch_size"}
     study_attrs = {a["key"] for a in detail["user_attrs"]}
     assert {"config", "versions", "git_revision", "host"} <= study_attrs
+    ckpt = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    assert ckpt["task"] == "digits" and ckpt["state_dict"]
     # Served on loopback only.
     assert "127.0.0.1" in (tmp_path / "dashboard.log").read_text()
 

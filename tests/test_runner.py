@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from conftest import REPO, free_port, minimal_study, run_cli
 from optuna.trial import TrialState
 
@@ -316,3 +317,28 @@ def test_no_more_workers_than_trials_left(write_study: Callable[..., Path]) -> N
     assert "1 worker(s)" in result.stdout
     config = parse_study(__import__("yaml").safe_load(path.read_text()))
     assert len(_load(config.storage, config.study_name).trials) == 1
+
+
+def test_the_final_evaluation_runs_on_the_study_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline import evaluate, launch
+
+    config = parse_study(
+        minimal_study(
+            n_trials=1, max_epochs=1, storage=f"sqlite:///{tmp_path}/optuna.db", keep_checkpoints=1
+        )
+    )
+    # Stand in for a CUDA machine in the parent only: the spawned worker trains on the CPU.
+    study_device = torch.device("cpu", 0)
+    seen: list[torch.device | None] = []
+    real_run = evaluate.run
+
+    def run(*args: object, device: torch.device | None = None, **kwargs: object) -> object:
+        seen.append(device)
+        return real_run(*args, device=torch.device("cpu"), **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(launch, "resolve_device", lambda name: study_device)
+    monkeypatch.setattr(evaluate, "run", run)
+    assert launch.tune(config, quiet=True) == 0
+    assert seen == [study_device]

@@ -1,0 +1,65 @@
+"""The package's layout: imports flow one way, the schema is a leaf, modules stay small."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
+MODULES = {
+    ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): path
+    for path in sorted(PACKAGE.rglob("*.py"))
+}
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside a function."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            # `from pipeline import space` imports the module pipeline.space.
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _package_imports(name: str) -> set[str]:
+    return {m for m in _imports(MODULES[name]) if m in MODULES and m != name and m != "pipeline"}
+
+
+def test_the_schema_imports_nothing_from_the_package_torch_or_optuna() -> None:
+    imported = _imports(MODULES["pipeline.config"])
+    offending = {m for m in imported if m.split(".")[0] in ("pipeline", "torch", "optuna")}
+    assert not offending
+
+
+def test_no_import_cycle_among_the_modules() -> None:
+    graph = {name: _package_imports(name) for name in MODULES}
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            cycle = [*path[path.index(name) :], name]
+            pytest.fail("import cycle: " + " -> ".join(cycle))
+        if name in done:
+            return
+        for child in sorted(graph[name]):
+            visit(child, [*path, name])
+        done.add(name)
+
+    for name in graph:
+        visit(name, [])
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_modules_and_functions_stay_readable(name: str) -> None:
+    source = MODULES[name].read_text()
+    assert len(source.splitlines()) <= 350, f"{name} has grown past 350 lines: split it"
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef) and node.end_lineno is not None:
+            length = node.end_lineno - node.lineno + 1
+            assert length <= 70, f"{name}.{node.name} is {length} lines long"
