@@ -18,7 +18,7 @@ def serve(storage_url: str, artifacts: str | None, host: str, port: int) -> None
     Args:
         artifacts: The checkpoints' directory; None for the default beside the storage.
     """
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, readers_only=True)
     artifact_dir = artifact_dir_for(storage_url, artifacts)
     print(
         f"optuna-dashboard for {mask_url(storage_url)} (checkpoints in {artifact_dir}) "

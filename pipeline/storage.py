@@ -90,6 +90,7 @@ def open_storage(
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
     stale_retries: int | None = 1,
+    readers_only: bool = False,
 ) -> BaseStorage:
     """Open (creating if needed) the storage a URL names.
 
@@ -97,6 +98,8 @@ def open_storage(
         heartbeat_interval: Seconds between heartbeats of running trials (RDB storages).
             A trial whose worker stops beating for ``grace_period`` seconds is marked
             failed and, up to ``stale_retries`` times, re-queued with the same parameters.
+        readers_only: This process only reads (the dashboard): SQLite reads then take no
+            write lock, so they never wait for the workers.
     """
     check_url(url)
     scheme = scheme_of(url)
@@ -120,9 +123,10 @@ def open_storage(
                     ),
                 }
             storage = _create_rdb(url, engine_kwargs, heartbeat)
-        if scheme == "sqlite":
-            event.listen(storage.engine, "connect", _sqlite_pragmas)
-            storage.engine.dispose()  # reconnect through the listener
+        if scheme == "sqlite" and not readers_only:
+            event.listen(storage.engine, "connect", _sqlite_connect)
+            event.listen(storage.engine, "begin", _sqlite_begin)
+            storage.engine.dispose()  # reconnect through the listeners
         return storage
     if scheme == "journal":
         path = Path(_local_path(url))
@@ -173,13 +177,25 @@ def _create_rdb(
     raise AssertionError("unreachable")
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite opens a transaction only at the first write, so Optuna's "read the queued
+    # trial, then mark it RUNNING" ran its read outside any transaction and two workers
+    # both took the same trial (optuna/optuna#4002). Turn pysqlite's own BEGIN off; every
+    # transaction then begins in _sqlite_begin, as SQLAlchemy documents for pysqlite.
+    dbapi_connection.isolation_level = None
     # In WAL mode, synchronous=NORMAL is still crash-safe for the database (a power cut
     # may lose the last commits, never corrupt the file) and drops the fsync per commit
     # that otherwise dominates per-epoch reporting.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_begin(connection: sqlalchemy.engine.Connection) -> None:
+    # Take the write lock at the start, so that a read and the write it decides stay one
+    # atomic step; other writers wait on the busy timeout. Readers that open the storage
+    # with readers_only (the dashboard) take no lock and are not blocked.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _enable_wal(path: Path) -> None:
