@@ -19,6 +19,7 @@ from pipeline.errors import (
     NoResult,
     PipelineError,
     UsageError,
+    exit_code_of,
 )
 
 
@@ -320,10 +321,21 @@ def _add_result_commands(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pipeline`` console script: runs a command and turns the
     errors a user can cause into one ``error:`` line and an exit code."""
+    from pipeline.signals import raise_on_stop_signals
+
+    raise_on_stop_signals()
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt as interrupt:  # before any trial ran: nothing to record
+        print("interrupted", file=sys.stderr)
+        return exit_code_of(interrupt)
+
+
+def _run(args: argparse.Namespace) -> int:
     from pipeline.storage import STORAGE_ERRORS, first_line
     from pipeline.study import set_optuna_logging
 
-    args = build_parser().parse_args(argv)
     set_optuna_logging()
     try:
         return int(args.func(args))

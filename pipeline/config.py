@@ -270,12 +270,25 @@ def check_values(config: StudyConfig) -> None:
         raise ConfigError("gpus_per_trial", f"must be 0 or more, got {config.gpus_per_trial:g}")
     if config.gpus_per_trial > 1 and config.gpus_per_trial != int(config.gpus_per_trial):
         raise ConfigError("gpus_per_trial", "above 1 it must be a whole number of GPUs")
+    for key, seed in (("seed", config.seed), ("sampler.seed", config.sampler.seed)):
+        if seed is not None and not 0 <= seed < 2**32:
+            raise ConfigError(key, f"must be between 0 and 2**32 - 1, got {seed}")
     if config.max_retries < 0:
         raise ConfigError("max_retries", f"must be 0 or more, got {config.max_retries}")
     if config.heartbeat_interval is not None and config.heartbeat_interval < 1:
         raise ConfigError("heartbeat_interval", "must be at least 1 second, or null to disable")
     if config.grace_period is not None and config.grace_period < 1:
         raise ConfigError("grace_period", "must be at least 1 second, or null for the default")
+    if (
+        config.heartbeat_interval is not None
+        and config.grace_period is not None
+        and config.grace_period < 2 * config.heartbeat_interval
+    ):
+        raise ConfigError(
+            "grace_period",
+            f"must be at least twice heartbeat_interval ({2 * config.heartbeat_interval} s), "
+            f"got {config.grace_period}: a live trial would be failed as stale between beats",
+        )
     if config.keep_checkpoints < 0:
         raise ConfigError("keep_checkpoints", "must be 0 (no checkpoints) or more")
     if config.storage_retry_seconds < 0:

@@ -40,6 +40,25 @@ class StorageLost(PipelineError):
     exit_code = EXIT_STORAGE_LOST
 
 
+class Interrupted(KeyboardInterrupt):
+    """A stop signal reached the command: SIGINT, SIGTERM or SIGHUP. Running trials end
+    at their epoch and are re-queued; the exit code is 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP."""
+        return 128 + self.signum
+
+
+def exit_code_of(interrupt: KeyboardInterrupt) -> int:
+    """The exit code a command ends with after ``interrupt`` (Ctrl-C: 130)."""
+    return interrupt.exit_code if isinstance(interrupt, Interrupted) else EXIT_INTERRUPTED
+
+
 __all__ = [
     "EXIT_FAILING",
     "EXIT_INTERRUPTED",
@@ -47,8 +66,10 @@ __all__ = [
     "EXIT_OK",
     "EXIT_STORAGE_LOST",
     "EXIT_USAGE",
+    "Interrupted",
     "NoResult",
     "PipelineError",
     "StorageLost",
     "UsageError",
+    "exit_code_of",
 ]

@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import multiprocessing as mp
 import os
-import signal
 import sys
 import threading
 import time
@@ -34,10 +33,19 @@ from pipeline.errors import (
     EXIT_USAGE,
     NoResult,
     StorageLost,
+    exit_code_of,
 )
 from pipeline.live import LiveReporter
+from pipeline.liveness import release_orphans
 from pipeline.resources import Slot, plan, resolve_device
-from pipeline.storage import STORAGE_ERRORS, mask_url, release_connections, scheme_of
+from pipeline.signals import StopOnSignal, die_with_parent
+from pipeline.storage import (
+    STORAGE_ERRORS,
+    mask_url,
+    release_connections,
+    report_thread_errors,
+    scheme_of,
+)
 from pipeline.study import set_optuna_logging
 from pipeline.worker import POLL_SECONDS, open_with_retry, run_worker
 
@@ -110,6 +118,7 @@ def tune(
     """
     device = resolve_device(config.device)  # refuse cuda without CUDA once, not per worker
     study, storage = open_with_retry(config, joining=False)
+    release_orphans(study, config.max_retries, lambda line: print(line, file=out))
     deadline = time.time() + config.timeout if config.timeout is not None else None
     budget = budget_for(config, study, deadline)
     slots = worker_slots(config, budget.remaining(study))
@@ -125,22 +134,25 @@ def tune(
         release_connections(storage)
     ctx = mp.get_context(method)
     stop = ctx.Event()
-    procs = [_start(ctx, config, slot, stop, deadline) for slot in slots]
+    procs: list[mp.process.BaseProcess] = []
     try:
+        for slot in slots:
+            procs.append(_start(ctx, config, slot, stop, deadline))
         while any(p.is_alive() for p in procs):
             # During an outage the workers report and retry; the table resumes after it.
             with contextlib.suppress(*STORAGE_ERRORS):
                 reporter.poll()
             time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP (see signals.py)
         stop.set()
         print(
             "\nInterrupted: running trials stop after their current epoch ...", file=out, flush=True
         )
         _join(procs)
-        reporter.poll()
+        with contextlib.suppress(*STORAGE_ERRORS):
+            reporter.poll()
         print("Stopped. Run the same command again to resume the study.", file=out, flush=True)
-        return EXIT_INTERRUPTED
+        return exit_code_of(interrupt)
     return _finish(study, config, reporter, procs, device, out)
 
 
@@ -155,7 +167,9 @@ def _start(
     environment it inherits at start."""
     with _visible_gpus(slot.visible_gpus):
         proc = ctx.Process(  # type: ignore[attr-defined]
-            target=_worker_process, args=(config, slot, stop, deadline), name=f"worker-{slot.index}"
+            target=_worker_process,
+            args=(config, slot, stop, deadline, os.getpid()),
+            name=f"worker-{slot.index}",
         )
         proc.start()
     return proc
@@ -178,10 +192,14 @@ def _visible_gpus(gpus: str | None) -> Iterator[None]:
             os.environ["CUDA_VISIBLE_DEVICES"] = inherited
 
 
-def _worker_process(config: StudyConfig, slot: Slot, stop: Event, deadline: float | None) -> None:
-    # Ctrl-C reaches every process of the terminal's group: let the running epoch end
-    # and the trial be recorded instead of dying mid-write.
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+def _worker_process(
+    config: StudyConfig, slot: Slot, stop: Event, deadline: float | None, parent: int
+) -> None:
+    die_with_parent(parent)
+    # Ctrl-C reaches every process of the terminal's group, SIGTERM may too: let the
+    # running epoch end and the trial be recorded instead of dying mid-write.
+    signals = StopOnSignal(stop.set)
+    report_thread_errors(f"worker {slot.index}")
     set_optuna_logging(logging.ERROR)
     torch.set_num_threads(slot.threads)
     if slot.visible_gpus is not None:  # pinned by CUDA_VISIBLE_DEVICES: its GPU is "cuda"
@@ -194,6 +212,8 @@ def _worker_process(config: StudyConfig, slot: Slot, stop: Event, deadline: floa
     except ConfigError as exc:
         print(f"error: {exc.located(config.source)}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USAGE)
+    if signals.signum is not None or stop.is_set():
+        sys.exit(EXIT_INTERRUPTED)  # the parent must not take the budget for met
     sys.exit(EXIT_FAILING if ran < 0 else EXIT_OK)
 
 
@@ -207,6 +227,15 @@ def _finish(
 ) -> int:
     """The exit code of a run whose workers all ended, after the summary and the final
     evaluation of the best checkpoint."""
+    stopped = [p for p in procs if p.exitcode == EXIT_INTERRUPTED]
+    if stopped:  # a signal reached the workers only (a process group, or a scheduler)
+        print(
+            f"Interrupted: {len(stopped)} worker(s) were stopped by a signal before the budget "
+            "was met. Run the same command again to resume the study.",
+            file=out,
+            flush=True,
+        )
+        return EXIT_INTERRUPTED
     failed = [p for p in procs if p.exitcode not in (0, None)]
     if any(p.exitcode == EXIT_STORAGE_LOST for p in failed):
         raise StorageLost(
@@ -247,7 +276,7 @@ def _join(procs: Sequence[mp.process.BaseProcess]) -> None:
     try:
         for proc in procs:
             proc.join()
-    except KeyboardInterrupt:  # a second Ctrl-C: stop now
+    except KeyboardInterrupt:  # a second signal: stop now (a worker's second signal exits)
         for proc in procs:
             proc.terminate()
         for proc in procs:
@@ -259,15 +288,16 @@ def join_study(config: StudyConfig, worker: int, threads: int, timeout: float | 
     return an exit code. SIGINT and SIGTERM end the running epoch, record the trial and
     re-queue it."""
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    signals = StopOnSignal(stop.set)
+    report_thread_errors(f"worker {worker}")
     torch.set_num_threads(threads)
     deadline = time.time() + timeout if timeout is not None else None
-    open_with_retry(config, joining=True)
+    study, _ = open_with_retry(config, joining=True)
+    release_orphans(study, config.max_retries, lambda line: print(line, file=sys.stderr))
     ran = run_worker(config, worker, deadline, should_stop=stop.is_set)
     if stop.is_set():
         print(f"worker {worker}: interrupted; its running trial was re-queued", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return signals.exit_code
     if ran < 0:
         return EXIT_FAILING
     print(f"worker {worker}: the study's budget is met; this worker ran {ran} trial(s)")

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial
 
 from pipeline import checkpoints, space
 from pipeline.config import ParamSpec, StudyConfig
+from pipeline.liveness import process_identity
 from pipeline.tasks import Splits, Task
 from pipeline.train import TRAINING_DEFAULTS, EpochResult, evaluate, fit
 from pipeline.trials import Attr, Outcome, frozen, original_number, retry_history
@@ -108,12 +109,16 @@ class Objective:
         self.is_surplus = is_surplus
         self.worker = worker
         self.store = store
+        self.identity = process_identity()
+        self.current: int | None = None  # the number of the trial being run
 
     def __call__(self, trial: optuna.Trial) -> float:
+        self.current = trial.number
         record = frozen(trial)
         if self.is_surplus(record):
             _end(trial, Outcome.SKIPPED, "skipped: the trial budget was already met")
             raise TrialSkipped(f"trial {trial.number} not run: the budget was already met")
+        trial.set_user_attr(Attr.WORKER_PROCESS, self.identity)
         history = retry_history(record)
         if history:
             trial.set_user_attr(Attr.RETRY_OF, original_number(record))

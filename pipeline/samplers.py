@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.samplers import BaseSampler
 
@@ -57,17 +58,25 @@ def check_sampler(config: SamplerConfig, space: Mapping[str, ParamSpec]) -> None
         raise ConfigError("sampler.options", f"{factory.__name__}: {exc}") from None
 
 
+def sampler_seed(seed: int, worker: int, progress: int) -> int:
+    """The seed of one worker's sampler: distinct per worker, and per run, since
+    ``progress`` (trials the study held when the worker started) grows with every run.
+    A rerun therefore continues the sequence instead of replaying the first run's draws;
+    a run repeats exactly when it starts from the same study state."""
+    return int(np.random.SeedSequence([seed, worker, progress]).generate_state(1)[0])
+
+
 def make_sampler(
-    config: SamplerConfig, space: Mapping[str, ParamSpec], worker: int = 0
+    config: SamplerConfig, space: Mapping[str, ParamSpec], worker: int = 0, progress: int = 0
 ) -> BaseSampler:
     """Build the study's sampler for one worker.
 
-    Workers get seeds ``seed + worker`` so that parallel workers of a seeded study do
-    not propose the same points, yet each run of the study repeats.
+    Workers get seeds from :func:`sampler_seed`, so that parallel workers of a seeded
+    study do not propose the same points and a resumed study does not repeat itself.
     """
     seed = config.seed
     if seed is not None and config.name not in _SHARED_SEED:
-        seed += worker
+        seed = sampler_seed(seed, worker, progress)
     kwargs: dict[str, Any] = dict(config.options)
     if config.name == "grid":
         grid = {
@@ -81,4 +90,4 @@ def make_sampler(
         return SAMPLERS[config.name](seed=seed, **kwargs)
 
 
-__all__ = ["SAMPLERS", "check_sampler", "make_sampler"]
+__all__ = ["SAMPLERS", "check_sampler", "make_sampler", "sampler_seed"]

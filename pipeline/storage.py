@@ -19,6 +19,7 @@ import random
 import re
 import sqlite3
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -226,6 +227,24 @@ def first_line(exc: BaseException) -> str:
     return mask_url(text.splitlines()[0] if text else type(exc).__name__)
 
 
+def report_thread_errors(who: str) -> None:
+    """A storage error in a background thread (Optuna's heartbeat) prints one line, not
+    a thread traceback; the heartbeat's grace period then decides the trial's fate."""
+    default = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None and storage_error_in(args.exc_value) is not None:
+            print(
+                f"{who}: the heartbeat could not reach the storage ({first_line(args.exc_value)})",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        default(args)
+
+    threading.excepthook = hook
+
+
 class Outage:
     """Waits out an unreachable storage with exponential back-off, for at most
     ``limit`` seconds in a row.
@@ -281,6 +300,7 @@ __all__ = [
     "mask_url",
     "open_storage",
     "release_connections",
+    "report_thread_errors",
     "scheme_of",
     "serve_proxy",
     "storage_error_in",

@@ -40,15 +40,21 @@ def storage_for(config: StudyConfig) -> optuna.storages.BaseStorage:
 def load_study(
     config: StudyConfig, storage: optuna.storages.BaseStorage, worker: int = 0
 ) -> optuna.Study:
-    """Create or load the study with this worker's sampler and the study's pruner."""
-    return optuna.create_study(
+    """Create or load the study with this worker's sampler and the study's pruner.
+
+    The sampler is seeded from the study's seed, the worker and how many trials the
+    study already holds, so that a resumed study draws new configurations.
+    """
+    study = optuna.create_study(
         study_name=config.study_name,
         storage=storage,
-        sampler=make_sampler(config.sampler, config.search_space, worker),
         pruner=make_pruner(config.pruner, config.max_epochs),
         direction=config.direction,
         load_if_exists=True,
     )
+    progress = len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(config.sampler, config.search_space, worker, progress)
+    return study
 
 
 def prepare_study(

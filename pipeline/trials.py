@@ -37,6 +37,7 @@ class Attr:
     EPOCHS: Final = "epochs"  # epochs trained
     COMPUTE_SECONDS: Final = "compute_seconds"  # inside forward, backward and evaluation
     WORKER: Final = "worker"
+    WORKER_PROCESS: Final = "worker_process"  # host, pid, start time: see liveness.py
     OUTCOME: Final = "outcome"  # an Outcome value, where Optuna's state says only FAIL
     PRUNED_REASON: Final = "pruned_reason"
     FAIL_REASON: Final = "fail_reason"

@@ -17,11 +17,12 @@ from typing import Literal, TextIO
 import optuna
 import torch
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from pipeline import checkpoints
 from pipeline.budget import Budget, budget_for
 from pipeline.config import StudyConfig
+from pipeline.liveness import release_orphans
 from pipeline.objective import Objective, TrialPlan
 from pipeline.resources import resolve_device
 from pipeline.storage import STORAGE_ERRORS, Outage, storage_error_in
@@ -173,6 +174,7 @@ def _step(
             with warnings.catch_warnings():  # experimental API, used on purpose
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
+            release_orphans(study, policy.max_retries, policy.say)
             outage.ok()
             time.sleep(POLL_SECONDS)
             return "idle"
@@ -188,10 +190,22 @@ def _step(
         return "idle"
     except Exception as exc:
         cause = storage_error_in(exc)
-        if cause is None:
-            raise
-        outage.failed(cause)
-        return "idle"
+        if cause is not None:
+            outage.failed(cause)
+            return "idle"
+        if _finished_elsewhere(study, objective.current):
+            # Declared dead while it trained (its heartbeat lapsed) and failed by another
+            # worker, which re-queued it: the re-run owns it now.
+            policy.say(f"trial {objective.current} was taken over by another worker")
+            return "idle"
+        raise
+
+
+def _finished_elsewhere(study: optuna.Study, number: int | None) -> bool:
+    if number is None:
+        return False
+    trial = study.get_trials(deepcopy=False)[number]
+    return trial.number == number and trial.state == TrialState.FAIL
 
 
 __all__ = ["MAX_CONSECUTIVE_FAILURES", "FailurePolicy", "open_with_retry", "run_worker"]

@@ -68,6 +68,14 @@ INVALID = [
     ("zero epochs", _mutate("max_epochs", 0), "max_epochs", "at least 1"),
     ("zero trials", _mutate("n_trials", 0), "n_trials", "at least 1"),
     (
+        "grace period under two heartbeats",
+        lambda s: s.update(heartbeat_interval=10, grace_period=15),
+        "grace_period",
+        "at least twice heartbeat_interval",
+    ),
+    ("seed beyond 32 bits", _mutate("sampler.seed", 2**32), "sampler.seed", "2**32 - 1"),
+    ("negative seed", _mutate("seed", -1), "seed", "between 0 and 2**32 - 1"),
+    (
         "no budget",
         lambda s: s.update(n_trials=None),
         "n_trials",

@@ -342,3 +342,14 @@ def test_the_final_evaluation_runs_on_the_study_device(
     monkeypatch.setattr(evaluate, "run", run)
     assert launch.tune(config, quiet=True) == 0
     assert seen == [study_device]
+
+
+def test_resuming_a_seeded_study_twice_draws_no_configuration_again(tmp_path: Path) -> None:
+    raw = minimal_study(max_epochs=1, storage=f"sqlite:///{tmp_path}/optuna.db")
+    for n_trials in (3, 6, 9):  # the first run, then two resumes, each of a fresh worker
+        config = parse_study({**raw, "n_trials": n_trials})
+        prepare_study(config, storage_for(config))
+        run_worker(config, worker=0)
+    trials = _load(config.storage, config.study_name).trials
+    params = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(params) == 9 and len(set(params)) == 9
