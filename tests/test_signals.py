@@ -125,7 +125,7 @@ def test_no_worker_outlives_a_sigkilled_tune_and_the_rerun_recovers_its_trials(
     orphaned = [t for t in _trials(path) if t.state == TrialState.RUNNING]
     assert len(orphaned) == 2  # their workers died with tune, mid-trial
     rerun = _start(path)
-    out, err = rerun.communicate(timeout=300)
+    _out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     trials = _trials(path)
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 4
@@ -143,7 +143,7 @@ def test_a_job_that_ignores_sigint_is_not_stopped_by_it(
     try:
         _wait_until_training(path, running=2)
         os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=300)
+        _out, err = proc.communicate(timeout=300)
     finally:
         if _group_alive(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -160,7 +160,7 @@ def test_ctrl_c_before_any_trial_is_one_line(
     proc = _start(path)
     time.sleep(after)
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     if proc.returncode == 0:  # the machine was quick: the study had already finished
         return
     assert proc.returncode == 130, err
