@@ -25,6 +25,7 @@ def best_record(study: optuna.Study) -> dict[str, Any] | None:
         "test_accuracy": attrs.get("test_accuracy"),
         "test_loss": attrs.get("test_loss"),
         "epochs": attrs.get("epochs"),
+        "checkpoint_error": attrs.get("checkpoint_error"),
     }
 
 
@@ -41,8 +42,17 @@ def format_best(record: dict[str, Any]) -> str:
         f"  validation loss:     {num(record['val_loss'])}\n"
         f"  validation accuracy: {num(record['val_accuracy'])}\n"
         f"  test accuracy:       {num(record['test_accuracy'])}\n"
-        f"  epochs trained:      {record['epochs']}"
+        f"  epochs trained:      {record['epochs']}" + _checkpoint_line(record)
     )
+
+
+def _checkpoint_line(record: dict[str, Any]) -> str:
+    if "checkpoint_path" not in record:  # the caller did not look for one
+        return ""
+    if record["checkpoint_path"]:
+        return f"\n  checkpoint:          {record['checkpoint_path']}"
+    error = record.get("checkpoint_error")
+    return "\n  checkpoint:          none" + (f" (not saved: {error})" if error else "")
 
 
 __all__ = ["best_record", "format_best"]

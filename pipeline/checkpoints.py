@@ -15,7 +15,7 @@ import io
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import optuna
 import torch
@@ -28,7 +28,7 @@ from pipeline.config import StudyConfig
 from pipeline.storage import scheme_of
 from pipeline.trials import Attr, rank
 
-ArtifactStore = FileSystemArtifactStore
+ArtifactStore = FileSystemArtifactStore  # what readers accept: ours or Optuna's
 
 
 def artifact_dir(config: StudyConfig) -> Path:
@@ -46,13 +46,29 @@ def artifact_dir_for(storage: str, artifacts: str | None = None) -> Path:
     return Path("runs/artifacts")
 
 
-def open_store(path: Path) -> FileSystemArtifactStore:
-    """A file-system artifact store at ``path`` (created if missing)."""
-    path.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(path))
+class CheckpointStore(FileSystemArtifactStore):
+    """Optuna's file-system artifact store, which makes its directory again when it was
+    deleted while the study ran."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.path = path
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        """Write one artifact, making the directory first if it is missing."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        super().write(artifact_id, content_body)
 
 
-def store_for(config: StudyConfig) -> FileSystemArtifactStore:
+def open_store(path: Path) -> CheckpointStore:
+    """The artifact store at ``path`` (created if missing and possible: a directory that
+    cannot be made costs checkpoints, see :func:`save`, never trials)."""
+    with contextlib.suppress(OSError):
+        path.mkdir(parents=True, exist_ok=True)
+    return CheckpointStore(path)
+
+
+def store_for(config: StudyConfig) -> CheckpointStore:
     """The artifact store of a study file's checkpoints."""
     return open_store(artifact_dir(config))
 
@@ -67,7 +83,12 @@ def save(
     model: nn.Module,
     metrics: Mapping[str, float],
 ) -> str:
-    """Upload the trial's model and link it to the trial; return the artifact id."""
+    """Upload the trial's model and link it to the trial; return the artifact id.
+
+    Raises:
+        OSError: the checkpoint could not be written (the directory was deleted and cannot
+            be made again, a read-only or full disk); the trial's metrics are unaffected.
+    """
     payload = {
         "task": task,
         "task_options": dict(task_options),
@@ -96,7 +117,7 @@ def live_checkpoint(trial: FrozenTrial, store: FileSystemArtifactStore) -> str |
         return None
     try:
         store.open_reader(str(artifact_id)).close()
-    except ArtifactNotFound:
+    except (ArtifactNotFound, OSError):
         return None
     return str(artifact_id)
 
@@ -111,7 +132,8 @@ def keep_top(study: optuna.Study, store: FileSystemArtifactStore, keep: int) -> 
     ]
     removed = []
     for trial in rank(complete, study.direction)[keep:]:
-        with contextlib.suppress(ArtifactNotFound):  # another worker removed it first
+        # Another worker may have removed it first; a file that cannot be removed stays.
+        with contextlib.suppress(ArtifactNotFound, OSError):
             store.remove(str(trial.user_attrs[Attr.CHECKPOINT]))
         removed.append(trial.number)
     return removed
@@ -126,6 +148,7 @@ def load(store: FileSystemArtifactStore, artifact_id: str) -> dict[str, Any]:
 
 __all__ = [
     "ArtifactStore",
+    "CheckpointStore",
     "artifact_dir",
     "keep_top",
     "live_checkpoint",

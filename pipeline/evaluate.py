@@ -14,7 +14,7 @@ from pipeline.config import ConfigError, TaskConfig
 from pipeline.errors import NoResult
 from pipeline.tasks import Splits, resolve_task
 from pipeline.train import evaluate, fit
-from pipeline.trials import best_trial
+from pipeline.trials import Attr, best_trial
 
 
 def best_with_checkpoint(study: optuna.Study, store: Any) -> optuna.trial.FrozenTrial:
@@ -25,8 +25,11 @@ def best_with_checkpoint(study: optuna.Study, store: Any) -> optuna.trial.Frozen
     """
     best = best_trial(study, lambda t: checkpoints.live_checkpoint(t, store) is not None)
     if best is None:
+        top = best_trial(study)
+        error = top.user_attrs.get(Attr.CHECKPOINT_ERROR) if top is not None else None
+        why = f" (the best trial's was not saved: {error})" if error else ""
         raise NoResult(
-            f"study {study.study_name!r} has no complete trial with a checkpoint; "
+            f"study {study.study_name!r} has no complete trial with a checkpoint{why}; "
             "run `pipeline tune` first (with keep_checkpoints above 0)"
         )
     return best

@@ -8,6 +8,7 @@ metrics, the bookkeeping and, for a trial that did not complete, its outcome and
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -111,6 +112,7 @@ class Objective:
         self.store = store
         self.identity = process_identity()
         self.current: int | None = None  # the number of the trial being run
+        self.checkpoint_warned = False
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.current = trial.number
@@ -175,6 +177,16 @@ class Objective:
                 Attr.TEST_LOSS: test_loss,
                 Attr.TEST_ACCURACY: test_acc,
             }
+            self._checkpoint(trial, hp, model, metrics)
+        return self._metric(last)
+
+    def _checkpoint(
+        self, trial: optuna.Trial, hp: Mapping[str, Any], model: torch.nn.Module, metrics: Any
+    ) -> None:
+        """Save the trial's checkpoint. A checkpoint that cannot be written costs the
+        checkpoint, never the trial: the error is stored and said once per worker."""
+        assert self.store is not None
+        try:
             checkpoints.save(
                 self.store,
                 trial,
@@ -184,7 +196,17 @@ class Objective:
                 model=model,
                 metrics=metrics,
             )
-        return self._metric(last)
+        except OSError as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+            trial.set_user_attr(Attr.CHECKPOINT_ERROR, reason)
+            if not self.checkpoint_warned:
+                self.checkpoint_warned = True
+                print(
+                    f"warning: worker {self.worker}: checkpoints cannot be saved ({reason}); "
+                    "trials still complete with their metrics",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def _on_epoch(self, trial: optuna.Trial, result: EpochResult, progress: _Progress) -> None:
         # Per epoch only what the pruner needs goes to the storage (one write, one read);

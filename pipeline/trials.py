@@ -44,6 +44,7 @@ class Attr:
     RETRY_OF: Final = "retry_of"  # the number of the trial this one re-runs
     RETRY_COUNT: Final = "retry_count"
     CHECKPOINT: Final = "checkpoint"  # the artifact id of the trial's weights
+    CHECKPOINT_ERROR: Final = "checkpoint_error"  # why the checkpoint could not be saved
 
 
 class Outcome(enum.StrEnum):

@@ -6,11 +6,13 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
+import torch
 import yaml
 from conftest import run_cli
 from optuna.trial import TrialState
@@ -233,3 +235,54 @@ def test_report_renders_in_headless_chromium(
     pixels = np.asarray(Image.open(shot).convert("L"))
     dark = float((pixels < 200).mean())
     assert len(np.unique(pixels)) > 50 and dark > 0.02  # text and plots, not a blank page
+
+
+def test_a_checkpoint_that_cannot_be_saved_costs_the_checkpoint_not_the_trial(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    blocked = tmp_path / "artifacts"
+    blocked.write_text("a file where the checkpoint directory should be")
+    path = write_study(n_trials=3, max_epochs=1, artifacts=str(blocked))
+    result = run_cli("tune", str(path))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "cannot be saved" in line]
+    assert len(warnings) == 1 and "Traceback" not in result.stderr
+    config = yaml.safe_load(path.read_text())
+    study = _study(config["storage"], config["study_name"])
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert all("checkpoint_error" in t.user_attrs for t in study.trials)
+    best = run_cli("best", "--storage", config["storage"], "--study", config["study_name"])
+    assert best.returncode == 0 and "checkpoint:          none (not saved:" in best.stdout
+    evaluate = run_cli(
+        "evaluate",
+        "--storage",
+        config["storage"],
+        "--study",
+        config["study_name"],
+        "--artifacts",
+        str(blocked),
+    )
+    assert evaluate.returncode == 1 and "was not saved" in evaluate.stderr
+
+
+def test_a_checkpoint_directory_deleted_mid_study_is_made_again(tmp_path: Path) -> None:
+    store = checkpoints.open_store(tmp_path / "artifacts")
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/o.db")
+    ids = []
+    for _ in range(2):
+        shutil.rmtree(tmp_path / "artifacts", ignore_errors=True)
+        trial = study.ask()
+        model = torch.nn.Linear(2, 2)
+        ids.append(
+            checkpoints.save(
+                store,
+                trial,
+                task="t",
+                task_options={},
+                hyperparameters={},
+                model=model,
+                metrics={},
+            )
+        )
+        study.tell(trial, 1.0)
+    assert checkpoints.load(store, ids[-1])["state_dict"]
