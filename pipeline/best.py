@@ -6,6 +6,8 @@ from typing import Any
 
 import optuna
 
+from pipeline.checkpoints import artifact_dir_for, live_checkpoint, open_store
+from pipeline.errors import NoResult
 from pipeline.trials import best_trial
 
 
@@ -27,6 +29,23 @@ def best_record(study: optuna.Study) -> dict[str, Any] | None:
         "epochs": attrs.get("epochs"),
         "checkpoint_error": attrs.get("checkpoint_error"),
     }
+
+
+def best_with_checkpoint(study: optuna.Study, storage_url: str) -> dict[str, Any]:
+    """:func:`best_record` with where its checkpoint is (``pipeline best``).
+
+    Raises:
+        NoResult: no trial completed yet.
+    """
+    record = best_record(study)
+    best = best_trial(study)
+    if record is None or best is None:
+        raise NoResult(f"study {study.study_name!r} has no complete trial yet")
+    artifacts = artifact_dir_for(storage_url)
+    artifact_id = live_checkpoint(best, open_store(artifacts))
+    record["checkpoint"] = artifact_id
+    record["checkpoint_path"] = str(artifacts / artifact_id) if artifact_id else None
+    return record
 
 
 def format_best(record: dict[str, Any]) -> str:
@@ -55,4 +74,4 @@ def _checkpoint_line(record: dict[str, Any]) -> str:
     return "\n  checkpoint:          none" + (f" (not saved: {error})" if error else "")
 
 
-__all__ = ["best_record", "format_best"]
+__all__ = ["best_record", "best_with_checkpoint", "format_best"]

@@ -6,9 +6,10 @@ Each ``cmd_*`` reads its flags and calls the module that does the work.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pipeline.config import DEFAULT_STORAGE, ConfigError, StudyConfig
@@ -16,7 +17,6 @@ from pipeline.errors import (
     EXIT_OK,
     EXIT_STORAGE_LOST,
     EXIT_USAGE,
-    NoResult,
     PipelineError,
     UsageError,
     exit_code_of,
@@ -60,8 +60,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         **{"task.options.download": True if args.download else None},
     )
+    parent = None
+    if args.branch is not None:
+        if not args.branch.strip() or args.branch == config.study_name:
+            raise UsageError("--branch: give the new study a name of its own")
+        parent, config = config.study_name, dataclasses.replace(config, study_name=args.branch)
     # A fresh process that has computed nothing yet: workers may be forked from it.
-    return tune(config, quiet=args.quiet, fresh_process=True)
+    return tune(config, quiet=args.quiet, fresh_process=True, branch_from=parent)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -86,13 +91,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pipeline import compare, compare_report
-    from pipeline.pruners import PRUNERS
-    from pipeline.samplers import SAMPLERS
 
     config = _load(args, storage=args.storage)
     budget = compare.CompareBudget.parse(args.budget)
-    samplers = _names(args.samplers, SAMPLERS, "--samplers")
-    pruners = _names(args.pruners, PRUNERS, "--pruners")
+    samplers, pruners = compare.names(args.samplers, args.pruners)
     if not args.report_only:
         code = compare.run(config, samplers, pruners, args.seeds, budget, quiet=not args.verbose)
         if code:
@@ -102,14 +104,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print((Path(args.out) / "summary.md").read_text())
     print(f"wrote {index}")
     return EXIT_OK
-
-
-def _names(text: str, known: Mapping[str, Any], flag: str) -> list[str]:
-    names = [n for n in text.split(",") if n]
-    for name in names:
-        if name not in known:
-            raise UsageError(f"{flag}: unknown name {name!r}; expected some of {', '.join(known)}")
-    return names
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -126,20 +120,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    from pipeline.best import best_record, format_best
-    from pipeline.checkpoints import artifact_dir_for, live_checkpoint, open_store
+    from pipeline.best import best_with_checkpoint, format_best
     from pipeline.study import open_existing
-    from pipeline.trials import best_trial
 
-    study = open_existing(args.storage, args.study)
-    record = best_record(study)
-    best = best_trial(study)
-    if record is None or best is None:
-        raise NoResult(f"study {args.study!r} has no complete trial yet")
-    artifacts = artifact_dir_for(args.storage)
-    artifact_id = live_checkpoint(best, open_store(artifacts))
-    record["checkpoint"] = artifact_id
-    record["checkpoint_path"] = str(artifacts / artifact_id) if artifact_id else None
+    record = best_with_checkpoint(open_existing(args.storage, args.study), args.storage)
     print(json.dumps(record, indent=2) if args.json else format_best(record))
     return EXIT_OK
 
@@ -214,6 +198,12 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--timeout", **timeout)
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
     p.add_argument(
+        "--branch",
+        metavar="NEW_NAME",
+        help="start study NEW_NAME from this file, importing the study's finished trials "
+        "that are still valid (for a file that changed what the trials mean)",
+    )
+    p.add_argument(
         "--download",
         action="store_true",
         help="let the task download its data set (cifar10, fashion_mnist) if it is missing",
@@ -231,6 +221,22 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--timeout", **timeout)
     p.set_defaults(func=cmd_worker)
 
+    _add_compare(sub)
+
+    p = sub.add_parser("validate", help="check a study file and print it resolved")
+    _study_args(p, None)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "storage-proxy", help="serve Optuna's gRPC storage proxy in front of a database"
+    )
+    p.add_argument("--storage", required=True, help="the database the proxy fronts")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=13000)
+    p.set_defaults(func=cmd_storage_proxy)
+
+
+def _add_compare(sub: Any) -> None:
     p = sub.add_parser(
         "compare", help="run the study under several samplers/pruners and seeds at an equal budget"
     )
@@ -258,18 +264,6 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--report-only", action="store_true", help="rebuild the report from the storage")
     p.add_argument("--verbose", action="store_true", help="show each run's live table")
     p.set_defaults(func=cmd_compare)
-
-    p = sub.add_parser("validate", help="check a study file and print it resolved")
-    _study_args(p, None)
-    p.set_defaults(func=cmd_validate)
-
-    p = sub.add_parser(
-        "storage-proxy", help="serve Optuna's gRPC storage proxy in front of a database"
-    )
-    p.add_argument("--storage", required=True, help="the database the proxy fronts")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=13000)
-    p.set_defaults(func=cmd_storage_proxy)
 
 
 def _add_result_commands(sub: Any) -> None:

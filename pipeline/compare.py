@@ -54,6 +54,23 @@ class CompareBudget:
         return f"{self.amount} {self.kind}"
 
 
+def names(samplers: str, pruners: str) -> tuple[list[str], list[str]]:
+    """The ``--samplers`` and ``--pruners`` lists, each name checked against its table."""
+    from pipeline.pruners import PRUNERS
+    from pipeline.samplers import SAMPLERS
+
+    out = []
+    for text, known, flag in ((samplers, SAMPLERS, "--samplers"), (pruners, PRUNERS, "--pruners")):
+        listed = [n for n in text.split(",") if n]
+        for name in listed:
+            if name not in known:
+                raise UsageError(
+                    f"{flag}: unknown name {name!r}; expected some of {', '.join(known)}"
+                )
+        out.append(listed)
+    return out[0], out[1]
+
+
 def grid_space(space: dict[str, ParamSpec], target: int) -> dict[str, ParamSpec]:
     """The search space with ``grid:`` values on every numeric parameter that lacks them,
     so that the grid has about ``target`` points: categorical parameters keep all their
@@ -255,4 +272,4 @@ def load_runs(
     return runs
 
 
-__all__ = ["CompareBudget", "Run", "grid_space", "load_runs", "run", "variants"]
+__all__ = ["CompareBudget", "Run", "grid_space", "load_runs", "names", "run", "variants"]

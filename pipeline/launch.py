@@ -22,7 +22,7 @@ from typing import TextIO
 import optuna
 import torch
 
-from pipeline import checkpoints, evaluate
+from pipeline import checkpoints, drift, evaluate
 from pipeline.budget import budget_for
 from pipeline.config import ConfigError, StudyConfig
 from pipeline.errors import (
@@ -37,6 +37,7 @@ from pipeline.errors import (
 )
 from pipeline.live import LiveReporter
 from pipeline.liveness import release_orphans
+from pipeline.provenance import RUNS_ATTR
 from pipeline.resources import Slot, plan, resolve_device
 from pipeline.signals import StopOnSignal, die_with_parent
 from pipeline.storage import (
@@ -104,20 +105,26 @@ def worker_slots(config: StudyConfig, remaining: int) -> list[Slot]:
 
 
 def tune(
-    config: StudyConfig, quiet: bool = False, out: TextIO = sys.stdout, fresh_process: bool = False
+    config: StudyConfig,
+    quiet: bool = False,
+    out: TextIO = sys.stdout,
+    fresh_process: bool = False,
+    branch_from: str | None = None,
 ) -> int:
     """Run a study with ``config.workers`` local worker processes; return an exit code.
 
     Args:
         fresh_process: This process has run no torch computation yet, so workers may be
             forked from it (see :func:`start_method`).
+        branch_from: Create ``config.study_name`` from this study's valid trials.
 
     Raises:
         ConfigError: the study cannot run here (CUDA asked for and missing, GPUs short).
         StorageLost: the storage stayed unreachable before any worker started.
     """
     device = resolve_device(config.device)  # refuse cuda without CUDA once, not per worker
-    study, storage = open_with_retry(config, joining=False)
+    study, storage = open_with_retry(config, joining=False, branch_from=branch_from)
+    _say_what_changed(study, branch_from, out)
     release_orphans(study, config.max_retries, lambda line: print(line, file=out))
     deadline = time.time() + config.timeout if config.timeout is not None else None
     budget = budget_for(config, study, deadline)
@@ -154,6 +161,20 @@ def tune(
         print("Stopped. Run the same command again to resume the study.", file=out, flush=True)
         return exit_code_of(interrupt)
     return _finish(study, config, reporter, procs, device, out)
+
+
+def _say_what_changed(study: optuna.Study, branch_from: str | None, out: TextIO) -> None:
+    attrs = study.user_attrs
+    branched = attrs.get(drift.BRANCH_ATTR)
+    if branch_from is not None and branched and branched.get("study") == branch_from:
+        print(
+            f"Branched from study {branch_from!r}: imported {len(branched['trials'])} finished "
+            "trial(s) valid under this file",
+            file=out,
+        )
+    runs = attrs.get(RUNS_ATTR, [])
+    if len(runs) > 1 and runs[-1]["changes"]:
+        print(f"Changed since the last run: {'; '.join(runs[-1]['changes'])}", file=out)
 
 
 def _start(

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import importlib.metadata
 import platform
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from pipeline.config import StudyConfig
+from pipeline.drift import changes
 from pipeline.storage import mask_url
+
+RUNS_ATTR = "runs"  # study user attribute: one entry per run, oldest first
 
 _PACKAGES = (
     "optuna-pipeline",
@@ -67,10 +73,38 @@ def collect(config: StudyConfig) -> dict[str, Any]:
     }
 
 
-def record(study: optuna.Study, config: StudyConfig) -> None:
-    """Store the provenance as study user attributes (shown by the dashboard)."""
-    for key, value in collect(config).items():
-        study.set_user_attr(key, value)
+def record(study: optuna.Study, config: StudyConfig) -> list[str]:
+    """Store the provenance as study user attributes (shown by the dashboard): the first
+    run's record once, never overwritten, and one entry per run in ``runs``. Return what
+    changed in the study file since the last run."""
+    first = collect(config)
+    if "config" not in study.user_attrs:
+        for key, value in first.items():
+            study.set_user_attr(key, value)
+    runs = list(study.user_attrs.get(RUNS_ATTR, []))
+    previous = runs[-1]["config"] if runs else study.user_attrs.get("config", first["config"])
+    changed = [c for c in changes(previous, first["config"]) if not c.startswith("study_name")]
+    runs.append(
+        {
+            "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "command": mask_url(" ".join(sys.argv)),
+            "study_file": config.source,
+            "file_sha256": _sha256(config.source),
+            "git_revision": first["git_revision"],
+            "host": first["host"],
+            "changes": changed,
+            "config": first["config"],
+        }
+    )
+    study.set_user_attr(RUNS_ATTR, runs)
+    return changed
+
+
+def _sha256(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 __all__ = ["collect", "git_revision", "record", "versions"]

@@ -11,7 +11,7 @@ import random
 
 import optuna
 
-from pipeline import provenance, space
+from pipeline import drift, provenance, space
 from pipeline.config import StudyConfig
 from pipeline.errors import UsageError
 from pipeline.pruners import make_pruner
@@ -19,6 +19,7 @@ from pipeline.samplers import make_sampler
 from pipeline.storage import mask_url, open_storage
 
 GRID_ATTR = "grid_points"  # study user attribute: how many grid points were queued
+GRID_VALUES_ATTR = "grid_values"  # ... and the values per parameter they were made of
 
 
 def set_optuna_logging(level: int = logging.WARNING) -> None:
@@ -58,15 +59,23 @@ def load_study(
 
 
 def prepare_study(
-    config: StudyConfig, storage: optuna.storages.BaseStorage, joining: bool = False
+    config: StudyConfig,
+    storage: optuna.storages.BaseStorage,
+    joining: bool = False,
+    branch_from: str | None = None,
 ) -> optuna.Study:
-    """Create or resume the study, record provenance, queue the study's ``enqueue``
-    configurations and, for grid search, the grid.
+    """Create or resume the study, check that the file still means what the study's
+    trials mean, record provenance, queue the study's ``enqueue`` configurations and, for
+    grid search, the grid.
 
     Args:
         joining: A worker joining a study that may already run elsewhere: it records
             provenance and queues the grid only if it is the one that creates the study
             (creation is atomic in every storage, so exactly one worker does).
+        branch_from: A new study imports the valid finished trials of this one.
+
+    Raises:
+        ConfigError: the file changes what the trials of the stored study mean.
     """
     try:
         study = optuna.create_study(
@@ -80,20 +89,47 @@ def prepare_study(
     except optuna.exceptions.DuplicatedStudyError:
         study = load_study(config, storage)
         created = False
-    if joining and not created:
-        return study
-    provenance.record(study, config)
-    if created:  # configurations to run first, queued once by whoever creates the study
-        for point in config.enqueue:
+    if not created:
+        drift.check_resume(study, config)
+        if joining:
+            return study
+    else:
+        study.set_user_attr(drift.DEFINITION_ATTR, drift.definition(config))
+        if branch_from is not None:
+            _branch(study, storage, branch_from, config)
+        for point in config.enqueue:  # configurations to run first, queued once
             study.enqueue_trial(point)
-    if config.sampler.name == "grid" and GRID_ATTR not in study.user_attrs:
+    provenance.record(study, config)
+    if config.sampler.name == "grid":
+        _queue_grid(study, config)
+    return study
+
+
+def _branch(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, parent: str, config: StudyConfig
+) -> None:
+    try:
+        source = optuna.load_study(study_name=parent, storage=storage)
+    except KeyError:
+        raise UsageError(f"--branch: there is no study {parent!r} to branch from") from None
+    drift.import_trials(source, study, config)
+
+
+def _queue_grid(study: optuna.Study, config: StudyConfig) -> None:
+    """Queue the grid once; later, queue only the points that added grid values make."""
+    if GRID_ATTR not in study.user_attrs:
         points = space.grid_points(config.search_space)
         if config.n_trials is not None and config.n_trials < len(points):
             points = random.Random(config.sampler.seed).sample(points, config.n_trials)
-        for point in points:
-            study.enqueue_trial(point)
-        study.set_user_attr(GRID_ATTR, len(points))
-    return study
+        total = len(points)
+    else:
+        stored = study.user_attrs.get(GRID_VALUES_ATTR, drift.grid_values(config))
+        points = drift.new_grid_points(stored, config)
+        total = int(study.user_attrs[GRID_ATTR]) + len(points)
+    for point in points:
+        study.enqueue_trial(point)
+    study.set_user_attr(GRID_ATTR, total)
+    study.set_user_attr(GRID_VALUES_ATTR, drift.grid_values(config))
 
 
 def open_existing(storage_url: str, name: str) -> optuna.Study:

@@ -83,7 +83,7 @@ class FailurePolicy:
 
 
 def open_with_retry(
-    config: StudyConfig, joining: bool, log: TextIO = sys.stderr
+    config: StudyConfig, joining: bool, log: TextIO = sys.stderr, branch_from: str | None = None
 ) -> tuple[optuna.Study, BaseStorage]:
     """:func:`prepare_study` on the study's storage, waiting out an unreachable storage
     for up to ``storage_retry_seconds`` (a worker may start before its database).
@@ -92,7 +92,7 @@ def open_with_retry(
     while True:
         try:
             storage = storage_for(config)
-            study = prepare_study(config, storage, joining=joining)
+            study = prepare_study(config, storage, joining=joining, branch_from=branch_from)
         except STORAGE_ERRORS as exc:
             outage.failed(exc)
             continue

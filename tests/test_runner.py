@@ -295,7 +295,7 @@ def test_ctrl_c_stops_records_interrupted_trials_and_the_rerun_resumes_them(
     queued = [t for t in trials if t.state == TrialState.WAITING]
     assert sorted(t.params["lr"] for t in queued) == sorted(t.params["lr"] for t in interrupted)
 
-    rerun = run_cli("tune", str(path), "--set", "max_epochs=1")
+    rerun = run_cli("tune", str(path))
     assert rerun.returncode == 0, rerun.stderr
     trials = _load(config.storage, config.study_name).trials
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
