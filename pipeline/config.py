@@ -9,13 +9,17 @@ from the package, nor torch or optuna, so anything may import it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
+import os
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
+MAX_STUDY_NAME = 512  # Optuna's RDB schema: studies.study_name is VARCHAR(512)
 
 
 class ConfigError(ValueError):
@@ -203,13 +207,16 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         (item_tp,) = get_args(tp) or (Any,)
         return [_convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is float:
+        number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads "1e-4" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            number = float(value)
+        elif isinstance(value, str):  # YAML reads "1e-4" (no dot) as a string
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is not None:
+            if not math.isfinite(number):  # .nan or .inf would never end a wait
+                raise ConfigError(key, f"expected a finite number, got {value!r}")
+            return number
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -249,6 +256,11 @@ def check_values(config: StudyConfig) -> None:
     (Checks against the task, sampler, pruner and storage live in ``study_file``.)"""
     if not config.study_name.strip():
         raise ConfigError("study_name", "must not be empty")
+    if len(config.study_name) > MAX_STUDY_NAME:
+        raise ConfigError(
+            "study_name",
+            f"is {len(config.study_name)} characters long; storages keep at most {MAX_STUDY_NAME}",
+        )
     if config.max_epochs < 1:
         raise ConfigError("max_epochs", f"must be at least 1, got {config.max_epochs}")
     budgets = (config.n_trials, config.timeout, config.max_total_epochs)
@@ -266,6 +278,11 @@ def check_values(config: StudyConfig) -> None:
         raise ConfigError("workers", f"must be at least 1, got {config.workers}")
     if config.cpus_per_trial is not None and config.cpus_per_trial < 1:
         raise ConfigError("cpus_per_trial", f"must be at least 1, got {config.cpus_per_trial}")
+    cores = os.cpu_count() or 1
+    if config.cpus_per_trial is not None and config.cpus_per_trial > cores:
+        raise ConfigError(
+            "cpus_per_trial", f"is {config.cpus_per_trial}, but this machine has {cores} cores"
+        )
     if config.gpus_per_trial < 0:
         raise ConfigError("gpus_per_trial", f"must be 0 or more, got {config.gpus_per_trial:g}")
     if config.gpus_per_trial > 1 and config.gpus_per_trial != int(config.gpus_per_trial):

@@ -1,33 +1,109 @@
 """``pipeline dashboard``: optuna-dashboard over a storage, with the study's checkpoints.
 
 The artifact store is the one the workers wrote checkpoints to, so the dashboard lists
-each trial's checkpoint and serves it for download.
+each trial's checkpoint and serves it for download. optuna-dashboard's API also writes:
+it deletes and renames studies, edits notes and tells trials. On this machine alone
+(127.0.0.1, the default) that is the user's own business; bound to any other address,
+the dashboard serves read-only unless ``--allow-writes`` is given, since anyone who can
+reach the port could otherwise delete a study with one request.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
 import optuna_dashboard
 
 from pipeline.checkpoints import artifact_dir_for, open_store
-from pipeline.storage import mask_url, open_storage
+from pipeline.errors import UsageError
+from pipeline.masking import mask_url
+from pipeline.storage import open_storage
+
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def serve(storage_url: str, artifacts: str | None, host: str, port: int) -> None:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def read_only(app: WSGIApp) -> WSGIApp:
+    """``app`` that refuses every request that would change the storage (403)."""
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET").upper() in READ_METHODS:
+            return app(environ, start_response)
+        body = json.dumps(
+            {
+                "reason": "this dashboard is read-only; start it with --allow-writes to change studies"
+            }
+        ).encode()
+        start_response(
+            "403 Forbidden",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    return guarded
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # one line per request is noise
+        return
+
+
+def serve(
+    storage_url: str, artifacts: str | None, host: str, port: int, allow_writes: bool = False
+) -> None:
     """Serve the dashboard until Ctrl-C.
 
     Args:
         artifacts: The checkpoints' directory; None for the default beside the storage.
+        allow_writes: Let visitors on other machines change studies too.
+
+    Raises:
+        UsageError: the port is taken, or the storage holds nothing to show.
     """
-    storage = open_storage(storage_url, readers_only=True)
+    storage = open_storage(storage_url, readers_only=True, must_exist=True)
     artifact_dir = artifact_dir_for(storage_url, artifacts)
+    app: WSGIApp = optuna_dashboard.wsgi(storage, artifact_store=open_store(artifact_dir))
+    exposed = not is_loopback(host)
+    if exposed and not allow_writes:
+        app = read_only(app)
+    try:
+        server = make_server(host, port, app, handler_class=_QuietHandler)
+    except OSError as exc:
+        raise UsageError(
+            f"--port: cannot listen on {host}:{port} ({exc.strerror}); pass another --port"
+        ) from None
+    if exposed:
+        print(
+            f"warning: the dashboard listens on {host}, reachable from other machines; "
+            + ("anyone who reaches it can delete studies" if allow_writes else "it is read-only"),
+            file=sys.stderr,
+            flush=True,
+        )
     print(
         f"optuna-dashboard for {mask_url(storage_url)} (checkpoints in {artifact_dir}) "
         f"on http://{host}:{port} (Ctrl-C stops it)",
         flush=True,
     )
-    optuna_dashboard.run_server(
-        storage, host=host, port=port, artifact_store=open_store(artifact_dir)
-    )
+    with server:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            return
 
 
-__all__ = ["serve"]
+__all__ = ["is_loopback", "read_only", "serve"]

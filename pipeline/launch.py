@@ -37,16 +37,12 @@ from pipeline.errors import (
 )
 from pipeline.live import LiveReporter
 from pipeline.liveness import release_orphans
+from pipeline.masking import mask_url
 from pipeline.provenance import RUNS_ATTR
 from pipeline.resources import Slot, plan, resolve_device
 from pipeline.signals import StopOnSignal, die_with_parent
-from pipeline.storage import (
-    STORAGE_ERRORS,
-    mask_url,
-    release_connections,
-    report_thread_errors,
-    scheme_of,
-)
+from pipeline.storage import release_connections, scheme_of
+from pipeline.storage_errors import STORAGE_ERRORS, report_thread_errors
 from pipeline.study import set_optuna_logging
 from pipeline.worker import POLL_SECONDS, open_with_retry, run_worker
 

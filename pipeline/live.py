@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.best import best_record, format_best
 from pipeline.config import DEFAULT_STORAGE, StudyConfig
-from pipeline.storage import mask_url
+from pipeline.masking import mask_url
 from pipeline.trials import FINISHED, Outcome, best_trial, outcome_of, reason_of, state_counts
 
 _ENDED = (*FINISHED, TrialState.FAIL)

@@ -16,7 +16,7 @@ import optuna
 
 from pipeline.config import StudyConfig
 from pipeline.drift import changes
-from pipeline.storage import mask_url
+from pipeline.masking import mask_url
 
 RUNS_ATTR = "runs"  # study user attribute: one entry per run, oldest first
 

@@ -11,6 +11,7 @@ import optuna
 from optuna.pruners import BasePruner
 
 from pipeline.config import ConfigError, PrunerConfig
+from pipeline.params import check_options
 
 
 def _hyperband(max_epochs: int, **options: Any) -> BasePruner:
@@ -40,6 +41,7 @@ def check_pruner(config: PrunerConfig) -> None:
         inspect.signature(factory).bind(**config.options)
     except TypeError as exc:
         raise ConfigError("pruner.options", f"{factory.__name__}: {exc}") from None
+    check_options(factory, config.options, "pruner.options")
     if config.patience is not None:
         if config.name == "none":
             raise ConfigError("pruner.patience", "needs a pruner to wrap; pruner none never prunes")

@@ -13,6 +13,7 @@ from optuna.samplers import BaseSampler
 
 from pipeline import space as space_mod
 from pipeline.config import ConfigError, ParamSpec, SamplerConfig
+from pipeline.params import check_options
 
 SAMPLERS: dict[str, Callable[..., BaseSampler]] = {
     "grid": optuna.samplers.GridSampler,
@@ -44,6 +45,7 @@ def check_sampler(config: SamplerConfig, space: Mapping[str, ParamSpec]) -> None
         inspect.signature(factory).bind_partial(**config.options)
     except TypeError as exc:
         raise ConfigError("sampler.options", f"{factory.__name__}: {exc}") from None
+    check_options(factory, config.options, "sampler.options")
     if config.name == "grid":
         for name, spec in space.items():
             try:

@@ -27,7 +27,9 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from pipeline import params
 from pipeline.config import ConfigError, ParamSpec
+from pipeline.params import TRAINING_DEFAULTS
 
 if TYPE_CHECKING:
     from pipeline.tasks import Task
@@ -139,9 +141,7 @@ def check_space(space: Mapping[str, ParamSpec], task: Task) -> None:
     Raises:
         ConfigError: naming ``search_space.<param>.<field>``.
     """
-    from pipeline.train import TRAINING_DEFAULTS
-
-    known = {**TRAINING_DEFAULTS, **task.hyperparameters}
+    known = {**TRAINING_DEFAULTS, **task.training_defaults, **task.hyperparameters}
     if not any(spec.type != "fixed" for spec in space.values()):
         raise ConfigError("search_space", "must have at least one parameter to search")
     seen: dict[str, ParamSpec] = {}
@@ -160,6 +160,9 @@ def check_space(space: Mapping[str, ParamSpec], task: Task) -> None:
             raise ConfigError(f"{key}.{field}", message) from None
         if spec.type == "fixed" and not isinstance(spec.value, _SCALARS):
             raise ConfigError(f"{key}.value", "must be a string, number, boolean or null")
+        params.check_spec(
+            name, spec, params.rule_for(name, known), params.whole_numbers_only(name, known)
+        )
         for parent, wanted in (spec.when or {}).items():
             _check_condition(seen, parent, wanted, f"{key}.when.{parent}")
         seen[name] = spec

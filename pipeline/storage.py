@@ -16,46 +16,28 @@ from __future__ import annotations
 
 import contextlib
 import random
-import re
 import sqlite3
-import sys
-import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import urlsplit
 
 import optuna
 import optuna.storages.journal
-import redis.exceptions
 import sqlalchemy.exc
 from optuna.storages import BaseStorage
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 
 from pipeline.config import ConfigError
-from pipeline.errors import StorageLost
+from pipeline.errors import UsageError
+from pipeline.masking import mask_url, remember_password
+from pipeline.storage_errors import StorageProblem, problem_of
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 SCHEMES = (*RDB_SCHEMES, "journal", "redis", "grpc")
 SQLITE_BUSY_TIMEOUT_S = 60.0
-
-# What an unreachable database, Redis server or proxy raises through Optuna.
-STORAGE_ERRORS: tuple[type[BaseException], ...] = (
-    optuna.exceptions.StorageInternalError,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    redis.exceptions.ConnectionError,
-    ConnectionRefusedError,
-    ConnectionResetError,
-)
-
-_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/:@\s]*:)(?P<password>[^@/\s]*)(?=@)", re.I)
-
-
-def mask_url(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``."""
-    return _PASSWORD.sub(lambda m: m.group("head") + "***", text)
 
 
 def scheme_of(url: str) -> str:
@@ -79,6 +61,21 @@ def check_url(url: str) -> None:
         parts = urlsplit(url)
         if not parts.hostname or parts.port is None:
             raise ConfigError("storage", f"expected grpc://host:port, got {url!r}")
+    if scheme in ("postgresql", "mysql"):
+        _check_driver(url)
+
+
+def _check_driver(url: str) -> None:
+    """Refuse a database URL whose driver is not installed, naming the one that is."""
+    try:
+        make_url(url).get_dialect().import_dbapi()
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
+        hint = {"postgresql": "postgresql+psycopg://", "mysql": "mysql+pymysql://"}
+        raise ConfigError(
+            "storage",
+            f"the database driver of {mask_url(url)!r} is not installed ({exc}); "
+            f"use {hint[scheme_of(url)]}... (installed with the pipeline)",
+        ) from None
 
 
 def _local_path(url: str) -> str:
@@ -92,6 +89,7 @@ def open_storage(
     grace_period: int | None = None,
     stale_retries: int | None = 1,
     readers_only: bool = False,
+    must_exist: bool = False,
 ) -> BaseStorage:
     """Open (creating if needed) the storage a URL names.
 
@@ -101,34 +99,76 @@ def open_storage(
             failed and, up to ``stale_retries`` times, re-queued with the same parameters.
         readers_only: This process only reads (the dashboard): SQLite reads then take no
             write lock, so they never wait for the workers.
+        must_exist: Read-only commands: refuse a SQLite or journal file that is not there
+            rather than create an empty one.
+
+    Raises:
+        StorageProblem: the storage answers but cannot be used (a corrupt or read-only
+            file, a missing directory...); an unreachable one raises its driver's error.
     """
     check_url(url)
+    remember_password(url)
     scheme = scheme_of(url)
-    if scheme in RDB_SCHEMES:
-        engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
-        if scheme == "sqlite":
-            path = Path(_local_path(url))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _enable_wal(path)
-            engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
-        heartbeat: dict[str, Any] = {}
-        # The heartbeat API is marked experimental; we rely on it on purpose.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            if heartbeat_interval is not None:
-                heartbeat = {
-                    "heartbeat_interval": heartbeat_interval,
-                    "grace_period": grace_period,
-                    "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
-                        max_retry=stale_retries
-                    ),
-                }
-            storage = _create_rdb(url, engine_kwargs, heartbeat)
-        if scheme == "sqlite" and not readers_only:
-            event.listen(storage.engine, "connect", _sqlite_connect)
-            event.listen(storage.engine, "begin", _sqlite_begin)
-            storage.engine.dispose()  # reconnect through the listeners
-        return storage
+    if must_exist and scheme in ("sqlite", "journal"):
+        _check_exists(Path(_local_path(url)))
+    try:
+        if scheme in RDB_SCHEMES:
+            return _open_rdb(url, heartbeat_interval, grace_period, stale_retries, readers_only)
+        return _open_journal_or_proxy(url)
+    except (OSError, sqlite3.Error, sqlalchemy.exc.DBAPIError) as exc:
+        problem = problem_of(exc) or (str(exc.strerror) if isinstance(exc, OSError) else None)
+        if problem is None:
+            raise  # unreachable: the caller decides whether to wait
+        raise StorageProblem(f"the storage {mask_url(url)}: {problem}") from None
+
+
+def _check_exists(path: Path) -> None:
+    if path.is_file():
+        return
+    folder = path.parent if path.parent.is_dir() else Path(".")
+    found = sorted(str(p) for p in folder.glob("*") if p.suffix in (".db", ".log", ".sqlite3"))
+    raise UsageError(
+        f"--storage: there is no {path}"
+        + (f"; storage files in {folder}: {', '.join(found)}" if found else "")
+    )
+
+
+def _open_rdb(
+    url: str,
+    heartbeat_interval: int | None,
+    grace_period: int | None,
+    stale_retries: int | None,
+    readers_only: bool,
+) -> optuna.storages.RDBStorage:
+    scheme = scheme_of(url)
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if scheme == "sqlite":
+        path = Path(_local_path(url))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _enable_wal(path)
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    heartbeat: dict[str, Any] = {}
+    # The heartbeat API is marked experimental; we rely on it on purpose.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if heartbeat_interval is not None:
+            heartbeat = {
+                "heartbeat_interval": heartbeat_interval,
+                "grace_period": grace_period,
+                "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=stale_retries
+                ),
+            }
+        storage = _create_rdb(url, engine_kwargs, heartbeat)
+    if scheme == "sqlite" and not readers_only:
+        event.listen(storage.engine, "connect", _sqlite_connect)
+        event.listen(storage.engine, "begin", _sqlite_begin)
+        storage.engine.dispose()  # reconnect through the listeners
+    return storage
+
+
+def _open_journal_or_proxy(url: str) -> BaseStorage:
+    scheme = scheme_of(url)
     if scheme == "journal":
         path = Path(_local_path(url))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,101 +247,11 @@ def _enable_wal(path: Path) -> None:
     conn.close()
 
 
-def storage_error_in(exc: BaseException) -> BaseException | None:
-    """The storage error behind ``exc``, if any. Optuna's optimize loop can mask a failed
-    commit with an error of its own (an UnboundLocalError in its ``finally``), so the
-    whole chain of causes is searched."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, STORAGE_ERRORS):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an error's message, passwords masked (drivers echo the URL)."""
-    text = str(exc).strip()
-    return mask_url(text.splitlines()[0] if text else type(exc).__name__)
-
-
-def report_thread_errors(who: str) -> None:
-    """A storage error in a background thread (Optuna's heartbeat) prints one line, not
-    a thread traceback; the heartbeat's grace period then decides the trial's fate."""
-    default = threading.excepthook
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        if args.exc_value is not None and storage_error_in(args.exc_value) is not None:
-            print(
-                f"{who}: the heartbeat could not reach the storage ({first_line(args.exc_value)})",
-                file=sys.stderr,
-                flush=True,
-            )
-            return
-        default(args)
-
-    threading.excepthook = hook
-
-
-class Outage:
-    """Waits out an unreachable storage with exponential back-off, for at most
-    ``limit`` seconds in a row.
-
-    Finished trials are already committed; a trial that was running when the storage
-    went away is failed by the heartbeat of whichever worker next reaches the database
-    and re-queued with its parameters.
-    """
-
-    def __init__(self, url: str, limit: float, who: str, log: TextIO = sys.stderr) -> None:
-        self.limit = limit
-        self.url = mask_url(url)
-        self.who = who
-        self.log = log
-        self.since: float | None = None
-        self.delay = 1.0
-
-    def failed(self, exc: BaseException) -> None:
-        """Sleep before the next try, or raise StorageLost once the limit is spent."""
-        now = time.monotonic()
-        self.since = self.since if self.since is not None else now
-        waited = now - self.since
-        reason = first_line(exc)
-        if waited + self.delay > self.limit:
-            raise StorageLost(
-                f"{self.who}: the storage {self.url} has been unreachable for "
-                f"{waited:.0f} s ({reason}); giving up. Finished trials are safe in it; "
-                "start the worker again once it is back (storage_retry_seconds sets the wait)"
-            ) from exc
-        self._say(
-            f"storage {self.url} unreachable ({reason[:160]}); retrying in {self.delay:.0f} s"
-        )
-        time.sleep(self.delay)
-        self.delay = min(self.delay * 2, 15.0)
-
-    def ok(self) -> None:
-        """The storage answered: the next outage starts its wait afresh."""
-        if self.since is not None:
-            self._say(f"storage {self.url} is back")
-        self.since = None
-        self.delay = 1.0
-
-    def _say(self, text: str) -> None:
-        print(f"{self.who}: {text}", file=self.log, flush=True)
-
-
 __all__ = [
     "SCHEMES",
-    "STORAGE_ERRORS",
-    "Outage",
     "check_url",
-    "first_line",
-    "mask_url",
     "open_storage",
     "release_connections",
-    "report_thread_errors",
     "scheme_of",
     "serve_proxy",
-    "storage_error_in",
 ]

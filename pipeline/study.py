@@ -14,9 +14,10 @@ import optuna
 from pipeline import drift, provenance, space
 from pipeline.config import StudyConfig
 from pipeline.errors import UsageError
+from pipeline.masking import mask_url
 from pipeline.pruners import make_pruner
 from pipeline.samplers import make_sampler
-from pipeline.storage import mask_url, open_storage
+from pipeline.storage import open_storage
 
 GRID_ATTR = "grid_points"  # study user attribute: how many grid points were queued
 GRID_VALUES_ATTR = "grid_values"  # ... and the values per parameter they were made of
@@ -139,7 +140,7 @@ def open_existing(storage_url: str, name: str) -> optuna.Study:
         UsageError: no study of that name is in the storage; the message lists those
             that are.
     """
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, must_exist=True)
     names = [
         s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
     ]

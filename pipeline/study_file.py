@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +34,12 @@ def load_study_file(
     """
     source = str(path)
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("", f"cannot read the study file ({exc.strerror})", source) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark is not None else ""
-        message = f"{line}not valid YAML ({getattr(exc, 'problem', exc)})"
-        raise ConfigError("", message, source) from None
+    except UnicodeDecodeError:
+        raise ConfigError("", "not a text file in UTF-8 (is it the study file?)", source) from None
+    raw = _yaml(text, source)
     if not isinstance(raw, dict):
         raise ConfigError("", "expected a mapping of study settings at the top level", source)
     try:
@@ -54,13 +50,52 @@ def load_study_file(
     return parse_study(raw, source)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing duplicate keys and more aliases than a study file
+    needs (an "alias bomb" expands a few lines into gigabytes)."""
+
+    MAX_ALIASES = 100
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > self.MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {self.MAX_ALIASES} aliases (*name)")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        message = f"{line}not valid YAML ({getattr(exc, 'problem', None) or exc})"
+        raise ConfigError("", message, source) from None
+
+
 def apply_override(raw: dict[str, Any], item: str) -> None:
     """Apply one ``dotted.key=value`` override to the raw study data, in place."""
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise ConfigError("--set", f"expected key=value, got {item!r}")
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError:
         value = text
     node = raw
@@ -82,11 +117,39 @@ def parse_study(raw: Mapping[str, Any], source: str = "<memory>") -> StudyConfig
         ConfigError: naming ``source`` and the dotted key.
     """
     try:
+        _check_shape(raw)
         config = convert(raw)
         check_components(config)
     except ConfigError as exc:
         raise exc.located(source) from None
     return dataclasses.replace(config, source=source)
+
+
+MAX_VALUES = 100_000  # values in the whole study, aliases expanded
+
+
+def _check_shape(raw: Any) -> None:
+    """Refuse a value that contains itself (``&a [*a]``) and aliases that expand to more
+    values than any study needs: nothing could print, check or store them."""
+    sizes: dict[int, int] = {}
+
+    def size(value: Any, key: str, ancestors: frozenset[int]) -> int:
+        if not isinstance(value, (dict, list)):
+            return 1
+        if id(value) in ancestors:
+            raise ConfigError(key, "a YAML alias refers to the value it is in")
+        if id(value) not in sizes:
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            total = 1
+            for name, child in items:
+                child_key = f"{key}.{name}" if isinstance(value, dict) else f"{key}[{name}]"
+                total += size(child, child_key.lstrip("."), ancestors | {id(value)})
+                if total > MAX_VALUES:
+                    raise ConfigError(key, f"expands to more than {MAX_VALUES} values (aliases?)")
+            sizes[id(value)] = total
+        return sizes[id(value)]
+
+    size(raw, "", frozenset())
 
 
 def check_components(config: StudyConfig) -> None:
@@ -99,6 +162,22 @@ def check_components(config: StudyConfig) -> None:
         raise ConfigError("enqueue", "grid search runs its grid; list extra values in grid:")
     samplers.check_sampler(config.sampler, config.search_space)
     pruners.check_pruner(config.pruner)
+    if config.artifacts and config.keep_checkpoints:
+        _check_can_make(Path(config.artifacts).expanduser(), "artifacts")
+
+
+def _check_can_make(folder: Path, key: str) -> None:
+    """Refuse a directory that cannot be made (under /proc, a file in the way...); one
+    that is made only to find out is removed again."""
+    if folder.is_dir():
+        return
+    missing = [p for p in [folder, *folder.parents] if not p.exists()]
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        raise ConfigError(key, f"cannot make the directory {folder} ({exc.strerror})") from None
+    for made in missing:  # deepest first
+        made.rmdir()
 
 
 __all__ = ["apply_override", "check_components", "load_study_file", "parse_study"]

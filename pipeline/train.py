@@ -19,15 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# The hyperparameters this loop reads, with their defaults. Tasks may override the
-# defaults (Task.training_defaults) and study files may search any of them.
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "optimizer": "sgd",
-    "lr": 0.01,
-    "momentum": 0.9,
-    "weight_decay": 0.0,
-    "batch_size": 32,
-}
+from pipeline.params import TRAINING_DEFAULTS
 
 EVAL_BATCH = 4096
 

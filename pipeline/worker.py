@@ -25,7 +25,7 @@ from pipeline.config import StudyConfig
 from pipeline.liveness import release_orphans
 from pipeline.objective import Objective, TrialPlan
 from pipeline.resources import resolve_device
-from pipeline.storage import STORAGE_ERRORS, Outage, storage_error_in
+from pipeline.storage_errors import STORAGE_ERRORS, Outage, storage_error_in
 from pipeline.study import load_study, prepare_study, storage_for
 from pipeline.tasks import resolve_task
 from pipeline.train import warm_up

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -213,19 +214,70 @@ def test_a_worker_killed_mid_trial_is_retried_and_the_study_completes(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("secret", ["s3cretPW", "p/a s@w:rd"])
 def test_passwords_never_reach_output_or_stored_attributes(
-    tmp_path: Path, postgres_db: str
+    tmp_path: Path, postgres_db: str, secret: str
 ) -> None:
-    secret = "s3cretPW"
-    url = postgres_db.replace("postgres@", f"postgres:{secret}@")  # trust auth ignores it
+    quoted = urllib.parse.quote(secret, safe="")
+    url = postgres_db.replace("postgres@", f"postgres:{quoted}@")  # trust auth ignores it
     study = _tiny_study(tmp_path / "s.yaml", n_trials=2, workers=1, storage=url)
     result = run_cli("tune", str(tmp_path / "s.yaml"))
     assert result.returncode == 0, result.stderr
-    assert secret not in result.stdout + result.stderr
+    shown = result.stdout + result.stderr
+    assert secret not in shown and quoted not in shown
     assert "postgres:***@" in result.stdout
     stored = optuna.load_study(study_name=study["study_name"], storage=postgres_db)
-    assert secret not in repr(stored.user_attrs) + repr([t.user_attrs for t in stored.trials])
-    assert secret not in run_cli("validate", str(tmp_path / "s.yaml")).stdout
+    attrs = repr(stored.user_attrs) + repr([t.user_attrs for t in stored.trials])
+    assert secret not in attrs and quoted not in attrs
+    validated = run_cli("validate", str(tmp_path / "s.yaml")).stdout
+    assert secret not in validated and quoted not in validated
+    out = tmp_path / "out"
+    for command in (
+        ["export", "--out", str(out / "t.csv"), "--curves"],
+        ["report", "--out", str(out)],
+    ):
+        done = run_cli(command[0], "--storage", url, "--study", study["study_name"], *command[1:])
+        assert done.returncode == 0, done.stderr
+        assert secret not in done.stdout + done.stderr and quoted not in done.stdout + done.stderr
+    for path in out.rglob("*"):
+        text = path.read_bytes().decode("utf-8", "replace")
+        assert secret not in text and quoted not in text, path
+
+
+def test_a_storage_url_from_the_environment_never_shows_in_ps(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    secret = "p/a s@w:rd"
+    quoted = urllib.parse.quote(secret, safe="")
+    url = postgres_db.replace("postgres@", f"postgres:{quoted}@")
+    study = _tiny_study(tmp_path / "s.yaml", n_trials=6, workers=2, max_epochs=20)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "tune", str(tmp_path / "s.yaml")],
+        cwd=REPO,
+        env={**_env(), "PIPELINE_STORAGE": url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen_workers = 0
+    while proc.poll() is None:
+        commands = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                commands.append(
+                    cmdline.read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+                )
+            except OSError:
+                continue
+        ours = [c for c in commands if "multiprocessing" in c or "pipeline tune" in c]
+        seen_workers = max(seen_workers, len(ours))
+        assert not [c for c in commands if secret in c or quoted in c]
+        time.sleep(0.2)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert secret not in out + err and quoted not in out + err
+    stored = optuna.load_study(study_name=study["study_name"], storage=postgres_db)
+    assert len(stored.trials) == 6 and seen_workers >= 1
 
 
 @pytest.mark.slow

@@ -6,7 +6,8 @@ import optuna
 import pytest
 
 from pipeline.config import ConfigError
-from pipeline.storage import check_url, mask_url, open_storage
+from pipeline.masking import mask_url
+from pipeline.storage import check_url, open_storage
 
 
 @pytest.mark.parametrize(

@@ -48,3 +48,11 @@ def tiny() -> Task:
 
 def not_a_task() -> int:
     return 3
+
+
+def needs_arguments(size: int) -> Task:
+    return tiny()
+
+
+def raises() -> Task:
+    raise RuntimeError("the data server is down")

@@ -8,6 +8,7 @@ and returns a :class:`Task`. Adding a task is one new module and one registry li
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from pipeline.config import ConfigError, TaskConfig
+from pipeline.params import type_problem
 
 
 @dataclass(frozen=True)
@@ -89,39 +91,90 @@ def resolve_task(config: TaskConfig) -> Task:
     """Turn ``task.name`` into a :class:`Task` and check ``task.options`` against it.
 
     Raises:
-        ConfigError: for an unknown name, an import failure or an unknown option.
+        ConfigError: for an unknown name, a plug-in that is not a task factory, an
+            import or factory error, or an unknown or ill-typed option.
     """
     target = REGISTRY.get(config.name, config.name)
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(
-            "task.name",
-            f"unknown task {config.name!r}; expected one of {', '.join(REGISTRY)} "
-            "or package.module:function",
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError("task.name", f"cannot import {module_name!r} ({exc})") from None
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise ConfigError("task.name", f"{module_name!r} has no function {attr!r}")
-    task = factory()
+    task = load_plugin(target, "task.name", _known_tasks())
     if not isinstance(task, Task):
         raise ConfigError(
-            "task.name",
-            f"{target} returned {type(task).__name__}, expected pipeline.tasks.Task",
+            "task.name", f"{target} returned {type(task).__name__}, expected pipeline.tasks.Task"
         )
-    for key in config.options:
+    for key, value in config.options.items():
         if key not in task.options:
             known = ", ".join(task.options) or "none"
             raise ConfigError(
-                f"task.options.{key}",
-                f"unknown option for task {task.name}; expected: {known}",
+                f"task.options.{key}", f"unknown option for task {task.name}; expected: {known}"
             )
+        problem = type_problem(value, task.options[key])
+        if problem is not None:
+            raise ConfigError(f"task.options.{key}", f"{problem}, got {value!r}")
+    options = task.resolve_options(config.options)
+    _check_fractions(options)
     if task.check is not None:
-        task.check(task.resolve_options(config.options))
+        task.check(options)
     return task
+
+
+def _known_tasks() -> str:
+    return f"one of {', '.join(REGISTRY)} or package.module:function"
+
+
+def load_plugin(target: str, key: str, expected: str) -> Any:
+    """Import ``package.module:function`` and call the function, which takes no
+    arguments. The target is checked before it is called: a study file names code, as any
+    Python configuration does, but it may only name a plain Python function.
+
+    Raises:
+        ConfigError: naming ``key``, in one line, for anything that goes wrong.
+    """
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(key, f"unknown {key.split('.')[0]} {target!r}; expected {expected}")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # a module may fail to import in any way: say so in one line
+        raise ConfigError(
+            key, f"cannot import {module_name!r} ({type(exc).__name__}: {exc})"
+        ) from None
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise ConfigError(key, f"{module_name!r} has no function {attr!r}")
+    if not inspect.isfunction(factory) or factory.__module__ != module.__name__:
+        raise ConfigError(
+            key,
+            f"{target} is not a Python function defined in {module_name!r}; expected {expected}",
+        )
+    required = [
+        p.name
+        for p in inspect.signature(factory).parameters.values()
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if required:
+        raise ConfigError(
+            key, f"{target} must take no arguments; it requires {', '.join(required)}"
+        )
+    try:
+        return factory()
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(key, f"{target} raised {type(exc).__name__}: {exc}") from None
+
+
+def _check_fractions(options: Mapping[str, Any]) -> None:
+    """Options named ``*_fraction`` are shares of the data set: each in [0, 1), and
+    together they must leave examples to train on."""
+    fractions = {k: v for k, v in options.items() if k.endswith("_fraction")}
+    for key, value in fractions.items():
+        if not 0 <= value < 1:
+            raise ConfigError(f"task.options.{key}", f"must be at least 0 and below 1, got {value}")
+    if sum(fractions.values()) >= 1:
+        raise ConfigError(
+            "task.options",
+            f"{' + '.join(fractions)} add up to {sum(fractions.values()):g}; "
+            "they must leave data to train on",
+        )
 
 
 def split_indices(n: int, fractions: tuple[float, float], seed: int) -> tuple[torch.Tensor, ...]:

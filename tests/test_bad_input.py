@@ -1,0 +1,289 @@
+"""Every bad input is one line and a documented exit code: no traceback, no hang, nothing
+written to the storage. The cases are the ones an adversarial review found."""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import make_server
+
+import optuna
+import optuna_dashboard
+import pytest
+import yaml
+from conftest import REPO, free_port, minimal_study
+
+from pipeline import cli
+from pipeline.config import ConfigError
+from pipeline.dashboard import is_loopback, read_only
+from pipeline.study_file import load_study_file
+
+ALIAS_BOMB = "a: &a [1, 2]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n"
+    for p, n in zip("abcdefghijk", "bcdefghijkl", strict=True)
+)
+
+
+@pytest.fixture(autouse=True)
+def _keep_signal_handlers() -> Iterator[None]:
+    """cli.main installs its own handlers; give pytest its own back."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def _study(tmp_path: Path, text: str | None = None, **overrides: Any) -> Path:
+    path = tmp_path / "study.yaml"
+    if text is None:
+        data = minimal_study(storage=f"sqlite:///{tmp_path}/optuna.db", **overrides)
+        text = yaml.safe_dump(data, sort_keys=False)
+    path.write_text(text)
+    return path
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+# (name, how to make the case in tmp_path -> argv, exit code, a fragment of the message)
+Case = tuple[str, Callable[[Path], list[str]], int, str]
+
+
+def _set(*items: str) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        argv = ["validate", str(_study(tmp))]
+        for item in items:
+            argv += ["--set", item]
+        return argv
+
+    return make
+
+
+def _file(text: str | bytes) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        path = tmp / "study.yaml"
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        return ["validate", str(path)]
+
+    return make
+
+
+def _tune(storage: Callable[[Path], str]) -> Callable[[Path], list[str]]:
+    return lambda tmp: ["tune", str(_study(tmp)), "--storage", storage(tmp)]
+
+
+def _corrupt(tmp: Path) -> str:
+    (tmp / "bad.db").write_bytes(b"this is not a database" * 100)
+    return f"sqlite:///{tmp}/bad.db"
+
+
+CASES: list[Case] = [
+    ("nan timeout", _set("n_trials=null", "timeout=.nan"), 2, "timeout"),
+    ("nan retry wait", _set("storage_retry_seconds=.nan"), 2, "finite number"),
+    ("seed past 32 bits", _set("sampler.seed=4294967296"), 2, "sampler.seed"),
+    ("alias bomb", _file(ALIAS_BOMB), 2, "aliases"),
+    ("recursive alias", _set("task.options.split_seed=&a [*a]"), 2, "refers to the value"),
+    ("ill-typed task option", _set("task.options.split_seed=abc"), 2, "split_seed"),
+    (
+        "fractions leave no data",
+        _set("task.options.val_fraction=0.9", "task.options.test_fraction=0.9"),
+        2,
+        "leave data to train on",
+    ),
+    ("negative lr", _set("search_space.lr={type: float, low: -0.1, high: 0.1}"), 2, "positive"),
+    (
+        "batch of 0",
+        _set("search_space.batch_size={type: categorical, choices: [0, 32]}"),
+        2,
+        "1 or more",
+    ),
+    ("unknown optimizer", _set("search_space.optimizer=rmsprop"), 2, "sgd, adam, adamw"),
+    ("non-numeric width", _set("search_space.l1={type: categorical, choices: [big]}"), 2, "whole"),
+    ("ill-typed sampler option", _set("sampler.name=tpe", "sampler.options.n_startup_trials=x"), 2, "expected int"),
+    ("study name too long", _set("study_name=" + "x" * 600), 2, "at most 512"),
+    ("more cpus than cores", _set("cpus_per_trial=1000"), 2, "cores"),
+    ("duplicate keys", _file("study_name: a\nstudy_name: b\n"), 2, "duplicate key"),
+    ("binary file", _file(bytes(range(256)) * 4), 2, "UTF-8"),
+    ("builtins:exit", _set("task.name=builtins:exit"), 2, "not a Python function"),
+    ("os:abort", _set("task.name=os:abort"), 2, "not a Python function"),
+    ("builtins:breakpoint", _set("task.name=builtins:breakpoint"), 2, "not a Python function"),
+    ("plug-in with arguments", _set("task.name=tiny_task:needs_arguments"), 2, "no arguments"),
+    ("plug-in that raises", _set("task.name=tiny_task:raises"), 2, "the data server is down"),
+    ("plug-in that cannot import", _set("task.name=broken_plugin:task"), 2, "cannot import"),
+    ("unknown driver", _set("storage=postgresql+foo://u@127.0.0.1/db"), 2, "driver"),
+    ("missing driver", _set("storage=mysql://u@127.0.0.1/db"), 2, "mysql+pymysql"),
+    ("artifacts nowhere", _set("artifacts=/proc/nope/artifacts"), 2, "artifacts"),
+    ("corrupt sqlite (tune)", _tune(_corrupt), 4, "not a database"),
+    (
+        "corrupt sqlite (best)",
+        lambda tmp: ["best", "--storage", _corrupt(tmp), "--study", "x"],
+        4,
+        "not a database",
+    ),
+    (
+        "storage that cannot be made",
+        _tune(lambda tmp: "sqlite:////proc/nope/optuna.db"),
+        4,
+        "storage",
+    ),
+    (
+        "best on a mistyped path",
+        lambda tmp: ["best", "--storage", f"sqlite:///{tmp}/typo.db", "--study", "x"],
+        2,
+        "there is no",
+    ),
+    (
+        "export on a mistyped path",
+        lambda tmp: [
+            "export",
+            "--storage",
+            f"sqlite:///{tmp}/typo.db",
+            "--study",
+            "x",
+            "--out",
+            "o.csv",
+        ],
+        2,
+        "there is no",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "fragment"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_input_is_one_line_with_its_exit_code(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    make: Callable[[Path], list[str]],
+    code: int,
+    fragment: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(REPO / "tests"))
+    started = time.monotonic()
+    got, err = _run(capsys, *make(tmp_path))
+    assert (got, fragment in err) == (code, True), err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    assert "Traceback" not in err
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "typo.db").exists()
+
+
+def test_the_loader_survives_random_mutations_of_every_shipped_study(tmp_path: Path) -> None:
+    """A few hundred mutated study files: each loads or is refused with a ConfigError."""
+    rng = random.Random(0)
+    values: list[Any] = [
+        None,
+        True,
+        -1,
+        0,
+        1,
+        2**40,
+        1e308,
+        -1e-9,
+        float("nan"),
+        "x",
+        "",
+        "sqlite:///",
+        [],
+        [1, "a"],
+        {},
+        {"type": "float"},
+        {"low": 1, "high": 0},
+        "a" * 1000,
+    ]
+    studies = sorted((REPO / "studies").glob("*.yaml"))
+    for i in range(300):
+        raw = yaml.safe_load(rng.choice(studies).read_text())
+        raw["storage"] = f"sqlite:///{tmp_path}/fuzz.db"
+        _mutate(raw, rng, values)
+        path = tmp_path / f"fuzz{i}.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        started = time.monotonic()
+        try:
+            load_study_file(path)
+        except ConfigError as exc:
+            assert "\n" not in str(exc)
+        assert time.monotonic() - started < 5, f"{path} took too long"
+    assert not (tmp_path / "fuzz.db").exists()
+
+
+def _mutate(node: dict[str, Any], rng: random.Random, values: list[Any]) -> None:
+    for _ in range(rng.randint(1, 3)):
+        target = node
+        while True:  # walk down to a random mapping
+            keys = list(target)
+            if not keys:
+                break
+            key = rng.choice(keys)
+            if isinstance(target[key], dict) and rng.random() < 0.6:
+                target = target[key]
+                continue
+            break
+        action = rng.random()
+        if action < 0.6 and keys:
+            target[key] = rng.choice(values)
+        elif action < 0.8 and keys:
+            del target[key]
+        else:
+            target[rng.choice(["extra", "n_trial", "samplr"])] = rng.choice(values)
+
+
+def test_a_dashboard_on_another_address_refuses_writes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(study_name="keep-me", storage=url)
+    app = read_only(optuna_dashboard.wsgi(url))  # what `serve` puts on a non-loopback host
+    port = free_port()
+    server = make_server("127.0.0.1", port, app)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/studies/1", method="DELETE")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 403
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10) as r:
+            assert r.status == 200
+    finally:
+        server.shutdown()
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["keep-me"]
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("0.0.0.0", False),
+        ("10.1.2.3", False),
+        ("example.org", False),
+    ],
+)
+def test_which_addresses_count_as_this_machine_only(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_a_busy_port_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(study_name="s", storage=url)
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = _run(capsys, "dashboard", "--storage", url, "--port", str(port))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "another --port" in err
