@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial
 from pipeline import checkpoints, space
 from pipeline.config import ParamSpec, StudyConfig
 from pipeline.liveness import process_identity
+from pipeline.resources import too_large
 from pipeline.tasks import Splits, Task
 from pipeline.train import TRAINING_DEFAULTS, EpochResult, evaluate, fit
 from pipeline.trials import Attr, Outcome, frozen, original_number, retry_history
@@ -29,6 +30,10 @@ from pipeline.trials import Attr, Outcome, frozen, original_number, retry_histor
 
 class TrialInterrupted(Exception):
     """The user asked the study to stop (Ctrl-C) while this trial was training."""
+
+
+class ModelTooLarge(Exception):
+    """The trial's model would not fit in the device's memory; the trial fails at once."""
 
 
 class TrialSkipped(Exception):
@@ -140,6 +145,9 @@ class Objective:
         plan, s = self.plan, self.splits
         hp = hyperparameters(self.task, space.suggest(trial, plan.search_space))
         torch.manual_seed(seed)
+        problem = too_large(lambda: self.task.build_model(hp, s), self.device)
+        if problem is not None:
+            raise ModelTooLarge(problem)
         model = self.task.build_model(hp, s).to(self.device)
         if plan.channels_last and s.train_x.dim() == 4:
             model = model.to(memory_format=torch.channels_last)

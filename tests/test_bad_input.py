@@ -109,7 +109,12 @@ CASES: list[Case] = [
     ),
     ("unknown optimizer", _set("search_space.optimizer=rmsprop"), 2, "sgd, adam, adamw"),
     ("non-numeric width", _set("search_space.l1={type: categorical, choices: [big]}"), 2, "whole"),
-    ("ill-typed sampler option", _set("sampler.name=tpe", "sampler.options.n_startup_trials=x"), 2, "expected int"),
+    (
+        "ill-typed sampler option",
+        _set("sampler.name=tpe", "sampler.options.n_startup_trials=x"),
+        2,
+        "expected int",
+    ),
     ("study name too long", _set("study_name=" + "x" * 600), 2, "at most 512"),
     ("more cpus than cores", _set("cpus_per_trial=1000"), 2, "cores"),
     ("duplicate keys", _file("study_name: a\nstudy_name: b\n"), 2, "duplicate key"),

@@ -125,7 +125,11 @@ def test_no_worker_outlives_a_sigkilled_tune_and_the_rerun_recovers_its_trials(
     orphaned = [t for t in _trials(path) if t.state == TrialState.RUNNING]
     assert len(orphaned) == 2  # their workers died with tune, mid-trial
     rerun = _start(path)
-    _out, err = rerun.communicate(timeout=300)
+    try:
+        _out, err = rerun.communicate(timeout=240)
+    finally:
+        if _group_alive(rerun.pid):
+            os.killpg(rerun.pid, signal.SIGKILL)
     assert rerun.returncode == 0, err
     trials = _trials(path)
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 4

@@ -86,3 +86,20 @@ def test_nan_loss_prunes_the_trial_with_a_reason_and_the_study_goes_on() -> None
     assert diverged.state == TrialState.PRUNED
     assert "non-finite loss at epoch 1" in diverged.user_attrs["pruned_reason"]
     assert healthy.state == TrialState.COMPLETE
+
+
+def test_a_model_too_large_for_memory_fails_its_trial_with_a_reason() -> None:
+    # A width of 10^9 would need about a terabyte: the trial fails before allocating it.
+    objective = _objective(
+        max_epochs=1,
+        search_space={
+            "lr": {"type": "float", "low": 0.01, "high": 0.1},
+            "l1": {"type": "int", "low": 4, "high": 10**9},
+        },
+    )
+    study = optuna.create_study()
+    study.enqueue_trial({"lr": 0.05, "l1": 10**9})
+    study.optimize(objective, n_trials=1, catch=(Exception,))
+    trial = study.trials[0]
+    assert trial.state == TrialState.FAIL
+    assert "narrow the search space" in trial.user_attrs["fail_reason"]
