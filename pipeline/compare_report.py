@@ -17,9 +17,14 @@ from pipeline.compare import CompareBudget, Run
 from pipeline.errors import NoResult
 
 
-def _band(runs: list[Run], axis: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Median and inter-quartile band of best-so-far across seeds on a common x grid."""
+def _band(
+    runs: list[Run], axis: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Median and inter-quartile band of best-so-far across seeds on a common x grid;
+    None when no run finished a trial (a budget of seconds spent before the first)."""
     curves = [r.curves()[axis] for r in runs if r.curves()[axis][0]]
+    if not curves:
+        return None
     top = max(max(xs) for xs, _ in curves)
     grid = np.linspace(0, top, 100)
     rows = []
@@ -127,7 +132,10 @@ def _plot_bands(groups: dict[tuple[str, str], list[Run]], metric: str, out: Path
     ):
         fig, ax = plt.subplots(figsize=(8, 5))
         for (sampler, pruner), members in sorted(groups.items()):
-            x, med, lo, hi = _band(members, axis)
+            band = _band(members, axis)
+            if band is None:
+                continue
+            x, med, lo, hi = band
             (line,) = ax.plot(x, med, label=f"{sampler} / {pruner}")
             ax.fill_between(x, lo, hi, alpha=0.15, color=line.get_color())
         ax.set_xlabel(label)

@@ -433,9 +433,62 @@ def test_study_survives_a_database_restart(tmp_path: Path, own_postgres: Throwaw
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err
     assert "unreachable" in err and "is back" in err
+    assert "Traceback" not in err  # the heartbeat thread's errors are one line each
     trials = _trials(own_postgres.url, study["study_name"])
     assert sum(t.state in FINISHED for t in trials) == 10
     assert "Best trial #" in out
+
+
+@pytest.mark.slow
+def test_trials_held_by_workers_that_gave_up_are_released_by_the_rerun(
+    tmp_path: Path, own_postgres: ThrowawayPostgres
+) -> None:
+    # No heartbeat: only the liveness rule can tell that these trials' workers are gone.
+    study = _tiny_study(
+        tmp_path / "s.yaml",
+        n_trials=4,
+        max_epochs=40,
+        workers=2,
+        storage=own_postgres.url,
+        storage_retry_seconds=3,
+        task={"name": "tiny_task:tiny", "options": {"n": 2000}},
+        search_space={"lr": {"type": "float", "low": 0.01, "high": 0.05}, "batch_size": 8},
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "tune", str(tmp_path / "s.yaml")],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.3)
+        try:
+            running = [
+                t
+                for t in _trials(own_postgres.url, study["study_name"])
+                if t.state == TrialState.RUNNING and t.intermediate_values
+            ]
+        except Exception:
+            continue
+        if len(running) == 2:
+            break
+    own_postgres.stop()  # longer than storage_retry_seconds: the workers give up
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 4 and "giving up" in err
+    own_postgres.start()
+    held = [
+        t for t in _trials(own_postgres.url, study["study_name"]) if t.state == TrialState.RUNNING
+    ]
+    assert held, "the outage left no trial running"
+    rerun = run_cli("tune", str(tmp_path / "s.yaml"), "--set", "storage_retry_seconds=30")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "left running by a worker that is gone" in rerun.stdout
+    trials = _trials(own_postgres.url, study["study_name"])
+    assert sum(t.state in FINISHED for t in trials) == 4
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
 
 
 @pytest.mark.slow
