@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from pipeline.config import DEFAULT_STORAGE
 
 STORAGE_ENV = "PIPELINE_STORAGE"  # where a storage URL with a password may come from
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # what argparse names in its message
+    return parse
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {value}")
+    return value
 
 
 def _study_args(parser: argparse.ArgumentParser, storage_help: str | None) -> None:
@@ -77,7 +96,7 @@ def _add_run_commands(sub: Any) -> None:
         "worker", help="join a study from this machine; run trials until its budget is met"
     )
     _study_args(p, "storage URL shared by all workers (default: the study file's)")
-    p.add_argument("--threads", type=int, help="torch threads (default: one per core)")
+    p.add_argument("--threads", type=_at_least(1), help="torch threads (default: one per core)")
     p.add_argument(
         "--worker-index", type=int, help="offsets the sampler seed (default: the process id)"
     )
@@ -93,7 +112,7 @@ def _add_run_commands(sub: Any) -> None:
     )
     _storage_args(p, "the database the proxy fronts", None)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=13000)
+    p.add_argument("--port", type=_port, default=13000)
 
 
 def _add_compare(sub: Any) -> None:
@@ -110,7 +129,7 @@ def _add_compare(sub: Any) -> None:
         "--pruners", default="none", help="comma-separated, e.g. none,asha (default none)"
     )
     p.add_argument(
-        "--seeds", type=int, default=3, help="repeats per sampler and pruner (default 3)"
+        "--seeds", type=_at_least(1), default=3, help="repeats per sampler and pruner (default 3)"
     )
     p.add_argument(
         "--budget",
@@ -144,7 +163,7 @@ def _add_result_commands(sub: Any) -> None:
             p.add_argument("--artifacts", help=artifacts_help)
             p.add_argument(
                 "--retrain-seeds",
-                type=int,
+                type=_at_least(0),
                 default=0,
                 help="also retrain the best configuration on train+validation with K seeds",
             )
@@ -166,7 +185,7 @@ def _add_result_commands(sub: Any) -> None:
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)"
     )
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=_port, default=8080)
     p.add_argument(
         "--allow-writes",
         action="store_true",

@@ -42,7 +42,7 @@ def best_with_checkpoint(study: optuna.Study, storage_url: str) -> dict[str, Any
     if record is None or best is None:
         raise NoResult(f"study {study.study_name!r} has no complete trial yet")
     artifacts = artifact_dir_for(storage_url)
-    artifact_id = live_checkpoint(best, open_store(artifacts))
+    artifact_id = live_checkpoint(best, open_store(artifacts, create=False))
     record["checkpoint"] = artifact_id
     record["checkpoint_path"] = str(artifacts / artifact_id) if artifact_id else None
     return record

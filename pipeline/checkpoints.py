@@ -60,11 +60,13 @@ class CheckpointStore(FileSystemArtifactStore):
         super().write(artifact_id, content_body)
 
 
-def open_store(path: Path) -> CheckpointStore:
-    """The artifact store at ``path`` (created if missing and possible: a directory that
-    cannot be made costs checkpoints, see :func:`save`, never trials)."""
-    with contextlib.suppress(OSError):
-        path.mkdir(parents=True, exist_ok=True)
+def open_store(path: Path, create: bool = True) -> CheckpointStore:
+    """The artifact store at ``path``, created if missing and possible (a directory that
+    cannot be made costs checkpoints, see :func:`save`, never trials). Readers pass
+    ``create=False``: a missing directory then simply holds no checkpoint."""
+    if create:
+        with contextlib.suppress(OSError):
+            path.mkdir(parents=True, exist_ok=True)
     return CheckpointStore(path)
 
 

@@ -6,11 +6,12 @@ Each ``cmd_*`` reads its flags and calls the module that does the work.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pipeline.arguments import STORAGE_ENV, build_parser
@@ -132,7 +133,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline.study import open_existing
 
     study = open_existing(args.storage, args.study)
-    store = checkpoints.open_store(checkpoints.artifact_dir_for(args.storage, args.artifacts))
+    artifacts = checkpoints.artifact_dir_for(args.storage, args.artifacts)
+    store = checkpoints.open_store(artifacts, create=False)
     result = evaluate.run(study, store, retrain_seeds=args.retrain_seeds)
     print(json.dumps(result, indent=2))
     return EXIT_OK
@@ -145,9 +147,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.study import open_existing
 
     study = open_existing(args.storage, args.study)
-    for path in export(study, Path(args.out), curves=args.curves):
+    with _writing(args.out):
+        written = export(study, Path(args.out), curves=args.curves)
+    for path in written:
         print(f"wrote {path}")
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _writing(out: str) -> Iterator[None]:
+    """An --out that cannot be written is the user's to change: one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise UsageError(f"--out: cannot write {exc.filename or out} ({exc.strerror})") from None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -157,7 +170,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pipeline.study import open_existing
 
     study = open_existing(args.storage, args.study)
-    index = write_report(study, Path(args.out))
+    with _writing(args.out):
+        index = write_report(study, Path(args.out))
     print(
         f"wrote {index} (open it in a browser; no server needed) and {index.parent / 'summary.md'}"
     )

@@ -256,6 +256,8 @@ def check_values(config: StudyConfig) -> None:
     (Checks against the task, sampler, pruner and storage live in ``study_file``.)"""
     if not config.study_name.strip():
         raise ConfigError("study_name", "must not be empty")
+    if any(ord(c) < 32 for c in config.study_name):
+        raise ConfigError("study_name", "must not hold control characters (a newline, a NUL...)")
     if len(config.study_name) > MAX_STUDY_NAME:
         raise ConfigError(
             "study_name",

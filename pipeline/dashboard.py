@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import optuna
 import optuna_dashboard
 
 from pipeline.checkpoints import artifact_dir_for, open_store
-from pipeline.errors import UsageError
+from pipeline.errors import NoResult, UsageError
 from pipeline.masking import mask_url
 from pipeline.storage import open_storage
 
@@ -76,8 +77,15 @@ def serve(
         UsageError: the port is taken, or the storage holds nothing to show.
     """
     storage = open_storage(storage_url, readers_only=True, must_exist=True)
+    if not optuna.get_all_study_summaries(storage, include_best_trial=False):
+        raise NoResult(
+            f"the storage {mask_url(storage_url)} holds no study yet; run `make tune` "
+            "(or pass the --storage your study uses)"
+        )
     artifact_dir = artifact_dir_for(storage_url, artifacts)
-    app: WSGIApp = optuna_dashboard.wsgi(storage, artifact_store=open_store(artifact_dir))
+    app: WSGIApp = optuna_dashboard.wsgi(
+        storage, artifact_store=open_store(artifact_dir, create=False)
+    )
     exposed = not is_loopback(host)
     if exposed and not allow_writes:
         app = read_only(app)

@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 from pipeline.config import ConfigError
 from pipeline.errors import UsageError
 from pipeline.masking import mask_url, remember_password
-from pipeline.storage_errors import StorageProblem, problem_of
+from pipeline.storage_errors import StorageProblem, first_line, problem_of
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 SCHEMES = (*RDB_SCHEMES, "journal", "redis", "grpc")
@@ -47,6 +47,8 @@ def scheme_of(url: str) -> str:
 
 def check_url(url: str) -> None:
     """Reject a URL no backend understands, before anything connects to it."""
+    if any(ord(c) < 32 for c in url):
+        raise ConfigError("storage", "the storage URL holds a control character")
     if "://" not in url or scheme_of(url) not in SCHEMES:
         raise ConfigError(
             "storage",
@@ -57,11 +59,15 @@ def check_url(url: str) -> None:
     scheme = scheme_of(url)
     if scheme in ("sqlite", "journal") and not _local_path(url):
         raise ConfigError("storage", f"{scheme} URL {url!r} names no file")
-    if scheme == "grpc":
-        parts = urlsplit(url)
-        if not parts.hostname or parts.port is None:
-            raise ConfigError("storage", f"expected grpc://host:port, got {url!r}")
-    if scheme in ("postgresql", "mysql"):
+    if scheme in ("grpc", "redis"):
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigError("storage", f"{mask_url(url)!r}: {exc}") from None
+        if scheme == "grpc" and (not parts.hostname or port is None):
+            raise ConfigError("storage", f"expected grpc://host:port, got {mask_url(url)!r}")
+    if scheme in RDB_SCHEMES:
         _check_driver(url)
 
 
@@ -69,8 +75,14 @@ def _check_driver(url: str) -> None:
     """Refuse a database URL whose driver is not installed, naming the one that is."""
     try:
         make_url(url).get_dialect().import_dbapi()
+    except ValueError as exc:  # a port that is not a number
+        raise ConfigError("storage", f"{mask_url(url)!r}: {exc}") from None
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
-        hint = {"postgresql": "postgresql+psycopg://", "mysql": "mysql+pymysql://"}
+        hint = {
+            "postgresql": "postgresql+psycopg://",
+            "mysql": "mysql+pymysql://",
+            "sqlite": "sqlite:///",
+        }
         raise ConfigError(
             "storage",
             f"the database driver of {mask_url(url)!r} is not installed ({exc}); "
@@ -110,7 +122,7 @@ def open_storage(
     remember_password(url)
     scheme = scheme_of(url)
     if must_exist and scheme in ("sqlite", "journal"):
-        _check_exists(Path(_local_path(url)))
+        _check_exists(Path(_local_path(url)), sqlite=scheme == "sqlite")
     try:
         if scheme in RDB_SCHEMES:
             return _open_rdb(url, heartbeat_interval, grace_period, stale_retries, readers_only)
@@ -120,10 +132,23 @@ def open_storage(
         if problem is None:
             raise  # unreachable: the caller decides whether to wait
         raise StorageProblem(f"the storage {mask_url(url)}: {problem}") from None
+    except RuntimeError as exc:  # Optuna: a schema made by another version
+        raise StorageProblem(f"the storage {mask_url(url)}: {first_line(exc)}") from None
+    except (ValueError, TypeError, KeyError, AssertionError) as exc:
+        if scheme != "journal":
+            raise
+        raise StorageProblem(
+            f"the storage {mask_url(url)} is not an Optuna journal, or is corrupt "
+            f"({type(exc).__name__}: {first_line(exc)})"
+        ) from None
 
 
-def _check_exists(path: Path) -> None:
+def _check_exists(path: Path, sqlite: bool) -> None:
+    """A read-only command's storage file must be there, and a SQLite one must hold
+    Optuna's tables: such a command never creates a database or adds tables to one."""
     if path.is_file():
+        if sqlite and not _has_optuna_tables(path):
+            raise UsageError(f"--storage: {path} is not an Optuna storage (no studies table)")
         return
     folder = path.parent if path.parent.is_dir() else Path(".")
     found = sorted(str(p) for p in folder.glob("*") if p.suffix in (".db", ".log", ".sqlite3"))
@@ -131,6 +156,18 @@ def _check_exists(path: Path) -> None:
         f"--storage: there is no {path}"
         + (f"; storage files in {folder}: {', '.join(found)}" if found else "")
     )
+
+
+def _has_optuna_tables(path: Path) -> bool:
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            found = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN "
+                "('studies', 'trials', 'version_info')"
+            ).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StorageProblem(f"the storage {path}: {problem_of(exc) or exc}") from None
+    return bool(found and found[0] == 3)
 
 
 def _open_rdb(
@@ -144,8 +181,9 @@ def _open_rdb(
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if scheme == "sqlite":
         path = Path(_local_path(url))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _enable_wal(path)
+        if not readers_only:  # the workers' process sets WAL mode, stored in the file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _enable_wal(path)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     heartbeat: dict[str, Any] = {}
     # The heartbeat API is marked experimental; we rely on it on purpose.

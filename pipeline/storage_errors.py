@@ -13,6 +13,7 @@ import threading
 import time
 from typing import TextIO
 
+import grpc
 import optuna
 import redis.exceptions
 import sqlalchemy.exc
@@ -60,6 +61,7 @@ STORAGE_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     ConnectionRefusedError,
     ConnectionResetError,
+    grpc.RpcError,  # a storage proxy that is down
 )
 
 

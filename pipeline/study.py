@@ -140,7 +140,7 @@ def open_existing(storage_url: str, name: str) -> optuna.Study:
         UsageError: no study of that name is in the storage; the message lists those
             that are.
     """
-    storage = open_storage(storage_url, must_exist=True)
+    storage = open_storage(storage_url, readers_only=True, must_exist=True)
     names = [
         s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
     ]

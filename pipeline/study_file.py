@@ -33,13 +33,7 @@ def load_study_file(
         ConfigError: on any mistake in the file or the overrides, naming the file.
     """
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("", f"cannot read the study file ({exc.strerror})", source) from None
-    except UnicodeDecodeError:
-        raise ConfigError("", "not a text file in UTF-8 (is it the study file?)", source) from None
-    raw = _yaml(text, source)
+    raw = _yaml(_read(Path(path), source), source)
     if not isinstance(raw, dict):
         raise ConfigError("", "expected a mapping of study settings at the top level", source)
     try:
@@ -71,7 +65,11 @@ class _StrictLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, Hashable) and key in seen:
+            if not isinstance(key, Hashable):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be a name, not {key!r}", key_node.start_mark
+                )
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
                 )
@@ -79,9 +77,31 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+MAX_FILE_BYTES = 1_000_000  # a study file is a page of settings, not data
+
+
+def _read(path: Path, source: str) -> str:
+    if not path.is_file():  # a directory, a device or a FIFO would fail or block
+        what = "is missing" if not path.exists() else "is not a regular file"
+        raise ConfigError("", f"cannot read the study file (it {what})", source)
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError("", f"cannot read the study file ({exc.strerror})", source) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError("", f"larger than {MAX_FILE_BYTES} bytes: not a study file", source)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("", "not a text file in UTF-8 (is it the study file?)", source) from None
+
+
 def _yaml(text: str, source: str) -> Any:
     try:
         return yaml.load(text, Loader=_StrictLoader)
+    except RecursionError:
+        raise ConfigError("", "nested too deeply to be a study file", source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
@@ -96,7 +116,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         raise ConfigError("--set", f"expected key=value, got {item!r}")
     try:
         value = yaml.load(text, Loader=_StrictLoader)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = text
     node = raw
     parts = key.split(".")
@@ -163,12 +183,16 @@ def check_components(config: StudyConfig) -> None:
     samplers.check_sampler(config.sampler, config.search_space)
     pruners.check_pruner(config.pruner)
     if config.artifacts and config.keep_checkpoints:
-        _check_can_make(Path(config.artifacts).expanduser(), "artifacts")
+        _check_can_make(config.artifacts, "artifacts")
 
 
-def _check_can_make(folder: Path, key: str) -> None:
+def _check_can_make(path: str, key: str) -> None:
     """Refuse a directory that cannot be made (under /proc, a file in the way...); one
     that is made only to find out is removed again."""
+    expanded = os.path.expanduser(path)
+    if expanded.startswith("~"):
+        raise ConfigError(key, f"cannot find the home directory in {path!r} (no such user)")
+    folder = Path(os.path.abspath(expanded))
     if folder.is_dir():
         return
     missing = [p for p in [folder, *folder.parents] if not p.exists()]

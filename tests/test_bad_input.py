@@ -87,7 +87,53 @@ def _corrupt(tmp: Path) -> str:
     return f"sqlite:///{tmp}/bad.db"
 
 
+def _journal(text: str) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        (tmp / "bad.log").write_text(text)
+        return ["best", "--storage", f"journal:///{tmp}/bad.log", "--study", "x"]
+
+    return make
+
+
+def _not_optuna(tmp: Path) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(tmp / "other.db") as conn:
+        conn.execute("CREATE TABLE foo (a)")
+    return ["best", "--storage", f"sqlite:///{tmp}/other.db", "--study", "x"]
+
+
+def _fifo(tmp: Path) -> str:
+    import os
+
+    os.mkfifo(tmp / "fifo.yaml")
+    return str(tmp / "fifo.yaml")
+
+
 CASES: list[Case] = [
+    (
+        "deep nesting",
+        _file("study_name: a\ntask: " + "{a: " * 3000 + "1" + "}" * 3000),
+        2,
+        "nested",
+    ),
+    ("a list as a key", _file("study_name: a\n? [a, b]\n: 1\n"), 2, "a key must be a name"),
+    ("a FIFO as the study file", lambda tmp: ["validate", _fifo(tmp)], 2, "not a regular file"),
+    ("grpc port out of range", _set("storage=grpc://127.0.0.1:99999"), 2, "Port out of range"),
+    ("port not a number", _set("storage=postgresql+psycopg://u:p@127.0.0.1:abc/db"), 2, "abc"),
+    ("unknown sqlite driver", _set("storage=sqlite+foo:////tmp/x.db"), 2, "driver"),
+    ("a control character in the name", _set('study_name="a\\nb"'), 2, "control"),
+    ("artifacts through ..", _set("artifacts=/proc/nope/../x/y"), 2, "artifacts"),
+    ("artifacts of an unknown user", _set("artifacts=~nosuchuser_zz/x"), 2, "artifacts"),
+    ("a journal that is not JSON", _journal("not json\nnot json\n"), 4, "not an Optuna journal"),
+    ("a journal of unknown records", _journal('{"op_code": 999}\n'), 4, "not an Optuna journal"),
+    ("sqlite without Optuna's tables", _not_optuna, 2, "not an Optuna storage"),
+    (
+        "dashboard on an unreachable proxy",
+        lambda tmp: ["dashboard", "--storage", "grpc://127.0.0.1:1", "--port", "0"],
+        4,
+        "storage",
+    ),
     ("nan timeout", _set("n_trials=null", "timeout=.nan"), 2, "timeout"),
     ("nan retry wait", _set("storage_retry_seconds=.nan"), 2, "finite number"),
     ("seed past 32 bits", _set("sampler.seed=4294967296"), 2, "sampler.seed"),
