@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import signal
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -21,7 +22,7 @@ import optuna
 import optuna_dashboard
 
 from pipeline.checkpoints import artifact_dir_for, open_store
-from pipeline.errors import NoResult, UsageError
+from pipeline.errors import UsageError
 from pipeline.masking import mask_url
 from pipeline.storage import open_storage
 
@@ -77,10 +78,12 @@ def serve(
         UsageError: the port is taken, or the storage holds nothing to show.
     """
     storage = open_storage(storage_url, readers_only=True, must_exist=True)
-    if not optuna.get_all_study_summaries(storage, include_best_trial=False):
-        raise NoResult(
-            f"the storage {mask_url(storage_url)} holds no study yet; run `make tune` "
-            "(or pass the --storage your study uses)"
+    if not optuna.get_all_study_summaries(storage, include_best_trial=False):  # reachable?
+        print(
+            f"note: {mask_url(storage_url)} holds no study yet; studies show up as `tune` "
+            "creates them (or pass the --storage your study uses)",
+            file=sys.stderr,
+            flush=True,
         )
     artifact_dir = artifact_dir_for(storage_url, artifacts)
     app: WSGIApp = optuna_dashboard.wsgi(
@@ -107,6 +110,9 @@ def serve(
         f"on http://{host}:{port} (Ctrl-C stops it)",
         flush=True,
     )
+    # A server has nothing to record before it stops: SIGTERM and SIGHUP end it at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     with server:
         try:
             server.serve_forever()

@@ -6,6 +6,8 @@ import json
 import re
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import run_cli
+from conftest import REPO, run_cli
 from optuna.trial import TrialState
 
 from pipeline import checkpoints, report
@@ -43,6 +45,14 @@ def finished_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, 
         "storage": f"sqlite:///{tmp}/optuna.db",
         "workers": 2,
         "keep_checkpoints": 2,
+        # Two good configurations, then two that learn far too slowly: the median pruner
+        # has something to prune whatever the random draws.
+        "enqueue": [
+            {"lr": 0.01, "l1": 64, "optimizer": "adam"},
+            {"lr": 0.005, "l1": 32, "optimizer": "adam"},
+            {"lr": 0.0005, "l1": 8, "optimizer": "sgd"},
+            {"lr": 0.0006, "l1": 8, "optimizer": "sgd"},
+        ],
     }
     (tmp / "s.yaml").write_text(yaml.safe_dump(study))
     result = run_cli("tune", str(tmp / "s.yaml"))
@@ -241,15 +251,32 @@ def test_a_checkpoint_that_cannot_be_saved_costs_the_checkpoint_not_the_trial(
     write_study: Callable[..., Path], tmp_path: Path
 ) -> None:
     blocked = tmp_path / "artifacts"
-    blocked.write_text("a file where the checkpoint directory should be")
-    path = write_study(n_trials=3, max_epochs=1, artifacts=str(blocked))
-    result = run_cli("tune", str(path))
+    path = write_study(n_trials=4, max_epochs=5, artifacts=str(blocked))
+    config = yaml.safe_load(path.read_text())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "tune", str(path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while proc.poll() is None:  # once the study exists, before its first trial, block it
+        try:
+            _study(config["storage"], config["study_name"])
+        except (KeyError, Exception):
+            time.sleep(0.02)
+            continue
+        shutil.rmtree(blocked, ignore_errors=True)
+        blocked.write_text("a file where the checkpoint directory should be")
+        break
+    out, err = proc.communicate(timeout=240)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "cannot be saved" in line]
     assert len(warnings) == 1 and "Traceback" not in result.stderr
     config = yaml.safe_load(path.read_text())
     study = _study(config["storage"], config["study_name"])
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
     assert all("checkpoint_error" in t.user_attrs for t in study.trials)
     best = run_cli("best", "--storage", config["storage"], "--study", config["study_name"])
     assert best.returncode == 0 and "checkpoint:          none (not saved:" in best.stdout
