@@ -77,6 +77,18 @@ def _workers(path: Path, n: int, storage: str, *extra: str) -> list[subprocess.P
     ]
 
 
+def _start_tune(path: Path, **env: str) -> subprocess.Popen[str]:
+    """`pipeline tune PATH` in the background, as a user starts it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "tune", str(path)],
+        cwd=REPO,
+        env={**_env(), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def _finish(procs: list[subprocess.Popen[str]], timeout: float = 240) -> list[tuple[int, str, str]]:
     out = []
     for proc in procs:
@@ -251,14 +263,7 @@ def test_a_storage_url_from_the_environment_never_shows_in_ps(
     quoted = urllib.parse.quote(secret, safe="")
     url = postgres_db.replace("postgres@", f"postgres:{quoted}@")
     study = _tiny_study(tmp_path / "s.yaml", n_trials=6, workers=2, max_epochs=20)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "tune", str(tmp_path / "s.yaml")],
-        cwd=REPO,
-        env={**_env(), "PIPELINE_STORAGE": url},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start_tune(tmp_path / "s.yaml", PIPELINE_STORAGE=url)
     seen_workers = 0
     while proc.poll() is None:
         commands = []
@@ -406,14 +411,7 @@ def test_study_survives_a_database_restart(tmp_path: Path, own_postgres: Throwaw
         task={"name": "tiny_task:tiny", "options": {"n": 1000}},
         search_space={"lr": {"type": "float", "low": 0.01, "high": 0.05}, "batch_size": 8},
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "tune", str(tmp_path / "s.yaml")],
-        cwd=REPO,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start_tune(tmp_path / "s.yaml")
     deadline = time.time() + 120
     done_before = 0
     while time.time() < deadline:
@@ -454,14 +452,7 @@ def test_trials_held_by_workers_that_gave_up_are_released_by_the_rerun(
         task={"name": "tiny_task:tiny", "options": {"n": 2000}},
         search_space={"lr": {"type": "float", "low": 0.01, "high": 0.05}, "batch_size": 8},
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "tune", str(tmp_path / "s.yaml")],
-        cwd=REPO,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start_tune(tmp_path / "s.yaml")
     deadline = time.time() + 120
     while time.time() < deadline:
         time.sleep(0.3)
