@@ -19,6 +19,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
+
+# The metrics the built-in loop reports, and which way is better. A study of any other
+# metric (a trainable's own, a task's custom one) must say its direction.
+KNOWN_DIRECTIONS: dict[str, str] = {
+    "train_loss": "minimize",
+    "val_loss": "minimize",
+    "val_accuracy": "maximize",
+    "val_macro_f1": "maximize",
+    "val_rmse": "minimize",
+    "val_mae": "minimize",
+    "val_r2": "maximize",
+}
 MAX_STUDY_NAME = 512  # Optuna's RDB schema: studies.study_name is VARCHAR(512)
 
 
@@ -87,10 +99,13 @@ class StudyConfig:
     """Everything one study needs: what to train, what to search and how to run it."""
 
     study_name: str
-    task: TaskConfig
     search_space: dict[str, ParamSpec]
-    metric: Literal["val_loss", "val_accuracy"] = "val_loss"
-    direction: Literal["minimize", "maximize"] = "minimize"
+    task: TaskConfig | None = None
+    trainable: str | None = None  # package.module:function(config, session)
+    model: str | None = None  # a trainable's package.module:function(config) -> nn.Module
+    test: str | None = None  # a trainable's package.module:function(model, config, device)
+    metric: str = "val_loss"
+    direction: Literal["minimize", "maximize"] | None = None  # None: the metric's own
     max_epochs: int = 10
     n_trials: int | None = 20
     timeout: float | None = None
@@ -141,7 +156,22 @@ def convert(raw: Mapping[str, Any]) -> StudyConfig:
         }
     config: StudyConfig = _convert(StudyConfig, raw, "")
     check_values(config)
-    return config
+    return dataclasses.replace(config, direction=_direction(config))
+
+
+def _direction(config: StudyConfig) -> Literal["minimize", "maximize"]:
+    known = KNOWN_DIRECTIONS.get(config.metric)
+    if config.direction is None:
+        if known is None:
+            raise ConfigError(
+                "direction",
+                f"is required: is a higher or a lower {config.metric} better? "
+                "Set direction: minimize or direction: maximize",
+            )
+        return "maximize" if known == "maximize" else "minimize"
+    if known is not None and config.direction != known:
+        raise ConfigError("direction", f"{config.metric} is {known}d; use direction: {known}")
+    return config.direction
 
 
 # --- generic strict conversion -------------------------------------------------------
@@ -312,12 +342,25 @@ def check_values(config: StudyConfig) -> None:
         raise ConfigError("keep_checkpoints", "must be 0 (no checkpoints) or more")
     if config.storage_retry_seconds < 0:
         raise ConfigError("storage_retry_seconds", "must be 0 or more seconds")
-    if config.metric == "val_loss" and config.direction != "minimize":
-        raise ConfigError("direction", "val_loss is minimized; use direction: minimize")
-    if config.metric == "val_accuracy" and config.direction != "maximize":
-        raise ConfigError("direction", "val_accuracy is maximized; use direction: maximize")
+    _check_what_to_train(config)
     if config.device not in ("auto", "cpu", "cuda") and not _is_cuda_index(config.device):
         raise ConfigError("device", f"expected auto, cpu, cuda or cuda:N, got {config.device!r}")
+
+
+def _check_what_to_train(config: StudyConfig) -> None:
+    if (config.task is None) == (config.trainable is None):
+        raise ConfigError(
+            "task",
+            "set either task (a data set and model the built-in loop trains) or trainable "
+            "(your own training function), not both"
+            if config.task
+            else "is missing: set task (name: digits, ...) or trainable: package.module:function",
+        )
+    for key in ("model", "test"):
+        if config.trainable is None and getattr(config, key) is not None:
+            raise ConfigError(key, "is for trainables; a task builds and tests its own model")
+    if not config.metric.strip() or not config.metric.isidentifier():
+        raise ConfigError("metric", f"expected a metric name such as val_loss, got {config.metric!r}")
 
 
 def _is_cuda_index(device: str) -> bool:
@@ -327,6 +370,7 @@ def _is_cuda_index(device: str) -> bool:
 
 __all__ = [
     "DEFAULT_STORAGE",
+    "KNOWN_DIRECTIONS",
     "ConfigError",
     "ParamSpec",
     "PrunerConfig",

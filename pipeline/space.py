@@ -135,24 +135,26 @@ def _log2_exact(value: float, name: str) -> int:
     return exponent
 
 
-def check_space(space: Mapping[str, ParamSpec], task: Task) -> None:
-    """Validate a whole search space against the task's hyperparameters.
+def check_space(space: Mapping[str, ParamSpec], task: Task | None) -> None:
+    """Validate a whole search space against the task's hyperparameters, or for a
+    trainable (``task`` None), which reads any name from its ``config``.
 
     Raises:
         ConfigError: naming ``search_space.<param>.<field>``.
     """
-    known = {**TRAINING_DEFAULTS, **task.training_defaults, **task.hyperparameters}
     if not any(spec.type != "fixed" for spec in space.values()):
         raise ConfigError("search_space", "must have at least one parameter to search")
     seen: dict[str, ParamSpec] = {}
     for name, spec in space.items():
         key = f"search_space.{name}"
-        if name not in known:
-            raise ConfigError(
-                key,
-                f"unknown hyperparameter for task {task.name}; expected one of: "
-                + ", ".join(sorted(known)),
-            )
+        if task is not None:
+            known = {**TRAINING_DEFAULTS, **task.training_defaults, **task.hyperparameters}
+            if name not in known:
+                raise ConfigError(
+                    key,
+                    f"unknown hyperparameter for task {task.name}; expected one of: "
+                    + ", ".join(sorted(known)),
+                )
         try:
             to_distribution(spec)
         except ValueError as exc:
@@ -160,9 +162,10 @@ def check_space(space: Mapping[str, ParamSpec], task: Task) -> None:
             raise ConfigError(f"{key}.{field}", message) from None
         if spec.type == "fixed" and not isinstance(spec.value, _SCALARS):
             raise ConfigError(f"{key}.value", "must be a string, number, boolean or null")
-        params.check_spec(
-            name, spec, params.rule_for(name, known), params.whole_numbers_only(name, known)
-        )
+        if task is not None:
+            params.check_spec(
+                name, spec, params.rule_for(name, known), params.whole_numbers_only(name, known)
+            )
         for parent, wanted in (spec.when or {}).items():
             _check_condition(seen, parent, wanted, f"{key}.when.{parent}")
         seen[name] = spec

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from pipeline import pruners, samplers, space, storage, tasks
+from pipeline import pruners, samplers, space, storage, tasks, trainables
 from pipeline.config import ConfigError, StudyConfig, convert
 
 
@@ -175,8 +175,12 @@ def _check_shape(raw: Any) -> None:
 def check_components(config: StudyConfig) -> None:
     """The checks that need the components a study names."""
     storage.check_url(config.storage)
-    task = tasks.resolve_task(config.task)
-    space.check_space(config.search_space, task)
+    if config.task is not None:
+        task = tasks.resolve_task(config.task)
+        space.check_space(config.search_space, task)
+    else:
+        trainables.check(config)
+        space.check_space(config.search_space, None)
     space.check_enqueued(config.enqueue, config.search_space)
     if config.enqueue and config.sampler.name == "grid":
         raise ConfigError("enqueue", "grid search runs its grid; list extra values in grid:")

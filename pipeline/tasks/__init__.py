@@ -7,8 +7,6 @@ and returns a :class:`Task`. Adding a task is one new module and one registry li
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +16,7 @@ from torch import nn
 
 from pipeline.config import ConfigError, TaskConfig
 from pipeline.params import type_problem
+from pipeline.plugins import import_function, required_arguments
 
 
 @dataclass(frozen=True)
@@ -128,28 +127,8 @@ def load_plugin(target: str, key: str, expected: str) -> Any:
     Raises:
         ConfigError: naming ``key``, in one line, for anything that goes wrong.
     """
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(key, f"unknown {key.split('.')[0]} {target!r}; expected {expected}")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # a module may fail to import in any way: say so in one line
-        raise ConfigError(
-            key, f"cannot import {module_name!r} ({type(exc).__name__}: {exc})"
-        ) from None
-    factory = getattr(module, attr, None)
-    if factory is None:
-        raise ConfigError(key, f"{module_name!r} has no function {attr!r}")
-    if not inspect.isfunction(factory) or factory.__module__ != module.__name__:
-        raise ConfigError(
-            key,
-            f"{target} is not a Python function defined in {module_name!r}; expected {expected}",
-        )
-    required = [
-        p.name
-        for p in inspect.signature(factory).parameters.values()
-        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
+    factory = import_function(target, key, expected)
+    required = required_arguments(factory)
     if required:
         raise ConfigError(
             key, f"{target} must take no arguments; it requires {', '.join(required)}"
