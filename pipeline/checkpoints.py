@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,11 +20,10 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
-from torch import nn
 
 from pipeline.config import StudyConfig
 from pipeline.storage import scheme_of
-from pipeline.trials import Attr, rank
+from pipeline.trials import Attr, rank, retry_history
 
 ArtifactStore = FileSystemArtifactStore  # what readers accept: ours or Optuna's
 
@@ -75,43 +72,6 @@ def store_for(config: StudyConfig) -> CheckpointStore:
     return open_store(artifact_dir(config))
 
 
-def save(
-    store: FileSystemArtifactStore,
-    trial: optuna.Trial,
-    *,
-    task: str,
-    task_options: Mapping[str, Any],
-    hyperparameters: Mapping[str, Any],
-    model: nn.Module,
-    metrics: Mapping[str, float],
-) -> str:
-    """Upload the trial's model and link it to the trial; return the artifact id.
-
-    Raises:
-        OSError: the checkpoint could not be written (the directory was deleted and cannot
-            be made again, a read-only or full disk); the trial's metrics are unaffected.
-    """
-    payload = {
-        "task": task,
-        "task_options": dict(task_options),
-        "hyperparameters": dict(hyperparameters),
-        "metrics": dict(metrics),
-        "trial": trial.number,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"trial-{trial.number}.pt"
-        torch.save(payload, path)
-        artifact_id = optuna.artifacts.upload_artifact(
-            artifact_store=store,
-            file_path=str(path),
-            study_or_trial=trial,
-            mimetype="application/octet-stream",
-        )
-    trial.set_user_attr(Attr.CHECKPOINT, artifact_id)
-    return artifact_id
-
-
 def live_checkpoint(trial: FrozenTrial, store: FileSystemArtifactStore) -> str | None:
     """The trial's checkpoint artifact id, unless it was removed from ``store``."""
     artifact_id = trial.user_attrs.get(Attr.CHECKPOINT)
@@ -141,21 +101,36 @@ def keep_top(study: optuna.Study, store: FileSystemArtifactStore, keep: int) -> 
     return removed
 
 
-def load(store: FileSystemArtifactStore, artifact_id: str) -> dict[str, Any]:
-    """A checkpoint's contents (tensors on the CPU)."""
+def load(store: FileSystemArtifactStore, artifact_id: str) -> Any:
+    """What the trial checkpointed (tensors on the CPU): for a task, its weights with
+    what rebuilds the model (``task``, ``task_options``, ``hyperparameters``,
+    ``state_dict``, ``metrics``); for a trainable, the object it gave
+    ``session.checkpoint``."""
     with store.open_reader(artifact_id) as reader:
         data = reader.read()
-    return dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+    saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return saved["object"] if isinstance(saved, dict) and "object" in saved else saved
+
+
+def drop_working(study: optuna.Study, trial: FrozenTrial, store: FileSystemArtifactStore) -> None:
+    """Remove the working checkpoints of a trial that no retry will resume, and of the
+    earlier attempts it re-ran (its own kept checkpoint, if any, stays)."""
+    trials = study.get_trials(deepcopy=False)
+    for number in [*retry_history(trial), trial.number]:
+        resume = trials[number].user_attrs.get(Attr.RESUME) if number < len(trials) else None
+        if isinstance(resume, dict):
+            with contextlib.suppress(ArtifactNotFound, OSError):
+                store.remove(str(resume.get("artifact")))
 
 
 __all__ = [
     "ArtifactStore",
     "CheckpointStore",
     "artifact_dir",
+    "drop_working",
     "keep_top",
     "live_checkpoint",
     "load",
     "open_store",
-    "save",
     "store_for",
 ]

@@ -360,7 +360,9 @@ def _check_what_to_train(config: StudyConfig) -> None:
         if config.trainable is None and getattr(config, key) is not None:
             raise ConfigError(key, "is for trainables; a task builds and tests its own model")
     if not config.metric.strip() or not config.metric.isidentifier():
-        raise ConfigError("metric", f"expected a metric name such as val_loss, got {config.metric!r}")
+        raise ConfigError(
+            "metric", f"expected a metric name such as val_loss, got {config.metric!r}"
+        )
 
 
 def _is_cuda_index(device: str) -> bool:

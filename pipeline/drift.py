@@ -32,6 +32,8 @@ def definition(config: StudyConfig) -> dict[str, Any]:
     are left out: more of them only add points to a grid."""
     data = config.to_dict()
     out = {key: data[key] for key in MEANING}
+    if config.trainable is not None:  # absent otherwise, as in studies made before it
+        out["trainable"] = config.trainable
     out["search_space"] = {
         name: {k: v for k, v in spec.items() if k != "grid"}
         for name, spec in data["search_space"].items()
@@ -87,7 +89,9 @@ def import_trials(source: optuna.Study, target: optuna.Study, config: StudyConfi
     """
     old = source.user_attrs.get(DEFINITION_ATTR, {})
     new = definition(config)
-    if any(old.get(key) != new[key] for key in ("task", "max_epochs", "precision")):
+    if any(
+        old.get(key) != new.get(key) for key in ("task", "trainable", "max_epochs", "precision")
+    ):
         return []
     same_metric = old.get("metric") == config.metric
     copied = []

@@ -9,6 +9,7 @@ import optuna
 import pandas as pd
 
 from pipeline.errors import NoResult, UsageError
+from pipeline.trials import Attr
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -28,13 +29,21 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
 
 
 def curves_table(study: optuna.Study) -> pd.DataFrame:
-    """Long format: one row per trial and epoch with the reported metric."""
-    rows = [
-        {"number": t.number, "state": t.state.name, "epoch": step, "value": value}
-        for t in study.trials
-        for step, value in sorted(t.intermediate_values.items())
-    ]
-    return pd.DataFrame(rows, columns=["number", "state", "epoch", "value"])
+    """Long format: one row per trial and epoch with every metric reported that epoch
+    (a trial stored before every metric was kept has its study metric only)."""
+    metric = (study.metric_names or ["value"])[0]
+    rows = []
+    for t in study.trials:
+        history = {row["epoch"]: row for row in t.user_attrs.get(Attr.HISTORY) or []}
+        for step, value in sorted(t.intermediate_values.items()):
+            reported = {k: v for k, v in history.get(step, {}).items() if k != "epoch"}
+            rows.append(
+                {"number": t.number, "state": t.state.name, "epoch": step, metric: value}
+                | {k: v for k, v in reported.items() if k != "trial"}
+            )
+    columns = ["number", "state", "epoch", metric]
+    frame = pd.DataFrame(rows)
+    return frame[columns + [c for c in frame.columns if c not in columns]] if rows else frame
 
 
 def export(study: optuna.Study, out: Path, curves: bool = False) -> list[Path]:

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pipeline.best import best_record, format_best
 from pipeline.config import DEFAULT_STORAGE, StudyConfig
 from pipeline.masking import mask_url
-from pipeline.trials import FINISHED, Outcome, best_trial, outcome_of, reason_of, state_counts
+from pipeline.trials import FINISHED, Attr, Outcome, best_trial, outcome_of, reason_of, state_counts
 
 _ENDED = (*FINISHED, TrialState.FAIL)
 
@@ -33,6 +33,15 @@ def _fmt(value: Any) -> str:
             else f"{value:.4f}".rstrip("0").rstrip(".")
         )
     return "-" if value is None else str(value)
+
+
+MAX_METRIC_COLUMNS = 5
+
+
+def _last_metrics(trial: FrozenTrial) -> dict[str, Any]:
+    """The metrics of the trial's last reported epoch (empty when it reported none)."""
+    history = trial.user_attrs.get(Attr.HISTORY) or [{}]
+    return {k: v for k, v in history[-1].items() if k not in ("epoch", "trial")}
 
 
 def _clock(seconds: float) -> str:
@@ -77,6 +86,7 @@ class LiveReporter:
         self.out = out
         self.tty = out.isatty()
         self.widths = {n: max(len(n), 8) for n in self.params}
+        self.metrics: list[str] | None = None  # the columns, from the first trial's report
         self.started = time.time()
         self.printed: set[int] = set()
         self.finished_before: int | None = None
@@ -94,8 +104,9 @@ class LiveReporter:
         """The reporter of a study file's run."""
         limit = "no limit" if total is None else str(total)
         description = (
-            f"Study {config.study_name!r}: task {config.task.name}, "
-            f"sampler {config.sampler.name}, pruner {config.pruner.name}, "
+            f"Study {config.study_name!r}: "
+            + (f"task {config.task.name}, " if config.task else f"trainable {config.trainable}, ")
+            + f"sampler {config.sampler.name}, pruner {config.pruner.name}, "
             f"{config.metric} ({config.direction}), {limit} trials, "
             f"{config.max_epochs} epochs max\nStorage {mask_url(config.storage)}"
         )
@@ -117,16 +128,26 @@ class LiveReporter:
         )
 
     def header(self, workers: int, threads: int) -> None:
-        """The description and the table's column names."""
+        """The description; the table's column names follow with its first row, when the
+        reported metrics are known."""
         if self.quiet:
             return
         print(
             f"{self.description}; {workers} worker(s) x {threads} thread(s) on {self.device}",
             file=self.out,
+            flush=True,
         )
+
+    def _columns(self, trial: FrozenTrial) -> None:
+        """Print the column names: the searched parameters, then the metrics this trial
+        reported (the study metric first), epochs and seconds."""
+        reported = [k for k in _last_metrics(trial) if k != self.metric]
+        self.metrics = [self.metric, *reported][:MAX_METRIC_COLUMNS]
+        for name in self.metrics:
+            self.widths[name] = max(len(name), 8)
         cols = ["trial", "state   "] + [n.rjust(self.widths[n]) for n in self.params]
-        cols += ["val_loss", " val_acc", "epochs", "seconds"]
-        print("  ".join(cols), file=self.out, flush=True)
+        cols += [n.rjust(self.widths[n]) for n in self.metrics] + ["epochs", "seconds"]
+        print("  ".join(cols), file=self.out)
 
     def poll(self) -> None:
         """Print rows for newly finished trials and refresh the progress line."""
@@ -146,6 +167,8 @@ class LiveReporter:
             print("\r\033[K", end="", file=self.out)
         for trial in new:
             self.printed.add(trial.number)
+            if self.metrics is None:
+                self._columns(trial)
             print(self._row(trial), file=self.out)
         if new or self.tty:
             line = self._progress(trials)
@@ -157,6 +180,7 @@ class LiveReporter:
 
     def _row(self, trial: FrozenTrial) -> str:
         attrs = trial.user_attrs
+        metrics = _last_metrics(trial)
         seconds = (
             (trial.datetime_complete - trial.datetime_start).total_seconds()
             if trial.datetime_complete and trial.datetime_start
@@ -168,9 +192,8 @@ class LiveReporter:
             state = "FAIL"
         cells = [f"{trial.number:5d}", f"{state:8s}"]
         cells += [_fmt(trial.params.get(n)).rjust(self.widths[n]) for n in self.params]
+        cells += [_fmt(metrics.get(n)).rjust(self.widths[n]) for n in self.metrics or []]
         cells += [
-            _fmt(attrs.get("val_loss")).rjust(8),
-            _fmt(attrs.get("val_accuracy")).rjust(8),
             _fmt(attrs.get("epochs")).rjust(6),
             _fmt(None if seconds is None else round(seconds, 1)).rjust(7),
         ]

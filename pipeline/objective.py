@@ -1,39 +1,35 @@
-"""The Optuna objective: one trial = suggest, build, train with per-epoch reports, score.
+"""The Optuna objective: one trial = suggest, run the trainable with a session, score.
 
-What a trial leaves in the storage is listed in :class:`pipeline.trials.Attr`: the study
-metric per epoch as intermediate values, and when the trial ends the last epoch's
-metrics, the bookkeeping and, for a trial that did not complete, its outcome and reason.
+The trainable is the built-in loop over a task (:class:`pipeline.builtin.TaskTrainable`)
+or the user's own ``function(config, session)``. What a trial leaves in the storage is
+listed in :class:`pipeline.trials.Attr`: the study metric per epoch as intermediate
+values, every metric of every epoch in ``history``, the last epoch's metrics, the
+bookkeeping and, for a trial that did not complete, its outcome and reason.
 """
 
 from __future__ import annotations
 
-import math
 import sys
-import time
+import sysconfig
+import tempfile
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
-from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import FrozenTrial
 
-from pipeline import checkpoints, space
+from pipeline import space
+from pipeline.checkpoints import ArtifactStore
 from pipeline.config import ParamSpec, StudyConfig
 from pipeline.liveness import process_identity
-from pipeline.resources import too_large
-from pipeline.tasks import Splits, Task
-from pipeline.train import TRAINING_DEFAULTS, EpochResult, evaluate, fit
+from pipeline.session import Session, TrialInterrupted, remove_quietly
 from pipeline.trials import Attr, Outcome, frozen, original_number, retry_history
 
-
-class TrialInterrupted(Exception):
-    """The user asked the study to stop (Ctrl-C) while this trial was training."""
-
-
-class ModelTooLarge(Exception):
-    """The trial's model would not fit in the device's memory; the trial fails at once."""
+Trainable = Callable[[dict[str, Any], Session], Any]
 
 
 class TrialSkipped(Exception):
@@ -48,20 +44,11 @@ class TrialPlan:
     metric: str
     max_epochs: int
     seed: int = 0
-    precision: str = "fp32"
-    channels_last: bool = False
 
     @classmethod
     def of(cls, config: StudyConfig) -> TrialPlan:
         """The trial plan of a study file."""
-        return cls(
-            search_space=config.search_space,
-            metric=config.metric,
-            max_epochs=config.max_epochs,
-            seed=config.seed,
-            precision=config.precision,
-            channels_last=config.channels_last,
-        )
+        return cls(config.search_space, config.metric, config.max_epochs, config.seed)
 
     def seed_of(self, trial: FrozenTrial) -> int:
         """Per-trial seed: stable across retries of the same trial, distinct across
@@ -69,24 +56,13 @@ class TrialPlan:
         return (self.seed * 1_000_003 + original_number(trial)) % (2**63)
 
 
-def hyperparameters(task: Task, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults of the training loop, then of the task, then the trial's values."""
-    return {**TRAINING_DEFAULTS, **task.training_defaults, **task.hyperparameters, **values}
-
-
-@dataclass
-class _Progress:
-    last: EpochResult | None = None
-    compute: float = 0.0
-
-
 class Objective:
-    """Callable objective for ``study.optimize``; data stays loaded between trials.
+    """Callable objective for ``study.optimize``; the trainable (and the data it holds)
+    stays loaded between trials.
 
     Args:
         plan: What the study's trials share (search space, metric, epochs, seed).
-        task: The task; its ``name`` and ``options`` go into checkpoints.
-        splits: The task's data, already on ``device``.
+        trainable: ``function(config, session)``, run once per trial.
         should_stop: Checked after every epoch; when true the trial ends as interrupted
             and is re-queued.
         is_surplus: Checked before anything is sampled; when true the trial is skipped.
@@ -96,20 +72,16 @@ class Objective:
     def __init__(
         self,
         plan: TrialPlan,
-        task: Task,
-        splits: Splits,
+        trainable: Trainable,
         device: torch.device,
         *,
-        task_options: Mapping[str, Any] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         is_surplus: Callable[[FrozenTrial], bool] = lambda trial: False,
         worker: int = 0,
-        store: FileSystemArtifactStore | None = None,
+        store: ArtifactStore | None = None,
     ) -> None:
         self.plan = plan
-        self.task = task
-        self.task_options = task.resolve_options(task_options or {})
-        self.splits = splits
+        self.trainable = trainable
         self.device = device
         self.should_stop = should_stop
         self.is_surplus = is_surplus
@@ -117,7 +89,7 @@ class Objective:
         self.store = store
         self.identity = process_identity()
         self.current: int | None = None  # the number of the trial being run
-        self.checkpoint_warned = False
+        self.warned = False
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.current = trial.number
@@ -126,128 +98,98 @@ class Objective:
             _end(trial, Outcome.SKIPPED, "skipped: the trial budget was already met")
             raise TrialSkipped(f"trial {trial.number} not run: the budget was already met")
         trial.set_user_attr(Attr.WORKER_PROCESS, self.identity)
+        trial.set_user_attr(Attr.WORKER, self.worker)
         history = retry_history(record)
         if history:
             trial.set_user_attr(Attr.RETRY_OF, original_number(record))
             trial.set_user_attr(Attr.RETRY_COUNT, len(history))
+        trials = trial.study.get_trials(deepcopy=False)
+        session = Session(
+            trial,
+            self.plan.metric,
+            self.plan.max_epochs,
+            device=self.device,
+            seed=self.plan.seed_of(record),
+            store=self.store,
+            attempts=[trials[n] for n in history if n < len(trials)],
+            should_stop=self.should_stop,
+            warn=self._warn,
+        )
         try:
-            return self._run(trial, self.plan.seed_of(record))
+            return self._run(trial, session)
         except (optuna.TrialPruned, TrialSkipped):
             raise
         except TrialInterrupted:
             _end(trial, Outcome.INTERRUPTED, "interrupted")
             raise
         except Exception as exc:
-            _end(trial, Outcome.FAILED, f"{type(exc).__name__}: {exc}"[:500])
+            _end(trial, Outcome.FAILED, describe(exc)[:500])
             raise
-
-    def _run(self, trial: optuna.Trial, seed: int) -> float:
-        plan, s = self.plan, self.splits
-        hp = hyperparameters(self.task, space.suggest(trial, plan.search_space))
-        torch.manual_seed(seed)
-        problem = too_large(lambda: self.task.build_model(hp, s), self.device)
-        if problem is not None:
-            raise ModelTooLarge(problem)
-        model = self.task.build_model(hp, s).to(self.device)
-        if plan.channels_last and s.train_x.dim() == 4:
-            model = model.to(memory_format=torch.channels_last)
-        augment = self.task.augment if hp.get("augment") else None
-        autocast = torch.bfloat16 if plan.precision == "bf16" else None
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        progress = _Progress()
-        try:
-            fit(
-                model,
-                s.train_x,
-                s.train_y,
-                s.val_x,
-                s.val_y,
-                hp,
-                plan.max_epochs,
-                generator,
-                lambda result: self._on_epoch(trial, result, progress),
-                augment=augment,
-                autocast=autocast,
-            )
-            started = time.perf_counter()
-            test_loss, test_acc = evaluate(model, s.test_x, s.test_y, autocast)
-            progress.compute += time.perf_counter() - started
         finally:
-            self._store_progress(trial, progress)
-        trial.set_user_attr(Attr.TEST_LOSS, test_loss)
-        trial.set_user_attr(Attr.TEST_ACCURACY, test_acc)
-        last = progress.last
-        assert last is not None
-        if self.store is not None:
-            metrics = {
-                Attr.VAL_LOSS: last.val_loss,
-                Attr.VAL_ACCURACY: last.val_accuracy,
-                Attr.TEST_LOSS: test_loss,
-                Attr.TEST_ACCURACY: test_acc,
-            }
-            self._checkpoint(trial, hp, model, metrics)
-        return self._metric(last)
+            session.store_bookkeeping()
 
-    def _checkpoint(
-        self, trial: optuna.Trial, hp: Mapping[str, Any], model: torch.nn.Module, metrics: Any
-    ) -> None:
-        """Save the trial's checkpoint. A checkpoint that cannot be written costs the
-        checkpoint, never the trial: the error is stored and said once per worker."""
+    def _run(self, trial: optuna.Trial, session: Session) -> float:
+        config = space.suggest(trial, self.plan.search_space)
+        torch.manual_seed(session.seed)
+        self.trainable(config, session)
+        value = session.value()
+        if self.store is not None and session.resume_id is not None:
+            self._keep(trial, session.resume_id)
+        return value
+
+    def _keep(self, trial: optuna.Trial, working_id: str) -> None:
+        """Link the trial's last checkpoint to it as an Optuna artifact (what the
+        dashboard lists and ``evaluate`` reads); the working copy is removed."""
         assert self.store is not None
         try:
-            checkpoints.save(
-                self.store,
-                trial,
-                task=self.task.name,
-                task_options=self.task_options,
-                hyperparameters=hp,
-                model=model,
-                metrics=metrics,
-            )
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"trial-{trial.number}.pt"
+                with self.store.open_reader(working_id) as reader:
+                    path.write_bytes(reader.read())
+                artifact_id = optuna.artifacts.upload_artifact(
+                    artifact_store=self.store,
+                    file_path=str(path),
+                    study_or_trial=trial,
+                    mimetype="application/octet-stream",
+                )
         except OSError as exc:
             reason = f"{type(exc).__name__}: {exc}"[:300]
             trial.set_user_attr(Attr.CHECKPOINT_ERROR, reason)
-            if not self.checkpoint_warned:
-                self.checkpoint_warned = True
-                print(
-                    f"warning: worker {self.worker}: checkpoints cannot be saved ({reason}); "
-                    "trials still complete with their metrics",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            self._warn(f"checkpoints cannot be saved ({reason}); trials still complete")
+            return
+        trial.set_user_attr(Attr.CHECKPOINT, artifact_id)
+        remove_quietly(self.store, working_id)
 
-    def _on_epoch(self, trial: optuna.Trial, result: EpochResult, progress: _Progress) -> None:
-        # Per epoch only what the pruner needs goes to the storage (one write, one read);
-        # the rest is written once, when the trial ends.
-        progress.last = result
-        progress.compute += result.compute_seconds
-        if not result.finite:
-            trial.set_user_attr(
-                Attr.PRUNED_REASON,
-                f"non-finite loss at epoch {result.epoch} (train {result.train_loss}, "
-                f"val {result.val_loss}); lower lr or change the optimizer",
-            )
-            raise optuna.TrialPruned(f"loss diverged at epoch {result.epoch}")
-        trial.report(self._metric(result), result.epoch)
-        if self.should_stop():
-            raise TrialInterrupted(f"trial {trial.number} interrupted after epoch {result.epoch}")
-        if result.epoch < self.plan.max_epochs and trial.should_prune():
-            trial.set_user_attr(Attr.PRUNED_REASON, f"pruner stopped it after epoch {result.epoch}")
-            raise optuna.TrialPruned(f"pruned after epoch {result.epoch}")
+    def _warn(self, text: str) -> None:
+        if not self.warned:
+            self.warned = True
+            print(f"warning: worker {self.worker}: {text}", file=sys.stderr, flush=True)
 
-    def _store_progress(self, trial: optuna.Trial, progress: _Progress) -> None:
-        last = progress.last
-        if last is not None:
-            if last.finite:
-                trial.set_user_attr(Attr.VAL_LOSS, last.val_loss)
-                trial.set_user_attr(Attr.VAL_ACCURACY, last.val_accuracy)
-            trial.set_user_attr(Attr.EPOCHS, last.epoch)
-        trial.set_user_attr(Attr.COMPUTE_SECONDS, round(progress.compute, 4))
-        trial.set_user_attr(Attr.WORKER, self.worker)
 
-    def _metric(self, result: EpochResult) -> float:
-        value = result.val_loss if self.plan.metric == "val_loss" else result.val_accuracy
-        return float(value) if math.isfinite(value) else math.inf
+def describe(exc: BaseException) -> str:
+    """``Type: message (at file:line in function)``, the frame being the last one in the
+    user's code (not the pipeline's, Python's or a library's), for ``fail_reason``."""
+    text = f"{type(exc).__name__}: {exc}"
+    frame = _last_user_frame(exc)
+    return text if frame is None else f"{text} (at {frame})"
+
+
+_PIPELINE = Path(__file__).resolve().parent
+_NOT_USER = tuple(
+    str(Path(p).resolve())
+    for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
+)
+_LIBRARIES = ("torch", "optuna", "numpy", "sklearn", "pandas", "torchvision", "PIL", "scipy")
+
+
+def _last_user_frame(exc: BaseException) -> str | None:
+    for entry in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = Path(entry.filename).resolve()
+        ours = path.is_relative_to(_PIPELINE) and not path.is_relative_to(_PIPELINE / "examples")
+        library = any(part in _LIBRARIES for part in path.parts) or str(path).startswith(_NOT_USER)
+        if not ours and not library:
+            return f"{path.name}:{entry.lineno} in {entry.name}"
+    return None
 
 
 def _end(trial: optuna.Trial, outcome: Outcome, reason: str) -> None:
@@ -256,10 +198,4 @@ def _end(trial: optuna.Trial, outcome: Outcome, reason: str) -> None:
     trial.set_user_attr(Attr.FAIL_REASON, reason)
 
 
-__all__ = [
-    "Objective",
-    "TrialInterrupted",
-    "TrialPlan",
-    "TrialSkipped",
-    "hyperparameters",
-]
+__all__ = ["Objective", "Trainable", "TrialInterrupted", "TrialPlan", "TrialSkipped", "describe"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import warnings
 
 import optuna
 
@@ -95,6 +96,9 @@ def prepare_study(
         if joining:
             return study
     else:
+        with warnings.catch_warnings():  # experimental since 3.2; used on purpose
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([config.metric])  # else the dashboard says "Objective 0"
         study.set_user_attr(drift.DEFINITION_ATTR, drift.definition(config))
         if branch_from is not None:
             _branch(study, storage, branch_from, config)

@@ -26,8 +26,9 @@ class Attr:
     """The names of the user attributes a trial may carry (plain strings, as every
     storage keeps them).
 
-    The metrics of the last epoch and the bookkeeping are written when the trial ends;
-    per epoch only the study metric goes to the storage (as an intermediate value).
+    Per epoch the study metric goes to the storage as an intermediate value and every
+    reported metric into ``history``; the last epoch's metrics (under their own names)
+    and the bookkeeping are written when the trial ends.
     """
 
     VAL_LOSS: Final = "val_loss"
@@ -45,6 +46,9 @@ class Attr:
     RETRY_COUNT: Final = "retry_count"
     CHECKPOINT: Final = "checkpoint"  # the artifact id of the trial's weights
     CHECKPOINT_ERROR: Final = "checkpoint_error"  # why the checkpoint could not be saved
+    HISTORY: Final = "history"  # every epoch's metrics: [{"epoch", "trial", name: value}]
+    RESUME: Final = "resume"  # the latest working checkpoint: {"artifact", "epoch"}
+    RESUMED_FROM: Final = "resumed_from"  # {"trial", "epoch"} a retry went on from
 
 
 class Outcome(enum.StrEnum):

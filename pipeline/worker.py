@@ -19,11 +19,12 @@ import torch
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline import checkpoints
+from pipeline import checkpoints, trainables
 from pipeline.budget import Budget, budget_for
+from pipeline.builtin import TaskTrainable
 from pipeline.config import StudyConfig
 from pipeline.liveness import release_orphans
-from pipeline.objective import Objective, TrialPlan
+from pipeline.objective import Objective, Trainable, TrialPlan
 from pipeline.resources import resolve_device
 from pipeline.storage_errors import STORAGE_ERRORS, Outage, storage_error_in
 from pipeline.study import load_study, prepare_study, storage_for
@@ -62,20 +63,21 @@ class FailurePolicy:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         outcome = outcome_of(trial)
+        retry = outcome == Outcome.INTERRUPTED
         if outcome in (Outcome.COMPLETE, Outcome.PRUNED):
             self.failures = 0
             if self.store is not None and outcome == Outcome.COMPLETE:
                 checkpoints.keep_top(study, self.store, self.keep_checkpoints)
-        elif outcome == Outcome.INTERRUPTED:
-            requeue(study, trial)
         elif outcome == Outcome.FAILED:
             self.failures += 1
             retries = len(retry_history(trial))
             retry = retries < self.max_retries
             note = f" (retry {retries + 1} of {self.max_retries} queued)" if retry else ""
             self.say(f"trial {trial.number} failed: {reason_of(trial)}{note}")
-            if retry:
-                requeue(study, trial)
+        if retry:
+            requeue(study, trial)
+        elif self.store is not None:
+            checkpoints.drop_working(study, trial, self.store)
 
     def say(self, text: str) -> None:
         """One line on this worker's log."""
@@ -116,11 +118,7 @@ def run_worker(
         StorageLost: the storage stayed unreachable past ``storage_retry_seconds``.
     """
     device = resolve_device(config.device)
-    task = resolve_task(config.task)
-    splits = task.load(task.resolve_options(config.task.options)).to(device)
-    if config.channels_last and splits.train_x.dim() == 4:
-        splits = splits.to(device, memory_format=torch.channels_last)
-    warm_up()
+    trainable = _trainable(config, device)
     outage = Outage(config.storage, config.storage_retry_seconds, f"worker {worker}", log)
     while True:
         try:
@@ -133,10 +131,8 @@ def run_worker(
     store = checkpoints.store_for(config) if config.keep_checkpoints else None
     objective = Objective(
         TrialPlan.of(config),
-        task,
-        splits,
+        trainable,
         device,
-        task_options=config.task.options,
         should_stop=should_stop,
         is_surplus=lambda trial: budget.is_surplus(study, trial),
         worker=worker,
@@ -156,6 +152,29 @@ def run_worker(
             )
             return -ran
     return ran
+
+
+def _trainable(config: StudyConfig, device: torch.device) -> Trainable:
+    """The study's trainable: the user's function, or the built-in loop over the task's
+    data, loaded once onto the device for all the trials this worker runs."""
+    if config.task is None:
+        function = trainables.load(config, "trainable")
+        assert function is not None
+        return function
+    task = resolve_task(config.task)
+    options = task.resolve_options(config.task.options)
+    splits = task.load(options).to(device)
+    if config.channels_last and splits.train_x.dim() == 4:
+        splits = splits.to(device, memory_format=torch.channels_last)
+    warm_up()
+    return TaskTrainable(
+        task,
+        splits,
+        options,
+        precision=config.precision,
+        channels_last=config.channels_last,
+        checkpoint=config.keep_checkpoints > 0,
+    )
 
 
 def _step(

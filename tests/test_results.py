@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -20,8 +21,10 @@ from conftest import REPO, run_cli
 from optuna.trial import TrialState
 
 from pipeline import checkpoints, report
-from pipeline.config import TaskConfig
+from pipeline.config import ParamSpec, TaskConfig
 from pipeline.errors import NoResult
+from pipeline.objective import Objective, TrialPlan
+from pipeline.session import Session
 from pipeline.tasks import resolve_task
 from pipeline.train import evaluate
 
@@ -128,7 +131,7 @@ def test_export_round_trips_through_pandas(
         "params_lr",
         "params_l1",
         "state",
-        "value",
+        "value_val_loss",  # the study's metric, by name
         "user_attrs_val_accuracy",
         "user_attrs_test_accuracy",
         "epochs_trained",
@@ -139,9 +142,11 @@ def test_export_round_trips_through_pandas(
     assert len(curves) == sum(len(t.intermediate_values) for t in study.trials)
     first = study.trials[0]
     mine = curves[curves["number"] == 0].sort_values("epoch")
-    assert list(mine["value"]) == pytest.approx(
+    assert list(mine["val_loss"]) == pytest.approx(
         [first.intermediate_values[e] for e in sorted(first.intermediate_values)]
     )
+    # Every metric of every epoch is kept, not only the study's.
+    assert mine["train_loss"].notna().all() and mine["val_accuracy"].between(0, 1).all()
 
 
 def _report(finished_study: tuple[str, str, Path], out: Path) -> Path:
@@ -294,22 +299,18 @@ def test_a_checkpoint_that_cannot_be_saved_costs_the_checkpoint_not_the_trial(
 
 def test_a_checkpoint_directory_deleted_mid_study_is_made_again(tmp_path: Path) -> None:
     store = checkpoints.open_store(tmp_path / "artifacts")
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/o.db")
-    ids = []
-    for _ in range(2):
+
+    def trainable(config: dict[str, Any], session: Session) -> None:
         shutil.rmtree(tmp_path / "artifacts", ignore_errors=True)
-        trial = study.ask()
-        model = torch.nn.Linear(2, 2)
-        ids.append(
-            checkpoints.save(
-                store,
-                trial,
-                task="t",
-                task_options={},
-                hyperparameters={},
-                model=model,
-                metrics={},
-            )
-        )
-        study.tell(trial, 1.0)
-    assert checkpoints.load(store, ids[-1])["state_dict"]
+        session.report(1, val_loss=config["x"])
+        session.checkpoint({"weights": torch.full((2,), config["x"])})
+
+    plan = TrialPlan({"x": ParamSpec(type="float", low=0.0, high=1.0)}, "val_loss", 1)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/o.db")
+    study.optimize(Objective(plan, trainable, torch.device("cpu"), store=store), n_trials=2)
+    last = study.trials[-1]
+    assert last.state == TrialState.COMPLETE
+    saved = checkpoints.load(store, last.user_attrs["checkpoint"])
+    assert torch.equal(saved["weights"], torch.full((2,), last.params["x"]))
+    # Only the kept checkpoint is left: the working copy it came from is gone.
+    assert [p.name for p in (tmp_path / "artifacts").iterdir()] == [last.user_attrs["checkpoint"]]

@@ -8,6 +8,7 @@ import torch
 from conftest import minimal_study
 from optuna.trial import TrialState
 
+from pipeline.builtin import TaskTrainable
 from pipeline.objective import Objective, TrialPlan
 from pipeline.study_file import parse_study
 from pipeline.tasks import resolve_task
@@ -18,14 +19,14 @@ def _objective(**overrides: object) -> Objective:
     config = parse_study(minimal_study(**overrides))
     task = resolve_task(config.task)
     splits = task.load(task.resolve_options(config.task.options))
-    return Objective(
-        TrialPlan.of(config), task, splits, torch.device("cpu"), task_options=config.task.options
-    )
+    trainable = TaskTrainable(task, splits, task.resolve_options(config.task.options))
+    return Objective(TrialPlan.of(config), trainable, torch.device("cpu"))
 
 
 def test_fit_learns_digits() -> None:
     objective = _objective()
-    s, task = objective.splits, objective.task
+    assert isinstance(objective.trainable, TaskTrainable)
+    s, task = objective.trainable.splits, objective.trainable.task
     assert s.sizes() == (1079, 359, 359)
     torch.manual_seed(0)
     hp = {
@@ -84,7 +85,7 @@ def test_nan_loss_prunes_the_trial_with_a_reason_and_the_study_goes_on() -> None
     study.optimize(objective, n_trials=2)
     diverged, healthy = study.trials
     assert diverged.state == TrialState.PRUNED
-    assert "non-finite loss at epoch 1" in diverged.user_attrs["pruned_reason"]
+    assert "non-finite train_loss at epoch 1" in diverged.user_attrs["pruned_reason"]
     assert healthy.state == TrialState.COMPLETE
 
 

@@ -1,0 +1,113 @@
+"""The built-in loop as a trainable: a task's model, trained on the task's splits.
+
+A study that names a task runs this trainable; a study that names the user's own
+function runs that one instead. Both go through the same :class:`pipeline.session.Session`,
+so pruning, checkpoints, retries and the stored metrics behave alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from pipeline.resources import too_large
+from pipeline.session import Session
+from pipeline.tasks import Splits, Task
+from pipeline.train import TRAINING_DEFAULTS, EpochResult, evaluate, fit
+
+
+class ModelTooLarge(Exception):
+    """The trial's model would not fit in the device's memory; the trial fails at once."""
+
+
+def hyperparameters(task: Task, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults of the training loop, then of the task, then the trial's values."""
+    return {**TRAINING_DEFAULTS, **task.training_defaults, **task.hyperparameters, **values}
+
+
+class TaskTrainable:
+    """``(config, session) -> None`` for a task: build the model, train it with the one
+    training loop, score the test split and checkpoint the final weights.
+
+    Args:
+        splits: The task's data, already on the session's device.
+        task_options: The resolved options, stored in checkpoints to rebuild the task.
+        checkpoint: Whether to checkpoint the final weights (``keep_checkpoints`` > 0).
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        splits: Splits,
+        task_options: Mapping[str, Any],
+        *,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        checkpoint: bool = True,
+    ) -> None:
+        self.task = task
+        self.splits = splits
+        self.task_options = dict(task_options)
+        self.autocast = torch.bfloat16 if precision == "bf16" else None
+        self.channels_last = channels_last
+        self.save = checkpoint
+
+    def __call__(self, config: Mapping[str, Any], session: Session) -> None:
+        s, device = self.splits, session.device
+        hp = hyperparameters(self.task, config)
+        torch.manual_seed(session.seed)
+        problem = too_large(lambda: self.task.build_model(hp, s), device)
+        if problem is not None:
+            raise ModelTooLarge(problem)
+        model = self.task.build_model(hp, s).to(device)
+        if self.channels_last and s.train_x.dim() == 4:
+            model = model.to(memory_format=torch.channels_last)
+        augment = self.task.augment if hp.get("augment") else None
+        generator = torch.Generator(device=device).manual_seed(session.seed)
+        session.compute_seconds = 0.0
+
+        def on_epoch(result: EpochResult) -> None:
+            session.compute_seconds = (session.compute_seconds or 0.0) + result.compute_seconds
+            session.report(
+                result.epoch,
+                train_loss=result.train_loss,
+                val_loss=result.val_loss,
+                val_accuracy=result.val_accuracy,
+            )
+
+        fit(
+            model,
+            s.train_x,
+            s.train_y,
+            s.val_x,
+            s.val_y,
+            hp,
+            session.max_epochs,
+            generator,
+            on_epoch,
+            augment=augment,
+            autocast=self.autocast,
+        )
+        started = time.perf_counter()
+        test_loss, test_accuracy = evaluate(model, s.test_x, s.test_y, self.autocast)
+        session.compute_seconds += time.perf_counter() - started
+        session.record(test_loss=test_loss, test_accuracy=test_accuracy)
+        if self.save:
+            last = session.last or {}
+            metrics = {k: v for k, v in last.items() if k not in ("epoch", "trial")}
+            session.checkpoint(
+                {
+                    "task": self.task.name,
+                    "task_options": self.task_options,
+                    "hyperparameters": hp,
+                    "metrics": {**metrics, "test_loss": test_loss, "test_accuracy": test_accuracy},
+                    "trial": session.trial_number,
+                    "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                }
+            )
+
+
+__all__ = ["ModelTooLarge", "TaskTrainable", "hyperparameters"]
