@@ -7,27 +7,48 @@ from typing import Any
 import optuna
 
 from pipeline.checkpoints import artifact_dir_for, live_checkpoint, open_store
+from pipeline.config import KNOWN_DIRECTIONS
 from pipeline.errors import NoResult
-from pipeline.trials import best_trial
+from pipeline.trials import Attr, best_trial
+
+LABELS = {
+    "val_loss": "validation loss",
+    "val_accuracy": "validation accuracy",
+    "test_loss": "test loss",
+    "test_accuracy": "test accuracy",
+}
 
 
 def best_record(study: optuna.Study) -> dict[str, Any] | None:
-    """The best complete trial's number, parameters and metrics; None if none finished."""
+    """The best complete trial's number, parameters and metrics; None if none finished.
+
+    ``metrics`` are those of its last epoch, as reported (the study metric first);
+    ``test`` its held-out scores. Both are also given at the top level, by name.
+    """
     best = best_trial(study)
     if best is None:
         return None
     attrs = best.user_attrs
+    metric = (study.metric_names or ["value"])[0]
+    history = attrs.get(Attr.HISTORY)
+    if history:
+        last = {k: v for k, v in history[-1].items() if k not in ("epoch", "trial")}
+    else:  # a trial stored before every metric was kept
+        last = {k: attrs[k] for k in KNOWN_DIRECTIONS if k in attrs}
+    metrics = {metric: last.pop(metric, best.value), **last}
+    test = {k: v for k, v in attrs.items() if k.startswith("test_") and isinstance(v, float)}
     return {
         "study": study.study_name,
         "trial": best.number,
+        "metric": metric,
         "value": best.value,
         "params": best.params,
-        "val_loss": attrs.get("val_loss"),
-        "val_accuracy": attrs.get("val_accuracy"),
-        "test_accuracy": attrs.get("test_accuracy"),
-        "test_loss": attrs.get("test_loss"),
-        "epochs": attrs.get("epochs"),
-        "checkpoint_error": attrs.get("checkpoint_error"),
+        **metrics,
+        **test,
+        "metrics": metrics,
+        "test": test,
+        "epochs": attrs.get(Attr.EPOCHS),
+        "checkpoint_error": attrs.get(Attr.CHECKPOINT_ERROR),
     }
 
 
@@ -55,14 +76,13 @@ def format_best(record: dict[str, Any]) -> str:
     def num(value: Any) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
-    return (
-        f"Best trial #{record['trial']} of study {record['study']!r}:\n"
-        f"  config:\n{params}\n"
-        f"  validation loss:     {num(record['val_loss'])}\n"
-        f"  validation accuracy: {num(record['val_accuracy'])}\n"
-        f"  test accuracy:       {num(record['test_accuracy'])}\n"
-        f"  epochs trained:      {record['epochs']}" + _checkpoint_line(record)
-    )
+    lines = [f"Best trial #{record['trial']} of study {record['study']!r}:", f"  config:\n{params}"]
+    for name, value in {**record["metrics"], **record["test"]}.items():
+        lines.append(f"  {LABELS.get(name, name) + ':':21s}{num(value)}")
+    if "test_accuracy" not in record["test"] and "val_accuracy" in record["metrics"]:
+        lines.append(f"  {'test accuracy:':21s}n/a")
+    lines.append(f"  {'epochs trained:':21s}{record['epochs']}")
+    return "\n".join(lines) + _checkpoint_line(record)
 
 
 def _checkpoint_line(record: dict[str, Any]) -> str:

@@ -134,7 +134,11 @@ class StudyConfig:
         data = dataclasses.asdict(self)
         data.pop("source")
         data["search_space"] = {
-            name: {k: v for k, v in spec.items() if v not in (None, False)}
+            name: {
+                k: v
+                for k, v in spec.items()
+                if v not in (None, False) or (k == "value" and spec["type"] == "fixed")
+            }
             for name, spec in data["search_space"].items()
         }
         return data

@@ -35,7 +35,8 @@ def definition(config: StudyConfig) -> dict[str, Any]:
     if config.trainable is not None:  # absent otherwise, as in studies made before it
         out["trainable"] = config.trainable
     out["search_space"] = {
-        name: {k: v for k, v in spec.items() if k != "grid"}
+        # A fixed false or null is left out, as studies made before it was kept have it.
+        name: {k: v for k, v in spec.items() if k != "grid" and v not in (None, False)}
         for name, spec in data["search_space"].items()
     }
     return out

@@ -9,9 +9,9 @@ from typing import Any
 import optuna
 import torch
 
-from pipeline import checkpoints
+from pipeline import checkpoints, winner
 from pipeline.config import ConfigError, TaskConfig
-from pipeline.errors import NoResult
+from pipeline.errors import NoResult, UsageError
 from pipeline.tasks import Splits, resolve_task
 from pipeline.train import evaluate, fit
 from pipeline.trials import Attr, best_trial
@@ -45,6 +45,8 @@ def run(
     artifact_id = checkpoints.live_checkpoint(best, store)
     assert artifact_id is not None
     ckpt = checkpoints.load(store, artifact_id)
+    if not (isinstance(ckpt, dict) and "task" in ckpt):  # a trainable's own checkpoint
+        return _run_trainable(study, best, artifact_id, ckpt, retrain_seeds, device)
     try:
         task = resolve_task(TaskConfig(ckpt["task"], ckpt["task_options"]))
     except ConfigError as exc:
@@ -73,6 +75,23 @@ def run(
             "test_accuracy_std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
             "test_accuracies": scores,
         }
+    study.set_user_attr("final_evaluation", result)
+    return result
+
+
+def _run_trainable(
+    study: optuna.Study,
+    best: optuna.trial.FrozenTrial,
+    artifact_id: str,
+    saved: Any,
+    retrain_seeds: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    if retrain_seeds:
+        raise UsageError("--retrain-seeds retrains a task's model; a trainable retrains itself")
+    model, config = winner.rebuild_trainable(study, best, saved)
+    result = {"trial": best.number, "checkpoint": artifact_id}
+    result |= winner.test_trainable(study, model, config, device)
     study.set_user_attr("final_evaluation", result)
     return result
 

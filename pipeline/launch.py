@@ -280,10 +280,16 @@ def _final_evaluation(
     except NoResult as exc:
         print(f"(no final evaluation: {exc})", file=out)
         return
+    scores = ", ".join(
+        f"{name.replace('_', ' ')} {value:.4f}"
+        for name, value in result.items()
+        if name.startswith("test_")
+    )
     print(
         f"Checkpoint of trial #{result['trial']} reloaded from "
-        f"{checkpoints.artifact_dir(config)} on {device}: test accuracy "
-        f"{result['test_accuracy']:.4f} (stored as the study's final_evaluation)",
+        f"{checkpoints.artifact_dir(config)} on {device}: "
+        f"{scores or 'no test: function in the study file to score it'} "
+        "(stored as the study's final_evaluation)",
         file=out,
         flush=True,
     )

@@ -32,13 +32,21 @@ def load(config: StudyConfig, key: str) -> Callable[..., Any] | None:
         ConfigError: naming ``key``, in one line.
     """
     target = getattr(config, key)
-    if target is None:
-        return None
+    return None if target is None else function(target, key)
+
+
+def function(target: str, key: str) -> Callable[..., Any]:
+    """``package.module:function`` imported and checked against the signature of
+    ``key`` (trainable, model or test).
+
+    Raises:
+        ConfigError: naming ``key``, in one line.
+    """
     names = SIGNATURES[key]
     expected = f"package.module:function taking ({', '.join(names)})"
-    function = import_function(target, key, expected)
-    check_arity(function, target, key, names)
-    return function
+    found = import_function(target, key, expected)
+    check_arity(found, target, key, names)
+    return found
 
 
 def check(config: StudyConfig) -> None:
@@ -51,4 +59,4 @@ def check(config: StudyConfig) -> None:
         load(config, key)
 
 
-__all__ = ["SIGNATURES", "check", "load"]
+__all__ = ["SIGNATURES", "check", "function", "load"]

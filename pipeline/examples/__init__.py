@@ -1,0 +1,1 @@
+"""Examples shipped with the package, each with a study file under ``studies/``."""
