@@ -1,0 +1,62 @@
+"""Trainables that live outside the package, as a user's would: a real (tiny) PyTorch
+loop that checkpoints every epoch, and the mistakes a user makes."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline.session import Session
+
+
+def fit_line(config: Mapping[str, Any], session: Session) -> None:
+    """Fit y = 3x - 1 with SGD; resume from the latest checkpoint; optionally sleep per
+    epoch (so a test can kill the worker mid-trial) and fail after some epoch."""
+    g = torch.Generator().manual_seed(session.seed)
+    x = torch.randn(256, 1, generator=g)
+    y = 3 * x - 1 + 0.1 * torch.randn(256, 1, generator=g)
+    model = nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config["lr"])
+    start = 0
+    state = session.restore()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["epoch"]
+    for epoch in range(start + 1, session.max_epochs + 1):
+        loss = nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            mse = nn.functional.mse_loss(model(x), y).item()
+        session.report(epoch, mse=mse, train_loss=loss.item(), pid=os.getpid())
+        session.checkpoint(
+            {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict()}
+        )
+        if config.get("fail_after") == epoch and state is None:
+            raise RuntimeError(f"lost the GPU after epoch {epoch}")
+        time.sleep(config.get("sleep", 0.0))
+
+
+def never_reports(config: Mapping[str, Any], session: Session) -> float:
+    return 0.5  # as a plain Optuna objective would: the pipeline needs session.report
+
+
+def wrong_metric(config: Mapping[str, Any], session: Session) -> None:
+    session.report(1, loss=0.5, accuracy=0.9)
+
+
+def raises(config: Mapping[str, Any], session: Session) -> None:
+    data: dict[str, int] = {}
+    session.report(1, mse=1.0)
+    print(data["missing"])
+
+
+def one_argument(config: Mapping[str, Any]) -> None:
+    pass
