@@ -1,22 +1,22 @@
-"""The study-file schema: typed dataclasses, a strict converter and its error messages.
+"""The study-file schema: typed dataclasses and the checks of their values.
 
-A study file is data. :mod:`pipeline.study_file` reads it; the one generic, strict
-converter here turns it into the frozen dataclasses below: an unknown key, a value of the
-wrong type or an impossible value ends in a :class:`ConfigError` whose one-line message
-names the dotted key and what was expected. This module is a leaf: it imports nothing
-from the package, nor torch or optuna, so anything may import it.
+A study file is data. :mod:`pipeline.study_file` reads it; :mod:`pipeline.strict` turns
+it into the frozen dataclasses below, and the checks here refuse impossible values: each
+mistake is a :class:`ConfigError` whose one-line message names the dotted key and what
+was expected. Apart from :mod:`pipeline.strict`, this module imports nothing from the
+package, nor torch or optuna, so anything may import it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import math
 import os
-import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal
+
+from pipeline import strict
+from pipeline.strict import ConfigError
 
 DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
 
@@ -32,25 +32,6 @@ KNOWN_DIRECTIONS: dict[str, str] = {
     "val_r2": "maximize",
 }
 MAX_STUDY_NAME = 512  # Optuna's RDB schema: studies.study_name is VARCHAR(512)
-
-
-class ConfigError(ValueError):
-    """A mistake in a study file or an override, phrased for the user who has to fix it.
-
-    Validators raise it with the dotted ``key`` and the ``message``; whoever read the file
-    attaches its name with :meth:`located`, so no validator needs to know the source.
-    """
-
-    def __init__(self, key: str, message: str, source: str = "") -> None:
-        self.key = key
-        self.message = message
-        self.source = source
-        where = "".join(f"{part}: " for part in (source, key) if part)
-        super().__init__(where + message)
-
-    def located(self, source: str) -> ConfigError:
-        """The same error, naming ``source`` (a file or a flag) unless it names one."""
-        return self if self.source else ConfigError(self.key, self.message, source)
 
 
 @dataclass(frozen=True)
@@ -158,7 +139,7 @@ def convert(raw: Mapping[str, Any]) -> StudyConfig:
             name: spec if isinstance(spec, dict) else {"type": "fixed", "value": spec}
             for name, spec in raw["search_space"].items()
         }
-    config: StudyConfig = _convert(StudyConfig, raw, "")
+    config: StudyConfig = strict.convert(StudyConfig, raw, "")
     check_values(config)
     return dataclasses.replace(config, direction=_direction(config))
 
@@ -176,110 +157,6 @@ def _direction(config: StudyConfig) -> Literal["minimize", "maximize"]:
     if known is not None and config.direction != known:
         raise ConfigError("direction", f"{config.metric} is {known}d; use direction: {known}")
     return config.direction
-
-
-# --- generic strict conversion -------------------------------------------------------
-
-
-def _type_name(tp: Any) -> str:
-    origin = get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    if origin in (Union, types.UnionType):
-        names = [_type_name(a) for a in get_args(tp) if a is not type(None)]
-        optional = type(None) in get_args(tp)
-        return " or ".join(names) + (" or null" if optional else "")
-    if origin is dict or tp is dict:
-        return "a mapping"
-    if origin is list or tp is list:
-        return "a list"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
-        tp, str(tp)
-    )
-
-
-def _convert(tp: Any, value: Any, key: str) -> Any:
-    """Check ``value`` against the type ``tp`` and build dataclasses; raise ConfigError."""
-    if tp is Any:
-        return value
-    origin = get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(arg, value, key)
-            except ConfigError:
-                continue
-        raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
-    if origin is Literal:
-        if value in get_args(tp):
-            return value
-        raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(key, f"expected a mapping, got {value!r}")
-        return _build_dataclass(tp, value, key)
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(key, f"expected a mapping, got {value!r}")
-        _, value_tp = get_args(tp) or (str, Any)
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ConfigError(key, f"keys must be strings, got {k!r}")
-            out[k] = _convert(value_tp, v, _join(key, k))
-        return out
-    if origin is list or tp is list:
-        if not isinstance(value, list):
-            raise ConfigError(key, f"expected a list, got {value!r}")
-        (item_tp,) = get_args(tp) or (Any,)
-        return [_convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
-    if tp is float:
-        number: float | None = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str):  # YAML reads "1e-4" (no dot) as a string
-            with contextlib.suppress(ValueError):
-                number = float(value)
-        if number is not None:
-            if not math.isfinite(number):  # .nan or .inf would never end a wait
-                raise ConfigError(key, f"expected a finite number, got {value!r}")
-            return number
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp in (str, bool):
-        if isinstance(value, tp):
-            return value
-    else:  # pragma: no cover - a schema bug, not a user mistake
-        raise TypeError(f"unsupported schema type {tp!r}")
-    raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
-
-
-def _build_dataclass(cls: Any, data: dict[str, Any], key: str) -> Any:
-    hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
-    for name in data:
-        if name not in fields:
-            expected = ", ".join(fields)
-            raise ConfigError(_join(key, str(name)), f"unknown key; expected one of: {expected}")
-    kwargs = {}
-    for name, f in fields.items():
-        if name in data:
-            kwargs[name] = _convert(hints[name], data[name], _join(key, name))
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(_join(key, name), "required key is missing")
-    return cls(**kwargs)
-
-
-def _join(key: str, name: str) -> str:
-    return f"{key}.{name}" if key else name
 
 
 # --- checks that need more than types ------------------------------------------------

@@ -12,8 +12,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from pipeline.best import best_record
 from pipeline.errors import NoResult
-from pipeline.trials import FINISHED, best_trial, state_counts
+from pipeline.trials import FINISHED, state_counts
 
 
 def _learning_curves(study: optuna.Study) -> Any:
@@ -118,20 +119,20 @@ def summary_markdown(study: optuna.Study, evaluation: dict[str, Any] | None) -> 
             f"Pruning stopped {len(pruned)} trials early, saving {saved} of "
             f"{total + saved} epochs ({100 * saved / (total + saved):.0f}%)."
         )
-    best = best_trial(study)
-    if best is not None:
-        lines += ["", f"## Best trial: #{best.number}", "", "| parameter | value |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in best.params.items()]
-        attrs = best.user_attrs
+    record = best_record(study)
+    if record is not None:
+        lines += [
+            "",
+            f"## Best trial: #{record['trial']}",
+            "",
+            "| parameter | value |",
+            "|---|---|",
+        ]
+        lines += [f"| {k} | {v} |" for k, v in record["params"].items()]
         lines += ["", "| metric | value |", "|---|---|"]
-        for key in ("val_loss", "val_accuracy", "test_loss", "test_accuracy", "epochs"):
-            if key in attrs:
-                value = attrs[key]
-                lines.append(
-                    f"| {key} | {value:.4f} |"
-                    if isinstance(value, float)
-                    else f"| {key} | {value} |"
-                )
+        for key, value in {**record["metrics"], **record["test"]}.items():
+            lines.append(f"| {key} | {value:.4f} |")
+        lines.append(f"| epochs | {record['epochs']} |")
     lines += _evaluation_lines(evaluation) + _provenance_lines(study)
     return "\n".join(lines) + "\n"
 
@@ -139,12 +140,14 @@ def summary_markdown(study: optuna.Study, evaluation: dict[str, Any] | None) -> 
 def _evaluation_lines(evaluation: dict[str, Any] | None) -> list[str]:
     if not evaluation:
         return []
+    scores = ", ".join(
+        f"{k.removeprefix('test_')} {v:.4f}" for k, v in evaluation.items() if k.startswith("test_")
+    )
     lines = [
         "",
         "## Final evaluation",
         "",
-        f"Checkpoint of trial #{evaluation['trial']} on the test split: "
-        f"accuracy {evaluation['test_accuracy']:.4f}, loss {evaluation['test_loss']:.4f}.",
+        f"Checkpoint of trial #{evaluation['trial']} on the test split: {scores or 'not scored'}.",
     ]
     retrained = evaluation.get("retrained")
     if retrained:
