@@ -98,8 +98,9 @@ class Session:
         """
         values = self._check_report(epoch, metrics)
         row = {"epoch": epoch, "trial": self.trial_number, **values}
+        # The history is written with each checkpoint and when the trial ends, not per
+        # epoch: an epoch costs the storage one write (the report) and one read (prune).
         self.history.append(row)
-        self.trial.set_user_attr(Attr.HISTORY, self.history)
         value = values[self.metric]
         diverged = [k for k, v in values.items() if not math.isfinite(v) and k.endswith("loss")]
         if not math.isfinite(value) or diverged:
@@ -167,6 +168,7 @@ class Session:
             self._checkpoint_failed(exc)
             return
         previous, self.resume_id = self.resume_id, new_id
+        self.trial.set_user_attr(Attr.HISTORY, self.history)  # what a retry carries over
         self.trial.set_user_attr(Attr.RESUME, {"artifact": new_id, "epoch": epoch})
         if previous is not None:
             remove_quietly(self.store, previous)
@@ -204,8 +206,6 @@ class Session:
                 self.trial.report(value, step)
         rows = attempt.user_attrs.get(Attr.HISTORY) or []
         self.history = [dict(row) for row in rows if row.get("epoch", epoch + 1) <= epoch]
-        if self.history:
-            self.trial.set_user_attr(Attr.HISTORY, self.history)
 
     def record(self, **values: float) -> None:
         """Store values that belong to the trial, not to an epoch (test metrics)."""
@@ -233,6 +233,7 @@ class Session:
         self.trial.set_user_attr(Attr.COMPUTE_SECONDS, round(seconds, 4))
         if self.last is None:
             return
+        self.trial.set_user_attr(Attr.HISTORY, self.history)
         for name, value in self.last.items():
             if name == "epoch":
                 self.trial.set_user_attr(Attr.EPOCHS, value)
