@@ -73,3 +73,15 @@ def describe(values: list[float], fmt: str = "{:.3f}") -> str:
         f"{fmt.format(statistics.median(values))} "
         f"(min {fmt.format(min(values))}, max {fmt.format(max(values))}, n={len(values)})"
     )
+
+
+NOTES_MARKER = "<!-- Written by hand below this line; `make bench` keeps it. -->"
+
+
+def write_results(path: Path, text: str, append: bool = False) -> None:
+    """Write (or append) generated tables to a results file, above the hand-written
+    notes that follow :data:`NOTES_MARKER`, which a rerun keeps."""
+    old = path.read_text() if path.exists() else ""
+    generated, marker, notes = old.partition(NOTES_MARKER)
+    generated = (generated.rstrip("\n") + "\n" + text) if append else text
+    path.write_text(generated.rstrip("\n") + "\n\n" + marker + notes if marker else generated)

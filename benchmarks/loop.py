@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import write_results
 from tutorial_task import build_model, load_data, make_optimizer, train_epoch, validate
 
 from pipeline.train import fit, warm_up
@@ -81,8 +82,8 @@ def main() -> None:
         rows.append(line)
         print(f"  batch {bs:4d}: {line}", flush=True)
     if args.markdown:
-        with Path(args.markdown).open("a") as out:
-            out.write("\n## Training-step cost\n\n" + title + ".\n\n" + "\n".join(rows) + "\n")
+        table = "\n## Training-step cost\n\n" + title + ".\n\n" + "\n".join(rows) + "\n"
+        write_results(Path(args.markdown), table, append=True)
 
 
 if __name__ == "__main__":

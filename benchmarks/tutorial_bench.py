@@ -39,6 +39,7 @@ from typing import Any
 import optuna
 import torch
 import yaml
+from common import write_results
 from tutorial_task import (
     CONCURRENT,
     MAX_EPOCHS,
@@ -358,7 +359,7 @@ def main() -> None:
     print()
     print(text)
     if args.markdown:
-        Path(args.markdown).write_text(text)
+        write_results(Path(args.markdown), text)
 
 
 if __name__ == "__main__":

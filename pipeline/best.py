@@ -74,7 +74,9 @@ def format_best(record: dict[str, Any]) -> str:
     params = "\n".join(f"    {name}: {value}" for name, value in record["params"].items())
 
     def num(value: Any) -> str:
-        return "n/a" if value is None else f"{value:.4f}"
+        if value is None:
+            return "n/a"
+        return str(int(value)) if float(value).is_integer() and abs(value) >= 1 else f"{value:.4f}"
 
     lines = [f"Best trial #{record['trial']} of study {record['study']!r}:", f"  config:\n{params}"]
     for name, value in {**record["metrics"], **record["test"]}.items():
