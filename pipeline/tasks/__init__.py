@@ -130,8 +130,13 @@ def load_plugin(target: str, key: str, expected: str) -> Any:
     factory = import_function(target, key, expected)
     required = required_arguments(factory)
     if required:
+        hint = (
+            f"; a training function(config, session) is named with trainable: {target}"
+            if len(required) == 2 and key == "task.name"
+            else ""
+        )
         raise ConfigError(
-            key, f"{target} must take no arguments; it requires {', '.join(required)}"
+            key, f"{target} must take no arguments; it requires {', '.join(required)}{hint}"
         )
     try:
         return factory()
