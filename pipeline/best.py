@@ -26,6 +26,9 @@ def best_record(study: optuna.Study) -> dict[str, Any] | None:
         "val_accuracy": attrs.get("val_accuracy"),
         "test_accuracy": attrs.get("test_accuracy"),
         "test_loss": attrs.get("test_loss"),
+        "val_r2": attrs.get("val_r2"),  # regression tasks
+        "test_r2": attrs.get("test_r2"),
+        "test_rmse": attrs.get("test_rmse"),
         "epochs": attrs.get("epochs"),
         "checkpoint_error": attrs.get("checkpoint_error"),
     }
@@ -55,14 +58,28 @@ def format_best(record: dict[str, Any]) -> str:
     def num(value: Any) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
+    regression = record.get("val_r2") is not None or record.get("test_r2") is not None
+    shown = _REGRESSION_LINES if regression else _CLASSIFICATION_LINES
+    metrics = "".join(f"  {label + ':':<21}{num(record.get(key))}\n" for key, label in shown)
     return (
         f"Best trial #{record['trial']} of study {record['study']!r}:\n"
         f"  config:\n{params}\n"
-        f"  validation loss:     {num(record['val_loss'])}\n"
-        f"  validation accuracy: {num(record['val_accuracy'])}\n"
-        f"  test accuracy:       {num(record['test_accuracy'])}\n"
+        f"{metrics}"
         f"  epochs trained:      {record['epochs']}" + _checkpoint_line(record)
     )
+
+
+_CLASSIFICATION_LINES = (
+    ("val_loss", "validation loss"),
+    ("val_accuracy", "validation accuracy"),
+    ("test_accuracy", "test accuracy"),
+)
+_REGRESSION_LINES = (
+    ("val_loss", "validation loss"),
+    ("val_r2", "validation r2"),
+    ("test_r2", "test r2"),
+    ("test_rmse", "test rmse"),
+)
 
 
 def _checkpoint_line(record: dict[str, Any]) -> str:

@@ -280,10 +280,11 @@ def _final_evaluation(
     except NoResult as exc:
         print(f"(no final evaluation: {exc})", file=out)
         return
+    score = "accuracy" if "test_accuracy" in result else "r2"
     print(
         f"Checkpoint of trial #{result['trial']} reloaded from "
-        f"{checkpoints.artifact_dir(config)} on {device}: test accuracy "
-        f"{result['test_accuracy']:.4f} (stored as the study's final_evaluation)",
+        f"{checkpoints.artifact_dir(config)} on {device}: test {score} "
+        f"{result[f'test_{score}']:.4f} (stored as the study's final_evaluation)",
         file=out,
         flush=True,
     )

@@ -149,7 +149,7 @@ class Objective:
         if problem is not None:
             raise ModelTooLarge(problem)
         model = self.task.build_model(hp, s).to(self.device)
-        if plan.channels_last and s.train_x.dim() == 4:
+        if plan.channels_last and s.train.x is not None and s.train.x.dim() == 4:
             model = model.to(memory_format=torch.channels_last)
         augment = self.task.augment if hp.get("augment") else None
         autocast = torch.bfloat16 if plan.precision == "bf16" else None
@@ -158,10 +158,9 @@ class Objective:
         try:
             fit(
                 model,
-                s.train_x,
-                s.train_y,
-                s.val_x,
-                s.val_y,
+                self.task,
+                s.train,
+                s.val,
                 hp,
                 plan.max_epochs,
                 generator,
@@ -170,22 +169,19 @@ class Objective:
                 autocast=autocast,
             )
             started = time.perf_counter()
-            test_loss, test_acc = evaluate(model, s.test_x, s.test_y, autocast)
+            workers = int(hp["loader_workers"])
+            scores = evaluate(model, self.task, s.test, autocast, loader_workers=workers)
+            test = {f"test_{name}": value for name, value in scores.items()}
             progress.compute += time.perf_counter() - started
         finally:
             self._store_progress(trial, progress)
-        trial.set_user_attr(Attr.TEST_LOSS, test_loss)
-        trial.set_user_attr(Attr.TEST_ACCURACY, test_acc)
+        for key, value in test.items():
+            trial.set_user_attr(key, value)
         last = progress.last
         assert last is not None
         if self.store is not None:
-            metrics = {
-                Attr.VAL_LOSS: last.val_loss,
-                Attr.VAL_ACCURACY: last.val_accuracy,
-                Attr.TEST_LOSS: test_loss,
-                Attr.TEST_ACCURACY: test_acc,
-            }
-            self._checkpoint(trial, hp, model, metrics)
+            val = {k: v for k, v in last.metrics.items() if k.startswith("val_")}
+            self._checkpoint(trial, hp, model, {**val, **test})
         return self._metric(last)
 
     def _checkpoint(
@@ -224,8 +220,9 @@ class Objective:
         if not result.finite:
             trial.set_user_attr(
                 Attr.PRUNED_REASON,
-                f"non-finite loss at epoch {result.epoch} (train {result.train_loss}, "
-                f"val {result.val_loss}); lower lr or change the optimizer",
+                f"non-finite loss at epoch {result.epoch} (train "
+                f"{result.metrics['train_loss']}, val {result.metrics['val_loss']}); "
+                "lower lr or change the optimizer",
             )
             raise optuna.TrialPruned(f"loss diverged at epoch {result.epoch}")
         trial.report(self._metric(result), result.epoch)
@@ -239,14 +236,15 @@ class Objective:
         last = progress.last
         if last is not None:
             if last.finite:
-                trial.set_user_attr(Attr.VAL_LOSS, last.val_loss)
-                trial.set_user_attr(Attr.VAL_ACCURACY, last.val_accuracy)
+                for key, value in last.metrics.items():
+                    if key.startswith("val_"):
+                        trial.set_user_attr(key, value)
             trial.set_user_attr(Attr.EPOCHS, last.epoch)
         trial.set_user_attr(Attr.COMPUTE_SECONDS, round(progress.compute, 4))
         trial.set_user_attr(Attr.WORKER, self.worker)
 
     def _metric(self, result: EpochResult) -> float:
-        value = result.val_loss if self.plan.metric == "val_loss" else result.val_accuracy
+        value = result.metrics[self.plan.metric]
         return float(value) if math.isfinite(value) else math.inf
 
 

@@ -139,18 +139,19 @@ def summary_markdown(study: optuna.Study, evaluation: dict[str, Any] | None) -> 
 def _evaluation_lines(evaluation: dict[str, Any] | None) -> list[str]:
     if not evaluation:
         return []
+    score = "accuracy" if "test_accuracy" in evaluation else "r2"
     lines = [
         "",
         "## Final evaluation",
         "",
         f"Checkpoint of trial #{evaluation['trial']} on the test split: "
-        f"accuracy {evaluation['test_accuracy']:.4f}, loss {evaluation['test_loss']:.4f}.",
+        f"{score} {evaluation[f'test_{score}']:.4f}, loss {evaluation['test_loss']:.4f}.",
     ]
     retrained = evaluation.get("retrained")
     if retrained:
         lines.append(
-            f"Retrained on train + validation with {retrained['seeds']} seeds: test accuracy "
-            f"{retrained['test_accuracy_mean']:.4f} ± {retrained['test_accuracy_std']:.4f}."
+            f"Retrained on train + validation with {retrained['seeds']} seeds: test {score} "
+            f"{retrained[f'test_{score}_mean']:.4f} ± {retrained[f'test_{score}_std']:.4f}."
         )
     return lines
 
