@@ -57,11 +57,14 @@ def make_scheduler(
     total = max(epochs * steps_per_epoch, 1)
     warmup = min(int(hp["warmup_epochs"]) * steps_per_epoch, total)
     if name == "onecycle":
+        pct_start = ONECYCLE_PCT_START
+        if warmup and total >= 3:  # both phases need two steps' room, or torch divides by 0
+            pct_start = min(max(warmup, 2), total - 1) / total
         return OneCycleLR(
             optimizer,
             max_lr=[group["lr"] for group in optimizer.param_groups],
             total_steps=total,
-            pct_start=warmup / total if warmup else ONECYCLE_PCT_START,
+            pct_start=pct_start,
             cycle_momentum=_has_momentum(optimizer),
         )
     if name == "none" and warmup == 0:
