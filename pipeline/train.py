@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
 from pipeline.metrics import KIND_METRICS, align, meter_for
@@ -202,6 +203,24 @@ def evaluate(
     return _score(model, task, batches, device, autocast)
 
 
+def _step(
+    model: nn.Module,
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler | None,
+    clip: float,
+) -> None:
+    """One optimizer step on ``loss``: gradients (clipped to norm ``clip`` when it is
+    above 0), the update, then the schedule's per-batch step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+
+
 def fit(
     model: nn.Module,
     task: Task,
@@ -252,13 +271,7 @@ def fit(
             with _autocast(device, autocast):
                 out = model_outputs(task, model(xb))
             loss = loss_fn(out.float(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
+            _step(model, loss, optimizer, scheduler, clip)
             loss_sum += loss.detach() * len(yb)
         metrics = {"train_loss": loss_sum.item() / max(n, 1)}
         if math.isfinite(metrics["train_loss"]):
