@@ -26,10 +26,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.tasks.vision import CIFAR10_MEAN, CIFAR10_STD, TutorialNet
+from pipeline.tasks import Split
+from pipeline.tasks.vision import CIFAR10_MEAN, CIFAR10_STD, TutorialNet, cifar10
 from pipeline.train import fit
 
 WARMUP_STEPS = 20
+TASK = cifar10()  # classification: the loop's loss and metrics
 
 
 def _images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,10 +56,12 @@ def _pipeline(batch: int, steps: int, device: torch.device) -> tuple[float, int]
     g = torch.Generator(device=device).manual_seed(0)
     model = TutorialNet(3, 32, 64, 32, 10).to(device)
     # Warm-up epoch of WARMUP_STEPS batches, then the timed epoch.
-    fit(model, x[: batch * WARMUP_STEPS], y[: batch * WARMUP_STEPS], val_x, val_y, hp, 1, g)
+    warm = Split(x[: batch * WARMUP_STEPS], y[: batch * WARMUP_STEPS])
+    fit(model, TASK, warm, Split(val_x, val_y), hp, 1, g)
     torch.cuda.synchronize(device) if device.type == "cuda" else None
     started = time.perf_counter()
-    fit(model, x[batch * WARMUP_STEPS :], y[batch * WARMUP_STEPS :], val_x, val_y, hp, 1, g)
+    timed = Split(x[batch * WARMUP_STEPS :], y[batch * WARMUP_STEPS :])
+    fit(model, TASK, timed, Split(val_x, val_y), hp, 1, g)
     torch.cuda.synchronize(device) if device.type == "cuda" else None
     return time.perf_counter() - started, batch * steps
 

@@ -22,6 +22,7 @@ import torch
 from common import write_results
 from tutorial_task import build_model, load_data, make_optimizer, train_epoch, validate
 
+from pipeline.tasks.mnist1d import mnist1d
 from pipeline.train import fit, warm_up
 
 
@@ -35,6 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     splits = load_data()
+    task = mnist1d()
     warm_up()
     title = (
         f"Training loop vs bare PyTorch loop, tutorial network on MNIST-1D "
@@ -57,16 +59,7 @@ def main() -> None:
                 generator = torch.Generator().manual_seed(rep)
                 started = time.perf_counter()
                 if which == "ours":
-                    fit(
-                        model,
-                        splits.train_x,
-                        splits.train_y,
-                        splits.val_x,
-                        splits.val_y,
-                        hp,
-                        args.epochs,
-                        generator,
-                    )
+                    fit(model, task, splits.train, splits.val, hp, args.epochs, generator)
                     ours.append(time.perf_counter() - started)
                 else:
                     optimizer = make_optimizer(config, model)

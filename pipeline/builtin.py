@@ -63,7 +63,7 @@ class TaskTrainable:
         if problem is not None:
             raise ModelTooLarge(problem)
         model = self.task.build_model(hp, s).to(device)
-        if self.channels_last and s.train_x.dim() == 4:
+        if self.channels_last and s.train.x is not None and s.train.x.dim() == 4:
             model = model.to(memory_format=torch.channels_last)
         augment = self.task.augment if hp.get("augment") else None
         generator = torch.Generator(device=device).manual_seed(session.seed)
@@ -71,19 +71,13 @@ class TaskTrainable:
 
         def on_epoch(result: EpochResult) -> None:
             session.compute_seconds = (session.compute_seconds or 0.0) + result.compute_seconds
-            session.report(
-                result.epoch,
-                train_loss=result.train_loss,
-                val_loss=result.val_loss,
-                val_accuracy=result.val_accuracy,
-            )
+            session.report(result.epoch, **result.metrics)
 
         fit(
             model,
-            s.train_x,
-            s.train_y,
-            s.val_x,
-            s.val_y,
+            self.task,
+            s.train,
+            s.val,
             hp,
             session.max_epochs,
             generator,
@@ -92,9 +86,11 @@ class TaskTrainable:
             autocast=self.autocast,
         )
         started = time.perf_counter()
-        test_loss, test_accuracy = evaluate(model, s.test_x, s.test_y, self.autocast)
+        workers = int(hp["loader_workers"])
+        scores = evaluate(model, self.task, s.test, self.autocast, loader_workers=workers)
+        test = {f"test_{name}": value for name, value in scores.items()}
         session.compute_seconds += time.perf_counter() - started
-        session.record(test_loss=test_loss, test_accuracy=test_accuracy)
+        session.record(**test)
         if self.save:
             last = session.last or {}
             metrics = {k: v for k, v in last.items() if k not in ("epoch", "trial")}
@@ -103,7 +99,7 @@ class TaskTrainable:
                     "task": self.task.name,
                     "task_options": self.task_options,
                     "hyperparameters": hp,
-                    "metrics": {**metrics, "test_loss": test_loss, "test_accuracy": test_accuracy},
+                    "metrics": {**metrics, **test},
                     "trial": session.trial_number,
                     "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 }

@@ -18,7 +18,8 @@ from typing import Any
 
 from pipeline.config import ConfigError, ParamSpec
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULERS = ("none", "cosine", "onecycle", "step")
 
 # The hyperparameters the training loop reads, with their defaults. Tasks may override
 # the defaults (Task.training_defaults) and study files may search any of them.
@@ -28,6 +29,14 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "momentum": 0.9,
     "weight_decay": 0.0,
     "batch_size": 32,
+    "nesterov": False,  # sgd only; needs momentum above 0
+    "scheduler": "none",  # stepped per batch: none, cosine, onecycle or step
+    "warmup_epochs": 0,  # linear warm-up before the schedule; 0 = none
+    "step_size": 10,  # scheduler step: epochs between lr drops ...
+    "gamma": 0.1,  # ... each multiplying the lr by gamma
+    "label_smoothing": 0.0,  # classification only
+    "grad_clip": 0.0,  # max norm of all gradients together; 0 = no clipping
+    "loader_workers": 0,  # DataLoader processes, for tasks whose splits are Datasets
 }
 
 
@@ -47,7 +56,66 @@ LOOP_RULES: dict[str, Rule] = {
     "momentum": lambda v: None if _number(v) and 0 <= v <= 1 else "expected a number in 0..1",
     "weight_decay": lambda v: None if _number(v) and v >= 0 else "expected 0 or a positive number",
     "batch_size": lambda v: None if _whole(v) and v >= 1 else "expected a whole number, 1 or more",
+    "nesterov": lambda v: None if isinstance(v, bool) else "expected true or false",
+    "scheduler": lambda v: None if v in SCHEDULERS else f"expected one of {', '.join(SCHEDULERS)}",
+    "warmup_epochs": lambda v: (
+        None if _whole(v) and v >= 0 else "expected a whole number, 0 or more"
+    ),
+    "step_size": lambda v: None if _whole(v) and v >= 1 else "expected a whole number, 1 or more",
+    "gamma": lambda v: (
+        None if _number(v) and 0 < v <= 1 else "expected a number above 0, at most 1"
+    ),
+    "label_smoothing": lambda v: (
+        None if _number(v) and 0 <= v <= 1 else "expected a number in 0..1"
+    ),
+    "grad_clip": lambda v: (
+        None if _number(v) and v >= 0 else "expected 0 (off) or a positive number"
+    ),
+    "loader_workers": lambda v: (
+        None if _whole(v) and v >= 0 else "expected a whole number, 0 or more"
+    ),
 }
+
+
+def check_combinations(space: Mapping[str, ParamSpec], known: Mapping[str, Any], kind: str) -> None:
+    """Refuse loop settings that no trial could use together: Nesterov momentum with
+    sgd and a momentum fixed at 0, or label smoothing in a regression task. Where only
+    some sampled values clash, the trial fails with torch's message instead.
+
+    Args:
+        known: Every hyperparameter's default (loop, then task).
+        kind: The task's kind.
+
+    Raises:
+        ConfigError: naming the search-space entry to change.
+    """
+    fixed = {name: _only_value(name, space, known) for name in ("optimizer", "nesterov")}
+    if fixed == {"optimizer": "sgd", "nesterov": True} and _only_value(
+        "momentum", space, known
+    ) in (0, 0.0):
+        key = "search_space.nesterov" if "nesterov" in space else "search_space.momentum"
+        raise ConfigError(key, "nesterov needs momentum above 0; set momentum or nesterov: false")
+    if kind == "regression" and _only_value("label_smoothing", space, known) != 0:
+        raise ConfigError(
+            "search_space.label_smoothing", "applies to classification; this task is regression"
+        )
+
+
+_VARIES = object()
+
+
+def _only_value(name: str, space: Mapping[str, ParamSpec], known: Mapping[str, Any]) -> Any:
+    """The one value ``name`` takes in every trial, or a marker when it can vary."""
+    spec = space.get(name)
+    if spec is None:
+        return known.get(name)
+    if spec.when:
+        return _VARIES
+    if spec.type == "fixed":
+        return spec.value
+    if spec.type == "categorical" and len(spec.choices or []) == 1:
+        return (spec.choices or [None])[0]
+    return _VARIES
 
 
 def type_problem(value: Any, default: Any) -> str | None:
@@ -146,7 +214,9 @@ def _plain_types(annotation: Any) -> tuple[type, ...] | None:
 __all__ = [
     "LOOP_RULES",
     "OPTIMIZERS",
+    "SCHEDULERS",
     "TRAINING_DEFAULTS",
+    "check_combinations",
     "check_options",
     "check_spec",
     "rule_for",

@@ -151,9 +151,10 @@ def _evaluation_lines(evaluation: dict[str, Any] | None) -> list[str]:
     ]
     retrained = evaluation.get("retrained")
     if retrained:
+        score = "accuracy" if "test_accuracy_mean" in retrained else "r2"
         lines.append(
-            f"Retrained on train + validation with {retrained['seeds']} seeds: test accuracy "
-            f"{retrained['test_accuracy_mean']:.4f} ± {retrained['test_accuracy_std']:.4f}."
+            f"Retrained on train + validation with {retrained['seeds']} seeds: test {score} "
+            f"{retrained[f'test_{score}_mean']:.4f} ± {retrained[f'test_{score}_std']:.4f}."
         )
     return lines
 

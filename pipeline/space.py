@@ -145,16 +145,17 @@ def check_space(space: Mapping[str, ParamSpec], task: Task | None) -> None:
     if not any(spec.type != "fixed" for spec in space.values()):
         raise ConfigError("search_space", "must have at least one parameter to search")
     seen: dict[str, ParamSpec] = {}
+    known: dict[str, Any] = {}
+    if task is not None:
+        known = {**TRAINING_DEFAULTS, **task.training_defaults, **task.hyperparameters}
     for name, spec in space.items():
         key = f"search_space.{name}"
-        if task is not None:
-            known = {**TRAINING_DEFAULTS, **task.training_defaults, **task.hyperparameters}
-            if name not in known:
-                raise ConfigError(
-                    key,
-                    f"unknown hyperparameter for task {task.name}; expected one of: "
-                    + ", ".join(sorted(known)),
-                )
+        if task is not None and name not in known:
+            raise ConfigError(
+                key,
+                f"unknown hyperparameter for task {task.name}; expected one of: "
+                + ", ".join(sorted(known)),
+            )
         try:
             to_distribution(spec)
         except ValueError as exc:
@@ -169,6 +170,8 @@ def check_space(space: Mapping[str, ParamSpec], task: Task | None) -> None:
         for parent, wanted in (spec.when or {}).items():
             _check_condition(seen, parent, wanted, f"{key}.when.{parent}")
         seen[name] = spec
+    if task is not None:
+        params.check_combinations(space, known, task.kind)
 
 
 def check_enqueued(points: list[dict[str, Any]], space: Mapping[str, ParamSpec]) -> None:

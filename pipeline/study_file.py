@@ -178,6 +178,12 @@ def check_components(config: StudyConfig) -> None:
     if config.task is not None:
         task = tasks.resolve_task(config.task)
         space.check_space(config.search_space, task)
+        if config.metric not in task.metric_names():
+            raise ConfigError(
+                "metric",
+                f"task {task.name} reports {', '.join(task.metric_names())}; "
+                f"{config.metric!r} is not one of them",
+            )
     else:
         trainables.check(config)
         space.check_space(config.search_space, None)

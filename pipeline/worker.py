@@ -28,7 +28,7 @@ from pipeline.objective import Objective, Trainable, TrialPlan
 from pipeline.resources import resolve_device
 from pipeline.storage_errors import STORAGE_ERRORS, Outage, storage_error_in
 from pipeline.study import load_study, prepare_study, storage_for
-from pipeline.tasks import resolve_task
+from pipeline.tasks import check_labels, resolve_task
 from pipeline.train import warm_up
 from pipeline.trials import Outcome, outcome_of, reason_of, requeue, retry_history
 
@@ -164,7 +164,8 @@ def _trainable(config: StudyConfig, device: torch.device) -> Trainable:
     task = resolve_task(config.task)
     options = task.resolve_options(config.task.options)
     splits = task.load(options).to(device)
-    if config.channels_last and splits.train_x.dim() == 4:
+    check_labels(task, splits)  # labels that do not fit the task's kind: refused, not trained
+    if config.channels_last and splits.train.x is not None and splits.train.x.dim() == 4:
         splits = splits.to(device, memory_format=torch.channels_last)
     warm_up()
     return TaskTrainable(

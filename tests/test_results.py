@@ -92,9 +92,9 @@ def test_checkpoints_are_artifacts_of_the_top_k_trials_and_reload(
     splits = task.load(ckpt["task_options"])
     model = task.build_model(ckpt["hyperparameters"], splits)
     model.load_state_dict(ckpt["state_dict"])
-    val_loss, val_acc = evaluate(model, splits.val_x, splits.val_y)
-    assert val_acc == pytest.approx(best.user_attrs["val_accuracy"])
-    assert val_loss == pytest.approx(best.value, rel=1e-5)
+    scores = evaluate(model, task, splits.val)
+    assert scores["accuracy"] == pytest.approx(best.user_attrs["val_accuracy"])
+    assert scores["loss"] == pytest.approx(best.value, rel=1e-5)
     final = study.user_attrs["final_evaluation"]
     assert final["trial"] == best.number
     assert final["test_accuracy"] == pytest.approx(best.user_attrs["test_accuracy"])

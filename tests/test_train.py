@@ -38,13 +38,12 @@ def test_fit_learns_digits() -> None:
         **task.hyperparameters,
     }
     model = task.build_model(hp, s)
-    before = evaluate(model, s.val_x, s.val_y)[1]
-    results = fit(
-        model, s.train_x, s.train_y, s.val_x, s.val_y, hp, 5, torch.Generator().manual_seed(0)
-    )
+    before = evaluate(model, task, s.val)["accuracy"]
+    results = fit(model, task, s.train, s.val, hp, 5, torch.Generator().manual_seed(0))
     assert [r.epoch for r in results] == [1, 2, 3, 4, 5]
-    assert results[-1].val_accuracy > 0.8 > before
-    assert results[-1].val_loss < results[0].val_loss
+    assert set(results[-1].metrics) == set(task.metric_names())
+    assert results[-1].metrics["val_accuracy"] > 0.8 > before
+    assert results[-1].metrics["val_loss"] < results[0].metrics["val_loss"]
 
 
 def test_a_trial_reports_every_epoch_and_stores_its_metrics() -> None:
@@ -59,6 +58,7 @@ def test_a_trial_reports_every_epoch_and_stores_its_metrics() -> None:
     assert attrs["val_loss"] == pytest.approx(trial.value)
     assert attrs["epochs"] == 3
     assert 0.0 <= attrs["val_accuracy"] <= 1.0 and 0.0 <= attrs["test_accuracy"] <= 1.0
+    assert 0.0 <= attrs["val_macro_f1"] <= 1.0 and 0.0 <= attrs["test_macro_f1"] <= 1.0
     assert attrs["compute_seconds"] > 0
 
 

@@ -9,46 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from pipeline.config import ConfigError, TaskConfig
+from pipeline.metrics import KIND_METRICS
 from pipeline.params import type_problem
 from pipeline.plugins import import_function, required_arguments
+from pipeline.tasks.data import Split, Splits
 
-
-@dataclass(frozen=True)
-class Splits:
-    """Fixed train/validation/test tensors; inputs float32, labels int64."""
-
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    num_classes: int
-
-    def to(self, device: torch.device, memory_format: torch.memory_format | None = None) -> Splits:
-        """The same splits on ``device`` (moved once per worker, not per trial); inputs
-        optionally in ``memory_format`` (channels-last)."""
-        fmt = {} if memory_format is None else {"memory_format": memory_format}
-        moved = {
-            name: getattr(self, name).to(device, **fmt) for name in ("train_x", "val_x", "test_x")
-        }
-        labels = {name: getattr(self, name).to(device) for name in ("train_y", "val_y", "test_y")}
-        return Splits(**moved, **labels, num_classes=self.num_classes)
-
-    def sizes(self) -> tuple[int, int, int]:
-        """Number of train, validation and test examples."""
-        return len(self.train_y), len(self.val_y), len(self.test_y)
+Metric = Callable[[torch.Tensor, torch.Tensor], float]
 
 
 @dataclass(frozen=True)
 class Task:
     """A data set plus a model family.
+
+    ``kind`` sets the loss and the metrics: classification trains with cross-entropy and
+    reports loss, accuracy and macro_f1; regression trains with mean squared error and
+    reports loss (the MSE), rmse, mae and r2. The hooks, all optional, replace a part of
+    the built-in recipe.
 
     Attributes:
         name: Shown in messages and stored with the study.
@@ -62,6 +44,17 @@ class Task:
             device when the ``augment`` hyperparameter is true.
         check: ``options -> None``; raises ConfigError when the data is not where the
             options say (run when the study file is validated, before any worker).
+        kind: ``"classification"`` or ``"regression"``.
+        loss: ``(outputs, targets) -> scalar tensor``, a batch mean, replacing the
+            kind's loss for training and for the reported ``loss``.
+        metrics: ``name -> (predictions, targets) -> float``, computed on a whole split
+            (the model's outputs and the labels, concatenated) and reported as
+            ``val_<name>``; a study file that optimizes one must give its direction.
+        optimizer: ``(model, hyperparameters) -> Optimizer``, for parameter groups (no
+            weight decay on biases and norms, say); the schedule still applies.
+        outputs: ``model output -> tensor`` for models that return a structure. Without
+            it a tuple or list gives its first element and an object with ``.logits``
+            (a Hugging Face output) gives that.
     """
 
     name: str
@@ -72,6 +65,24 @@ class Task:
     training_defaults: Mapping[str, Any] = field(default_factory=dict)
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
     check: Callable[[Mapping[str, Any]], None] | None = None
+    kind: Literal["classification", "regression"] = "classification"
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    metrics: Mapping[str, Metric] | None = None
+    optimizer: Callable[[nn.Module, Mapping[str, Any]], torch.optim.Optimizer] | None = None
+    outputs: Callable[[Any], torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KIND_METRICS:
+            raise ValueError(f"kind must be one of {', '.join(KIND_METRICS)}, got {self.kind!r}")
+        clash = set(self.metrics or {}) & {"loss", *KIND_METRICS[self.kind]}
+        if clash:
+            raise ValueError(f"custom metrics {', '.join(sorted(clash))} shadow built-in ones")
+
+    def metric_names(self) -> tuple[str, ...]:
+        """Every metric the training loop reports per epoch for this task:
+        ``train_loss``, then ``val_<name>`` for the kind's metrics and the custom ones."""
+        names = (*KIND_METRICS[self.kind], *(self.metrics or {}))
+        return ("train_loss", *(f"val_{name}" for name in names))
 
     def resolve_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """The task's default options updated with those a study file sets."""
@@ -172,4 +183,52 @@ def split_indices(n: int, fractions: tuple[float, float], seed: int) -> tuple[to
     return perm[first + second :], perm[:first], perm[first : first + second]
 
 
-__all__ = ["REGISTRY", "Splits", "Task", "resolve_task", "split_indices"]
+def check_labels(task: Task, splits: Splits) -> None:
+    """Refuse labels that do not fit the task's kind, before any training.
+
+    Classification needs integer labels of shape (N,) within 0..num_classes-1; regression
+    needs floating labels of shape (N,) or (N, k). A Dataset split is judged by its first
+    item.
+
+    Raises:
+        ConfigError: naming ``task``, in one line.
+    """
+    for name, split in splits.named():
+        problem = _label_problem(task.kind, split, splits.num_classes)
+        if problem is not None:
+            raise ConfigError("task", f"{task.name}: {name} labels {problem}")
+
+
+def _label_problem(kind: str, split: Split, num_classes: int) -> str | None:
+    if len(split) == 0:
+        return None
+    whole = split.y if split.y is not None else torch.as_tensor(split.first_label()).unsqueeze(0)
+    shape = "(N,)" if whole.dim() == 1 else f"(N, {', '.join(map(str, whole.shape[1:]))})"
+    found = f"are {str(whole.dtype).removeprefix('torch.')} of shape {shape}"
+    if kind == "classification":
+        if whole.is_floating_point() or whole.is_complex() or whole.dim() != 1:
+            return (
+                f"{found} but the task is classification; set kind='regression' on the Task "
+                "for continuous targets, or give integer class labels of shape (N,)"
+            )
+        low, high = int(whole.min()), int(whole.max())
+        if low < 0 or high >= num_classes:
+            return f"run from {low} to {high}; expected class indices 0..{num_classes - 1}"
+        return None
+    if not whole.is_floating_point() or whole.dim() not in (1, 2):
+        return f"{found}; regression needs floating labels of shape (N,) or (N, k)"
+    width = 1 if whole.dim() == 1 else whole.shape[1]
+    if num_classes and width != num_classes:
+        return f"have {width} column(s) but num_classes says the model outputs {num_classes}"
+    return None
+
+
+__all__ = [
+    "REGISTRY",
+    "Split",
+    "Splits",
+    "Task",
+    "check_labels",
+    "resolve_task",
+    "split_indices",
+]
