@@ -153,7 +153,7 @@ CASES: list[Case] = [
         2,
         "1 or more",
     ),
-    ("unknown optimizer", _set("search_space.optimizer=rmsprop"), 2, "sgd, adam, adamw"),
+    ("unknown optimizer", _set("search_space.optimizer=lbfgs"), 2, "sgd, adam, adamw, rmsprop"),
     ("non-numeric width", _set("search_space.l1={type: categorical, choices: [big]}"), 2, "whole"),
     (
         "ill-typed sampler option",

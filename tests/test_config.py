@@ -81,7 +81,8 @@ INVALID = [
         "n_trials",
         "set n_trials, timeout or max_total_epochs",
     ),
-    ("missing required", lambda s: s.pop("task"), "task", "required key is missing"),
+    ("missing required", lambda s: s.pop("study_name"), "study_name", "required key is missing"),
+    ("nothing to train", lambda s: s.pop("task"), "task", "is missing: set task"),
     (
         "unknown sampler",
         _mutate("sampler.name", "tpee"),
@@ -271,7 +272,7 @@ INVALID = [
         "unknown metric",
         _mutate("metric", "loss"),
         "metric",
-        "expected one of 'val_loss', 'val_accuracy'",
+        "task digits reports train_loss, val_loss, val_accuracy, val_macro_f1; 'loss' is not",
     ),
     ("bad storage", _mutate("storage", "mongodb://x"), "storage", "unsupported storage URL"),
     (
