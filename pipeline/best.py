@@ -11,12 +11,10 @@ from pipeline.config import KNOWN_DIRECTIONS
 from pipeline.errors import NoResult
 from pipeline.trials import Attr, best_trial
 
-LABELS = {
-    "val_loss": "validation loss",
-    "val_accuracy": "validation accuracy",
-    "test_loss": "test loss",
-    "test_accuracy": "test accuracy",
-}
+
+def label(name: str) -> str:
+    """How a metric's name reads in a summary: ``val_macro_f1`` -> ``validation macro f1``."""
+    return ("validation_" + name[4:] if name.startswith("val_") else name).replace("_", " ")
 
 
 def best_record(study: optuna.Study) -> dict[str, Any] | None:
@@ -80,7 +78,7 @@ def format_best(record: dict[str, Any]) -> str:
 
     lines = [f"Best trial #{record['trial']} of study {record['study']!r}:", f"  config:\n{params}"]
     for name, value in {**record["metrics"], **record["test"]}.items():
-        lines.append(f"  {LABELS.get(name, name) + ':':21s}{num(value)}")
+        lines.append(f"  {label(name) + ':':21s}{num(value)}")
     if "test_accuracy" not in record["test"] and "val_accuracy" in record["metrics"]:
         lines.append(f"  {'test accuracy:':21s}n/a")
     lines.append(f"  {'epochs trained:':21s}{record['epochs']}")
