@@ -36,6 +36,7 @@ class TaskTrainable:
         splits: The task's data, already on the session's device.
         task_options: The resolved options, stored in checkpoints to rebuild the task.
         checkpoint: Whether to checkpoint the final weights (``keep_checkpoints`` > 0).
+        target: The study file's ``task.name``, stored in checkpoints.
     """
 
     def __init__(
@@ -47,8 +48,12 @@ class TaskTrainable:
         precision: str = "fp32",
         channels_last: bool = False,
         checkpoint: bool = True,
+        target: str | None = None,
     ) -> None:
         self.task = task
+        # What rebuilds the task from a checkpoint: the study file's task.name (a
+        # registry name or package.module:function), not the name the task gives itself.
+        self.target = target or task.name
         self.splits = splits
         self.task_options = dict(task_options)
         self.autocast = torch.bfloat16 if precision == "bf16" else None
@@ -96,7 +101,7 @@ class TaskTrainable:
             metrics = {k: v for k, v in last.items() if k not in ("epoch", "trial")}
             session.checkpoint(
                 {
-                    "task": self.task.name,
+                    "task": self.target,
                     "task_options": self.task_options,
                     "hyperparameters": hp,
                     "metrics": {**metrics, **test},

@@ -175,6 +175,7 @@ def _trainable(config: StudyConfig, device: torch.device) -> Trainable:
         precision=config.precision,
         channels_last=config.channels_last,
         checkpoint=config.keep_checkpoints > 0,
+        target=config.task.name,
     )
 
 

@@ -61,9 +61,7 @@ def _build(hp: Mapping[str, Any], splits: Splits) -> nn.Module:
 def diabetes() -> Task:
     """The diabetes regression task (kind regression: MSE loss; rmse, mae, r2)."""
     return Task(
-        # Checkpoints record the task by name and `pipeline evaluate` resolves that name
-        # again: a plug-in's name is therefore the target a study file gives.
-        name="pipeline.examples.diabetes:diabetes",
+        name="diabetes",
         load=load,
         build_model=_build,
         hyperparameters={"width": 32, "depth": 1, "dropout": 0.0},
