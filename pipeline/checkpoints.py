@@ -108,8 +108,7 @@ def load(store: FileSystemArtifactStore, artifact_id: str) -> Any:
     ``session.checkpoint``."""
     with store.open_reader(artifact_id) as reader:
         data = reader.read()
-    saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    return saved["object"] if isinstance(saved, dict) and "object" in saved else saved
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
 def drop_working(study: optuna.Study, trial: FrozenTrial, store: FileSystemArtifactStore) -> None:

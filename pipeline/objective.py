@@ -26,7 +26,7 @@ from pipeline import space
 from pipeline.checkpoints import ArtifactStore
 from pipeline.config import ParamSpec, StudyConfig
 from pipeline.liveness import process_identity
-from pipeline.session import Session, TrialInterrupted, remove_quietly
+from pipeline.session import Session, TrialInterrupted, read, remove_quietly
 from pipeline.trials import Attr, Outcome, frozen, original_number, retry_history
 
 Trainable = Callable[[dict[str, Any], Session], Any]
@@ -139,13 +139,13 @@ class Objective:
 
     def _keep(self, trial: optuna.Trial, working_id: str) -> None:
         """Link the trial's last checkpoint to it as an Optuna artifact (what the
-        dashboard lists and ``evaluate`` reads); the working copy is removed."""
+        dashboard lists and ``evaluate`` reads): the object the trainable checkpointed,
+        as ``torch.save`` wrote it. The working copy is removed."""
         assert self.store is not None
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / f"trial-{trial.number}.pt"
-                with self.store.open_reader(working_id) as reader:
-                    path.write_bytes(reader.read())
+                torch.save(read(self.store, working_id)["object"], path)
                 artifact_id = optuna.artifacts.upload_artifact(
                     artifact_store=self.store,
                     file_path=str(path),
