@@ -254,6 +254,8 @@ def _finish(
         )
         return EXIT_INTERRUPTED
     failed = [p for p in procs if p.exitcode not in (0, None)]
+    if failed and all(p.exitcode == EXIT_USAGE for p in failed):
+        return EXIT_USAGE  # each said why in one line (labels that do not fit the task...)
     if any(p.exitcode == EXIT_STORAGE_LOST for p in failed):
         raise StorageLost(
             f"the workers lost the storage {mask_url(config.storage)} (see above); "

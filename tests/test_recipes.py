@@ -6,13 +6,16 @@ from __future__ import annotations
 import math
 from collections import namedtuple
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import minimal_study
+import yaml
+from conftest import minimal_study, run_cli
 from sklearn.metrics import f1_score, mean_absolute_error, mean_squared_error, r2_score
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
@@ -393,3 +396,22 @@ def test_split_refuses_mismatched_or_mixed_data() -> None:
     assert np.isnan(
         evaluate(nn.Identity(), _task(), Split(torch.zeros(0, 2), torch.zeros(0).long()))["loss"]
     )
+
+
+def test_float_labels_in_a_classification_task_are_refused_before_any_trial(
+    tmp_path: Path,
+) -> None:
+    study = minimal_study(
+        task={"name": "tiny_task:float_labels"},
+        storage=f"sqlite:///{tmp_path}/optuna.db",
+        search_space={"lr": {"type": "float", "low": 0.01, "high": 0.1}},
+    )
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    result = run_cli("tune", str(path))
+    errors = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "float32 of shape (N, 1) but the task is classification" in errors[0]
+    trials = optuna.load_study(study_name=study["study_name"], storage=study["storage"]).trials
+    assert trials == []  # nothing trained, nothing stored

@@ -56,3 +56,22 @@ def needs_arguments(size: int) -> Task:
 
 def raises() -> Task:
     raise RuntimeError("the data server is down")
+
+
+def float_labels() -> Task:
+    """The tiny task with its labels as floats of shape (N, 1): a regression target in a
+    classification task, which used to train and report a val_loss of 0."""
+    task = tiny()
+
+    def load(options: Mapping[str, Any]) -> Splits:
+        s = _load(options)
+        column = [t.float().unsqueeze(1) for t in (s.train_y, s.val_y, s.test_y)]
+        return Splits(s.train_x, column[0], s.val_x, column[1], s.test_x, column[2], 2)
+
+    return Task(
+        name="float_labels",
+        load=load,
+        build_model=task.build_model,
+        hyperparameters=task.hyperparameters,
+        options=task.options,
+    )
