@@ -169,6 +169,7 @@ def _add_result_commands(sub: Any) -> None:
             )
         elif name == "export":
             p.add_argument("--out", required=True, help="results.csv or results.parquet")
+            p.add_argument("--artifacts", help=artifacts_help)
             p.add_argument(
                 "--curves",
                 action="store_true",

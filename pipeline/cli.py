@@ -143,12 +143,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from pipeline import checkpoints
     from pipeline.export import export
     from pipeline.study import open_existing
 
     study = open_existing(args.storage, args.study)
+    artifacts = checkpoints.artifact_dir_for(args.storage, args.artifacts)
+    store = checkpoints.open_store(artifacts, create=False)
     with _writing(args.out):
-        written = export(study, Path(args.out), curves=args.curves)
+        written = export(study, Path(args.out), curves=args.curves, store=store)
     for path in written:
         print(f"wrote {path}")
     return EXIT_OK

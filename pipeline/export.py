@@ -1,31 +1,93 @@
-"""One row per trial, as CSV or Parquet: ``pipeline export``."""
+"""One row per trial, and one per trial and epoch, as CSV or Parquet: ``pipeline export``."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
+from optuna.trial import FrozenTrial
 
+from pipeline.checkpoints import ArtifactStore, live_checkpoint
+from pipeline.config import KNOWN_DIRECTIONS
 from pipeline.errors import NoResult, UsageError
-from pipeline.trials import Attr
+from pipeline.trials import Attr, outcome_of, reason_of
 
 
-def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: Optuna's trials dataframe (parameters, state, value, durations,
-    user attributes) plus the epochs each trial trained."""
-    frame = study.trials_dataframe(multi_index=False)
-    if frame.empty:
+def trials_table(study: optuna.Study, store: ArtifactStore | None = None) -> pd.DataFrame:
+    """One row per trial, with columns named for people: the trial's number and how it
+    ended, one column per parameter, the study metric under its own name, the other
+    metrics of its last epoch and its test scores, epochs and seconds, the worker, the
+    trial it re-ran, why it was pruned or failed, and its checkpoint where the file is
+    still in ``store``."""
+    trials = study.get_trials(deepcopy=False)
+    if not trials:
         raise NoResult(f"study {study.study_name!r} has no trials yet")
-    frame["epochs_trained"] = [len(t.intermediate_values) for t in study.trials]
-    frame["duration_seconds"] = frame["duration"].dt.total_seconds()
-    for column in frame.columns:  # lists and dicts do not fit CSV/Parquet cells
-        if frame[column].map(lambda v: isinstance(v, (list, dict))).any():
-            frame[column] = frame[column].map(
-                lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v
-            )
+    metric = (study.metric_names or ["value"])[0]
+    rows = [_row(t, metric, store) for t in trials]
+    params = sorted({name for t in trials for name in t.params})  # as every storage agrees
+    metrics = list(dict.fromkeys(k for row in rows for k in row["metrics"]))
+    frame = pd.DataFrame(
+        [
+            {"number": row["number"], "state": row["state"]}
+            | {_param_column(p, metrics): row["params"].get(p) for p in params}
+            | {m: row["metrics"].get(m) for m in metrics}
+            | row["rest"]
+            for row in rows
+        ]
+    )
     return frame
+
+
+def _param_column(name: str, metrics: list[str]) -> str:
+    clash = name in metrics or name in _REST
+    return f"param_{name}" if clash else name
+
+
+_REST = ("epochs", "seconds", "worker", "retry_of", "reason", "checkpoint")
+
+
+def _row(trial: FrozenTrial, metric: str, store: ArtifactStore | None) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    history = attrs.get(Attr.HISTORY) or [{}]
+    last = {k: v for k, v in history[-1].items() if k not in ("epoch", "trial")}
+    if not last:  # stored before every metric was kept
+        last = {k: attrs[k] for k in KNOWN_DIRECTIONS if k in attrs}
+    metrics = {
+        metric: last.get(metric, trial.value),
+        **{k: v for k, v in last.items() if k != metric},
+    }
+    metrics |= {k: v for k, v in sorted(attrs.items()) if k.startswith("test_") and _number(v)}
+    duration = trial.duration.total_seconds() if trial.duration is not None else None
+    found = live_checkpoint(trial, store) if store is not None else None
+    folder = getattr(store, "path", None)
+    checkpoint = str(Path(folder) / found) if found and folder else found
+    rest = {
+        "epochs": attrs.get(Attr.EPOCHS, len(trial.intermediate_values)),
+        "seconds": duration,
+        "worker": attrs.get(Attr.WORKER),
+        "retry_of": attrs.get(Attr.RETRY_OF),
+        "reason": reason_of(trial),
+        "checkpoint": checkpoint,
+    }
+    return {
+        "number": trial.number,
+        "state": _state(trial),
+        "params": trial.params,
+        "metrics": metrics,
+        "rest": rest,
+    }
+
+
+def _state(trial: FrozenTrial) -> str:
+    """complete, pruned, failed, interrupted, skipped; running or waiting."""
+    outcome = outcome_of(trial)
+    return outcome.value if outcome is not None else trial.state.name.lower()
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def curves_table(study: optuna.Study) -> pd.DataFrame:
@@ -38,7 +100,7 @@ def curves_table(study: optuna.Study) -> pd.DataFrame:
         for step, value in sorted(t.intermediate_values.items()):
             reported = {k: v for k, v in history.get(step, {}).items() if k != "epoch"}
             rows.append(
-                {"number": t.number, "state": t.state.name, "epoch": step, metric: value}
+                {"number": t.number, "state": _state(t), "epoch": step, metric: value}
                 | {k: v for k, v in reported.items() if k != "trial"}
             )
     columns = ["number", "state", "epoch", metric]
@@ -46,10 +108,12 @@ def curves_table(study: optuna.Study) -> pd.DataFrame:
     return frame[columns + [c for c in frame.columns if c not in columns]] if rows else frame
 
 
-def export(study: optuna.Study, out: Path, curves: bool = False) -> list[Path]:
+def export(
+    study: optuna.Study, out: Path, curves: bool = False, store: ArtifactStore | None = None
+) -> list[Path]:
     """Write the trials table (and the curves, as ``<name>_curves.<ext>``) as CSV or
     Parquet, chosen by the file's extension."""
-    tables = {out: trials_table(study)}
+    tables = {out: trials_table(study, store)}
     if curves:
         tables[out.with_name(f"{out.stem}_curves{out.suffix}")] = curves_table(study)
     out.parent.mkdir(parents=True, exist_ok=True)
