@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import math
 import types
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -121,8 +122,12 @@ def _build_dataclass(cls: Any, data: dict[str, Any], key: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
     for name in data:
         if name not in fields:
+            close = difflib.get_close_matches(str(name), list(fields), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             expected = ", ".join(fields)
-            raise ConfigError(_join(key, str(name)), f"unknown key; expected one of: {expected}")
+            raise ConfigError(
+                _join(key, str(name)), f"unknown key; {hint}expected one of: {expected}"
+            )
     kwargs = {}
     for name, f in fields.items():
         if name in data:

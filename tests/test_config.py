@@ -62,7 +62,12 @@ def test_valid_study_files_load(mutate: Callable[[dict[str, Any]], None]) -> Non
 
 
 INVALID = [
-    ("unknown top-level key", _mutate("n_trial", 5), "n_trial", "unknown key"),
+    (
+        "unknown top-level key",
+        _mutate("n_trial", 5),
+        "n_trial",
+        "unknown key; did you mean 'n_trials'?",
+    ),
     ("wrong type", _mutate("max_epochs", "ten"), "max_epochs", "expected an integer, got 'ten'"),
     ("bool is not an int", _mutate("max_epochs", True), "max_epochs", "expected an integer"),
     ("zero epochs", _mutate("max_epochs", 0), "max_epochs", "at least 1"),
