@@ -156,7 +156,9 @@ def _add_result_commands(sub: Any) -> None:
     ):
         p = sub.add_parser(name, help=help_)
         _storage_args(p, storage_help, DEFAULT_STORAGE)
-        p.add_argument("--study", required=True, help="study name")
+        p.add_argument(
+            "--study-name", "--study", dest="study", required=True, help="the study's name"
+        )
         if name == "best":
             p.add_argument("--json", action="store_true", help="machine-readable output")
         elif name == "evaluate":

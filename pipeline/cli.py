@@ -167,12 +167,15 @@ def _writing(out: str) -> Iterator[None]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    import logging
     from pathlib import Path
 
     from pipeline.report import write_report
-    from pipeline.study import open_existing
+    from pipeline.study import open_existing, set_optuna_logging
 
     study = open_existing(args.storage, args.study)
+    # Optuna's plots warn once per plot about a parameter with one value: not news.
+    set_optuna_logging(logging.ERROR)
     with _writing(args.out):
         index = write_report(study, Path(args.out))
     print(

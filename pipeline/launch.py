@@ -265,6 +265,8 @@ def _finish(
     code = reporter.summary()
     if code == EXIT_OK and config.keep_checkpoints:
         _final_evaluation(study, config, device, out)
+    if code == EXIT_OK and not reporter.quiet:
+        reporter.next_steps()
     if failed:
         names = ", ".join(p.name or "worker" for p in failed)
         print(f"error: {names} exited with an error (see above)", file=sys.stderr)

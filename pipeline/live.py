@@ -8,6 +8,7 @@ the best value so far and an ETA.
 from __future__ import annotations
 
 import math
+import shlex
 import sys
 import time
 from typing import Any, TextIO
@@ -59,6 +60,7 @@ class LiveReporter:
         description: The header's first lines (what runs, where it is stored).
         device: Where the trials run, for the header.
         dashboard: The command that browses this storage, for the summary.
+        storage_flag: `` --storage URL`` (masked) for the next commands, or "" for the default.
         quiet: Print only the final summary (for logs).
     """
 
@@ -72,10 +74,12 @@ class LiveReporter:
         description: str = "",
         device: str = "cpu",
         dashboard: str = "make dashboard",
+        storage_flag: str = "",
         quiet: bool = False,
         out: TextIO = sys.stdout,
     ) -> None:
         self.study = study
+        self.storage_flag = storage_flag  # " --storage URL" for the next commands, or ""
         self.metric = metric
         self.params = params
         self.total = total
@@ -110,11 +114,10 @@ class LiveReporter:
             f"{config.metric} ({config.direction}), {limit} trials, "
             f"{config.max_epochs} epochs max\nStorage {mask_url(config.storage)}"
         )
-        dashboard = (
-            "make dashboard"
-            if config.storage == DEFAULT_STORAGE
-            else f"pipeline dashboard --storage '{mask_url(config.storage)}'"
+        storage_flag = (
+            "" if config.storage == DEFAULT_STORAGE else f" --storage '{mask_url(config.storage)}'"
         )
+        dashboard = "make dashboard" if not storage_flag else f"pipeline dashboard{storage_flag}"
         return cls(
             study,
             metric=config.metric,
@@ -123,6 +126,7 @@ class LiveReporter:
             description=description,
             device=config.device,
             dashboard=dashboard,
+            storage_flag=storage_flag,
             quiet=quiet,
             out=out,
         )
@@ -242,6 +246,19 @@ class LiveReporter:
             flush=True,
         )
         return 0
+
+    def next_steps(self) -> None:
+        """The commands that show the study's results, with its real name and storage."""
+        name = shlex.quote(self.study.study_name)
+        out = f"reports/{self.study.study_name}"
+        print(
+            f"Next: pipeline report{self.storage_flag} --study-name {name} --out {shlex.quote(out)}"
+            "  (HTML report and plots)\n"
+            f"      pipeline export{self.storage_flag} --study-name {name} "
+            f"--out {shlex.quote(out + '.csv')} --curves  (one row per trial)",
+            file=self.out,
+            flush=True,
+        )
 
 
 __all__ = ["LiveReporter"]

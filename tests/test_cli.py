@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -38,6 +39,13 @@ def test_tune_shows_progress_and_the_best_trial_then_best_reads_it_back(
         "pipeline dashboard --storage",
     ):
         assert line in out
+
+    # The next steps it prints run as printed, with the study's real name and storage.
+    steps = out[out.index("Next: ") :].splitlines()
+    export = shlex.split(steps[1].split("  (")[0])
+    assert export[:2] == ["pipeline", "export"] and name in export
+    done = run_cli(*export[1:], cwd=tmp_path)
+    assert done.returncode == 0 and (tmp_path / f"reports/{name}.csv").is_file(), done.stderr
 
     url = f"sqlite:///{tmp_path}/optuna.db"
     best = run_cli("best", "--storage", url, "--study", name, "--json")
