@@ -6,6 +6,7 @@ import datetime
 import hashlib
 import importlib.metadata
 import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -107,4 +108,43 @@ def _sha256(path: str) -> str | None:
         return None
 
 
-__all__ = ["collect", "git_revision", "record", "versions"]
+def _command() -> str:
+    return " ".join(["pipeline", *(shlex.quote(a) for a in sys.argv[1:])])
+
+
+def note(config: StudyConfig) -> str:
+    """The study's description, in Markdown, for the dashboard's note: what is trained,
+    what is searched, how, with which budget, and the command that started it."""
+    what = f"task `{config.task.name}`" if config.task else f"trainable `{config.trainable}`"
+    budget = ", ".join(
+        f"{label} {value}"
+        for label, value in (
+            ("trials", config.n_trials),
+            ("seconds", config.timeout),
+            ("total epochs", config.max_total_epochs),
+        )
+        if value is not None
+    )
+    space = "\n".join(
+        f"| `{name}` | {spec.type} | "
+        + (
+            f"{spec.value!r}"
+            if spec.type == "fixed"
+            else ", ".join(map(repr, spec.choices or []))
+            if spec.type == "categorical"
+            else f"{spec.low} .. {spec.high}{' (log)' if spec.log else ''}"
+        )
+        + " |"
+        for name, spec in config.search_space.items()
+    )
+    return (
+        f"**{config.study_name}**: {what}, {config.metric} ({config.direction}), "
+        f"up to {config.max_epochs} epochs per trial.\n\n"
+        f"Sampler `{config.sampler.name}` (seed {config.sampler.seed}), pruner "
+        f"`{config.pruner.name}`; budget: {budget or 'the grid'}.\n\n"
+        f"| parameter | type | values |\n|---|---|---|\n{space}\n\n"
+        f"Started with `{mask_url(_command())}` from `{config.source}`."
+    )
+
+
+__all__ = ["collect", "git_revision", "note", "record", "versions"]

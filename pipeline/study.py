@@ -100,6 +100,7 @@ def prepare_study(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([config.metric])  # else the dashboard says "Objective 0"
         study.set_user_attr(drift.DEFINITION_ATTR, drift.definition(config))
+        _write_note(study, config)
         if branch_from is not None:
             _branch(study, storage, branch_from, config)
         for point in config.enqueue:  # configurations to run first, queued once
@@ -108,6 +109,13 @@ def prepare_study(
     if config.sampler.name == "grid":
         _queue_grid(study, config)
     return study
+
+
+def _write_note(study: optuna.Study, config: StudyConfig) -> None:
+    """The study's description as its note in optuna-dashboard."""
+    import optuna_dashboard  # imported here: only the process that creates a study needs it
+
+    optuna_dashboard.save_note(study, provenance.note(config))
 
 
 def _branch(

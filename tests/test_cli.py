@@ -123,6 +123,10 @@ def test_dashboard_shows_the_study_with_curves_metrics_and_checkpoints(
     assert {p["name"] for p in trial["params"]} == {"lr", "batch_size"}
     study_attrs = {a["key"] for a in detail["user_attrs"]}
     assert {"config", "versions", "git_revision", "host"} <= study_attrs
+    # The dashboard names the metric (not "Objective 0") and describes the study.
+    assert detail["objective_names"] == ["val_loss"]
+    assert "task `digits`, val_loss (minimize)" in detail["note"]["body"]
+    assert "| `lr` | float |" in detail["note"]["body"]
     ckpt = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     assert ckpt["task"] == "digits" and ckpt["state_dict"]
     # Served on loopback only.
