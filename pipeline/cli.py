@@ -251,7 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.signals import raise_on_stop_signals
 
     raise_on_stop_signals()
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as done:  # --help, or a usage mistake, already printed in one line
+        return int(done.code or 0)
     try:
         return _run(args)
     except KeyboardInterrupt as interrupt:  # before any trial ran: nothing to record
