@@ -25,7 +25,9 @@ from pipeline.trials import Attr
 
 @pytest.mark.slow
 def test_tune_shows_progress_and_the_best_trial_then_best_reads_it_back(
-    write_study: Callable[..., Path], tmp_path: Path
+    write_study: Callable[..., Path],
+    tmp_path: Path,
+    make: Callable[..., subprocess.CompletedProcess[str]],
 ) -> None:
     path = write_study(n_trials=3, max_epochs=2)
     name = yaml.safe_load(path.read_text())["study_name"]
@@ -61,6 +63,17 @@ def test_tune_shows_progress_and_the_best_trial_then_best_reads_it_back(
 
     missing = run_cli("best", "--storage", url, "--study", "nope")
     assert missing.returncode == 2 and f"studies there: {name}" in missing.stderr
+
+    # The study file is enough: its name and storage (not runs/optuna.db); --storage wins.
+    by_file = run_cli("best", "--study-file", str(path), "--json")
+    assert by_file.returncode == 0 and json.loads(by_file.stdout) == record, by_file.stderr
+    other = run_cli("best", "--study-file", str(path), "--storage", f"sqlite:///{tmp_path}/o.db")
+    assert other.returncode == 2 and f"there is no {tmp_path}/o.db" in other.stderr
+    for variables in ([f"STUDY={path}"], [f"NAME={name}", f"STORAGE={url}"]):
+        shown = make("best", *variables)
+        assert shown.returncode == 0 and f"Best trial #{record['trial']}" in shown.stdout, (
+            shown.stderr
+        )
 
 
 @pytest.mark.slow
@@ -240,3 +253,58 @@ def test_the_table_s_numbers_line_up_on_their_decimal_point(tmp_path: Path) -> N
     for name in ("lr", "val_loss"):
         end = header.index(name) + len(name)  # numbers are right-aligned under their name
         assert {row[end - 5] for row in rows} == {"."}, (header, rows)
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``make TARGET VARS`` in the repository, its venv a shim that runs this checkout's
+    ``python -m pipeline`` (so nothing is installed)."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    shim = venv / "bin" / "pipeline"
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m pipeline "$@"\n')
+    shim.chmod(0o755)
+    (venv / ".installed").touch()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["make", "-s", "-C", str(REPO), f"VENV={venv}", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    return run
+
+
+@pytest.mark.slow
+def test_make_dashboard_of_a_study_without_a_storage_refuses_and_creates_nothing(
+    make: Callable[..., subprocess.CompletedProcess[str]],
+    write_study: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    path = write_study()
+    result = make("dashboard", f"STUDY={path}", "PORT=0")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: --storage: there is no {tmp_path}/optuna.db; `make tune STUDY={path}` creates one"
+    ]
+    assert "Traceback" not in result.stderr and not (tmp_path / "optuna.db").exists()
+
+
+def test_make_help_names_the_variables_and_every_result_target(
+    make: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    out = make("help").stdout
+    for target in ("tune", "worker", "best", "evaluate", "report", "export", "dashboard"):
+        assert f"\n  {target} " in out
+    assert "STUDY=" in out and "NAME=" in out
+
+
+@pytest.mark.parametrize("flag", ["--cpus-per-trial", "--threads"])
+def test_worker_takes_cpus_per_trial_as_the_study_file_says_it(flag: str) -> None:
+    from pipeline.arguments import parse_args
+
+    assert parse_args(["worker", "studies/default.yaml", flag, "3"]).threads == 3
+    assert "--cpus-per-trial N" in run_cli("worker", "--help").stdout
