@@ -15,11 +15,12 @@ PORT ?= 8080
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install tune worker storage-proxy compare validate best report export dashboard test test-fast lint bench bench-ray-env clean
+.PHONY: help install tune worker storage-proxy compare validate best evaluate report export dashboard test test-fast lint bench bench-ray-env clean
 
 help: ## Show the targets and the variables they read
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "Variables: STUDY=$(STUDY) STORAGE=$(STORAGE) HOST=$(HOST) PORT=$(PORT) ARGS=\"...\""
+	@echo "Variables: STUDY=$(STUDY) (a study file) NAME= (a study's name instead, for best/evaluate/report/export)"
+	@echo "           STORAGE= (default: the study file's, else $(STORAGE)) OUT= HOST=$(HOST) PORT=$(PORT) ARGS=\"...\""
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,32 +34,40 @@ tune: $(STAMP) ## Run or resume a study: make tune [STUDY=studies/x.yaml] [STORA
 
 # Pass --storage only when STORAGE is given on the command line; else the study file's.
 STORAGE_FLAG = $(if $(filter command line environment,$(origin STORAGE)),--storage '$(STORAGE)')
+# Result commands read the study NAME= names, else the one STUDY= (a file) defines; a
+# STUDY= given with NAME= is passed too, and the command refuses the pair in one line.
+GIVEN_STUDY = $(filter command line environment,$(origin STUDY))
+STUDY_FLAGS = $(if $(NAME),--study-name '$(NAME)') $(if $(or $(GIVEN_STUDY),$(if $(NAME),,no name)),--study-file '$(STUDY)') $(STORAGE_FLAG)
+OUT_FLAG = $(if $(OUT),--out '$(OUT)')
 
-worker: $(STAMP) ## Join a study from this machine: make worker STUDY=... STORAGE=postgresql+psycopg://...
+worker: $(STAMP) ## Join a study from this machine: make worker STUDY=... STORAGE=postgresql+psycopg://... [ARGS="--cpus-per-trial 2"]
 	$(BIN)/pipeline worker $(STUDY) $(STORAGE_FLAG) $(ARGS)
 
 storage-proxy: $(STAMP) ## Optuna's gRPC proxy in front of STORAGE: make storage-proxy STORAGE=... [PROXY_PORT=13000]
 	$(BIN)/pipeline storage-proxy --storage '$(STORAGE)' --host $(HOST) --port $(or $(PROXY_PORT),13000)
 
 validate: $(STAMP) ## Check a study file and print it resolved: make validate STUDY=...
-	$(BIN)/pipeline validate $(STUDY)
+	$(BIN)/pipeline validate $(STUDY) $(ARGS)
 
-best: $(STAMP) ## Print a study's best trial: make best NAME=digits-tpe-median [STORAGE=...]
-	$(BIN)/pipeline best --storage '$(STORAGE)' --study '$(NAME)' $(ARGS)
+best: $(STAMP) ## Print a study's best trial: make best [STUDY=studies/x.yaml | NAME=digits-tpe-median [STORAGE=...]]
+	$(BIN)/pipeline best $(STUDY_FLAGS) $(ARGS)
+
+evaluate: $(STAMP) ## Score the best checkpoint on the test split: make evaluate [STUDY=... | NAME=...] [ARGS="--retrain-seeds 3"]
+	$(BIN)/pipeline evaluate $(STUDY_FLAGS) $(ARGS)
 
 COMPARE_ARGS ?= --samplers grid,random,tpe,gp --pruners none,asha --seeds 2 --budget trials:10 --target 0.2
 
 compare: $(STAMP) ## Grid vs random vs TPE vs GP, same budget, report in reports/compare [COMPARE_ARGS="..."]
 	$(BIN)/pipeline compare $(or $(COMPARE_STUDY),studies/compare_mnist1d.yaml) $(COMPARE_ARGS) $(ARGS)
 
-report: $(STAMP) ## HTML + PNG + Markdown report of a study: make report NAME=digits-tpe-median [OUT=reports/NAME]
-	$(BIN)/pipeline report --storage '$(STORAGE)' --study '$(NAME)' --out '$(or $(OUT),reports/$(NAME))'
+report: $(STAMP) ## HTML + PNG + Markdown report: make report [STUDY=... | NAME=...] [OUT=reports/<study name>]
+	$(BIN)/pipeline report $(STUDY_FLAGS) $(OUT_FLAG) $(ARGS)
 
-export: $(STAMP) ## One row per trial: make export NAME=... [OUT=results.csv|.parquet]
-	$(BIN)/pipeline export --storage '$(STORAGE)' --study '$(NAME)' --out '$(or $(OUT),reports/$(NAME).csv)' --curves
+export: $(STAMP) ## One row per trial: make export [STUDY=... | NAME=...] [OUT=reports/<study name>.csv|.parquet]
+	$(BIN)/pipeline export $(STUDY_FLAGS) $(OUT_FLAG) --curves $(ARGS)
 
-dashboard: $(STAMP) ## Serve optuna-dashboard (with checkpoints) over STORAGE on http://127.0.0.1:8080
-	$(BIN)/pipeline dashboard --storage '$(STORAGE)' --host $(HOST) --port $(PORT)
+dashboard: $(STAMP) ## optuna-dashboard (with checkpoints) on http://127.0.0.1:8080: make dashboard [STUDY=... | STORAGE=...]
+	$(BIN)/pipeline dashboard $(if $(GIVEN_STUDY),--study-file '$(STUDY)') $(STORAGE_FLAG) --host $(HOST) --port $(PORT) $(ARGS)
 
 test: $(STAMP) ## Run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest $(ARGS)

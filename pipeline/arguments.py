@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any
+import difflib
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from pipeline.config import DEFAULT_STORAGE
+from pipeline.errors import EXIT_USAGE
 
 STORAGE_ENV = "PIPELINE_STORAGE"  # where a storage URL with a password may come from
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake as one ``error:`` line (exit 2) like every other
+    mistake, rather than the usage block and a second line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _at_least(low: int) -> Callable[[str], int]:
@@ -55,16 +66,66 @@ def _storage_args(parser: argparse.ArgumentParser, help_: str, default: str | No
     parser.set_defaults(storage_default=default)
 
 
+def _study_source_args(parser: argparse.ArgumentParser, named: bool, artifacts: bool) -> None:
+    """Where a result command finds the study: its name (``named``) or its study file,
+    which gives the name, the storage and the checkpoints' directory (``artifacts``)."""
+    if named:
+        parser.add_argument(
+            "--study-name",
+            "--study",
+            dest="study",
+            metavar="NAME",
+            help="the study's name (or give --study-file)",
+        )
+    parser.add_argument(
+        "--study-file",
+        metavar="PATH",
+        help="the study file the study was tuned from: "
+        + ("its study_name, storage and artifacts" if named else "its storage and artifacts"),
+    )
+    _storage_args(
+        parser,
+        f"storage URL (default: the study file's, else {DEFAULT_STORAGE})",
+        DEFAULT_STORAGE,
+    )
+    if artifacts:
+        parser.add_argument(
+            "--artifacts",
+            help="checkpoint directory (default: the study file's, else beside the storage file)",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``pipeline`` parser and its subcommands."""
-    parser = argparse.ArgumentParser(
+    return _build()[0]
+
+
+def _build() -> tuple[argparse.ArgumentParser, Any]:
+    parser = _Parser(
         prog="pipeline",
         description="Hyperparameter tuning for PyTorch from a YAML study file, on Optuna.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run_commands(sub)
     _add_result_commands(sub)
-    return parser
+    return parser, sub
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line parsed; a mistyped command gets the closest one as a hint.
+
+    Raises:
+        SystemExit: with code 2 and one ``error:`` line on a usage mistake.
+    """
+    parser, sub = _build()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The top-level parser has no option with a value: its first word is the command.
+    command = next((word for word in argv if not word.startswith("-")), None)
+    if command is not None and command not in sub.choices:
+        close = difflib.get_close_matches(command, list(sub.choices), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        parser.error(f"no command {command!r}; {hint}commands: {', '.join(sub.choices)}")
+    return parser.parse_args(argv)
 
 
 def _add_run_commands(sub: Any) -> None:
@@ -96,7 +157,15 @@ def _add_run_commands(sub: Any) -> None:
         "worker", help="join a study from this machine; run trials until its budget is met"
     )
     _study_args(p, "storage URL shared by all workers (default: the study file's)")
-    p.add_argument("--threads", type=_at_least(1), help="torch threads (default: one per core)")
+    p.add_argument(
+        "--cpus-per-trial",
+        "--threads",
+        dest="threads",
+        type=_at_least(1),
+        metavar="N",
+        help="torch threads for each trial (default: the study file's cpus_per_trial, "
+        "else one per core)",
+    )
     p.add_argument(
         "--worker-index", type=int, help="offsets the sampler seed (default: the process id)"
     )
@@ -146,8 +215,6 @@ def _add_compare(sub: Any) -> None:
 
 def _add_result_commands(sub: Any) -> None:
     """Commands that read what a study left in its storage."""
-    storage_help = f"storage URL (default {DEFAULT_STORAGE})"
-    artifacts_help = "artifact directory (default: beside the storage file)"
     for name, help_ in (
         ("best", "print a study's best trial"),
         ("evaluate", "score the best trial's checkpoint on the test split"),
@@ -155,14 +222,10 @@ def _add_result_commands(sub: Any) -> None:
         ("report", "write an HTML report with plots, PNGs and a Markdown summary"),
     ):
         p = sub.add_parser(name, help=help_)
-        _storage_args(p, storage_help, DEFAULT_STORAGE)
-        p.add_argument(
-            "--study-name", "--study", dest="study", required=True, help="the study's name"
-        )
+        _study_source_args(p, named=True, artifacts=name in ("evaluate", "export"))
         if name == "best":
             p.add_argument("--json", action="store_true", help="machine-readable output")
         elif name == "evaluate":
-            p.add_argument("--artifacts", help=artifacts_help)
             p.add_argument(
                 "--retrain-seeds",
                 type=_at_least(0),
@@ -170,8 +233,9 @@ def _add_result_commands(sub: Any) -> None:
                 help="also retrain the best configuration on train+validation with K seeds",
             )
         elif name == "export":
-            p.add_argument("--out", required=True, help="results.csv or results.parquet")
-            p.add_argument("--artifacts", help=artifacts_help)
+            p.add_argument(
+                "--out", help="results.csv or results.parquet (default reports/STUDY_NAME.csv)"
+            )
             p.add_argument(
                 "--curves",
                 action="store_true",
@@ -179,12 +243,12 @@ def _add_result_commands(sub: Any) -> None:
             )
         else:
             p.add_argument(
-                "--out", required=True, help="directory for index.html, PNGs, summary.md"
+                "--out",
+                help="directory for index.html, PNGs, summary.md (default reports/STUDY_NAME)",
             )
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard over a storage")
-    p.add_argument("--artifacts", help=artifacts_help)
-    _storage_args(p, storage_help, DEFAULT_STORAGE)
+    _study_source_args(p, named=False, artifacts=True)
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)"
     )
@@ -197,4 +261,4 @@ def _add_result_commands(sub: Any) -> None:
     )
 
 
-__all__ = ["STORAGE_ENV", "build_parser"]
+__all__ = ["STORAGE_ENV", "build_parser", "parse_args"]

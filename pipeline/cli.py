@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from pipeline.arguments import STORAGE_ENV, build_parser
+from pipeline.arguments import STORAGE_ENV, parse_args
 from pipeline.config import ConfigError, StudyConfig
 from pipeline.errors import (
     EXIT_OK,
@@ -36,6 +36,39 @@ def _resolve_storage(args: argparse.Namespace) -> None:
     args.storage = os.environ.get(args.storage_env or STORAGE_ENV) or args.storage_default
     if args.storage is None and args.command == "storage-proxy":
         raise UsageError(f"--storage: give the database URL (or set {STORAGE_ENV})")
+
+
+def _study_source(args: argparse.Namespace) -> None:
+    """Result commands and the dashboard: a ``--study-file`` gives the study's name, the
+    default storage and the checkpoints' directory; ``--storage`` still wins."""
+    if not hasattr(args, "study_file"):
+        return
+    named = hasattr(args, "study")
+    if named and (args.study is None) == (args.study_file is None):
+        given = "not both" if args.study else "one of them"
+        raise UsageError(f"give --study-name NAME or --study-file PATH ({given})")
+    if args.study_file is None:
+        return
+    from pipeline.study_file import load_study_file
+
+    config = load_study_file(args.study_file)
+    if named:
+        args.study = config.study_name
+    args.storage_default = config.storage
+    if getattr(args, "artifacts", None) is None and config.artifacts:
+        args.artifacts = config.artifacts
+
+
+def _open(args: argparse.Namespace) -> Any:
+    """The study a result command reads (an ``optuna.Study``)."""
+    from pipeline.study import open_existing
+
+    return open_existing(args.storage, args.study, study_file=args.study_file)
+
+
+def _out(args: argparse.Namespace, suffix: str = "") -> str:
+    """--out, else ``reports/<study name><suffix>``."""
+    return str(args.out or f"reports/{args.study}{suffix}")
 
 
 def _load(args: argparse.Namespace, **flags: Any) -> StudyConfig:
@@ -77,7 +110,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config = _load(args, storage=args.storage)
     # The index offsets the sampler's seed; distinct per worker unless given.
     worker = args.worker_index if args.worker_index is not None else os.getpid()
-    return join_study(config, worker, args.threads or os.cpu_count() or 1, args.timeout)
+    threads = args.threads or config.cpus_per_trial or os.cpu_count() or 1
+    return join_study(config, worker, threads, args.timeout)
 
 
 def cmd_storage_proxy(args: argparse.Namespace) -> int:
@@ -121,18 +155,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_best(args: argparse.Namespace) -> int:
     from pipeline.best import best_with_checkpoint, format_best
-    from pipeline.study import open_existing
 
-    record = best_with_checkpoint(open_existing(args.storage, args.study), args.storage)
+    record = best_with_checkpoint(_open(args), args.storage)
     print(json.dumps(record, indent=2) if args.json else format_best(record))
     return EXIT_OK
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline import checkpoints, evaluate
-    from pipeline.study import open_existing
 
-    study = open_existing(args.storage, args.study)
+    study = _open(args)
     artifacts = checkpoints.artifact_dir_for(args.storage, args.artifacts)
     store = checkpoints.open_store(artifacts, create=False)
     result = evaluate.run(study, store, retrain_seeds=args.retrain_seeds)
@@ -145,13 +177,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from pipeline import checkpoints
     from pipeline.export import export
-    from pipeline.study import open_existing
 
-    study = open_existing(args.storage, args.study)
+    study = _open(args)
     artifacts = checkpoints.artifact_dir_for(args.storage, args.artifacts)
     store = checkpoints.open_store(artifacts, create=False)
-    with _writing(args.out):
-        written = export(study, Path(args.out), curves=args.curves, store=store)
+    out = _out(args, ".csv")
+    with _writing(out):
+        written = export(study, Path(out), curves=args.curves, store=store)
     for path in written:
         print(f"wrote {path}")
     return EXIT_OK
@@ -171,13 +203,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pipeline.report import write_report
-    from pipeline.study import open_existing, set_optuna_logging
+    from pipeline.study import set_optuna_logging
 
-    study = open_existing(args.storage, args.study)
+    study = _open(args)
     # Optuna's plots warn once per plot about a parameter with one value: not news.
     set_optuna_logging(logging.ERROR)
-    with _writing(args.out):
-        index = write_report(study, Path(args.out))
+    out = _out(args)
+    with _writing(out):
+        index = write_report(study, Path(out))
     print(
         f"wrote {index} (open it in a browser; no server needed) and {index.parent / 'summary.md'}"
     )
@@ -187,7 +220,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from pipeline.dashboard import serve
 
-    serve(args.storage, args.artifacts, args.host, args.port, allow_writes=args.allow_writes)
+    serve(
+        args.storage,
+        args.artifacts,
+        args.host,
+        args.port,
+        allow_writes=args.allow_writes,
+        study_file=args.study_file,
+    )
     return EXIT_OK
 
 
@@ -211,7 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.signals import raise_on_stop_signals
 
     raise_on_stop_signals()
-    args = build_parser().parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as done:  # --help, or a usage mistake, already printed in one line
+        return int(done.code or 0)
     try:
         return _run(args)
     except KeyboardInterrupt as interrupt:  # before any trial ran: nothing to record
@@ -225,6 +268,7 @@ def _run(args: argparse.Namespace) -> int:
 
     set_optuna_logging()
     try:
+        _study_source(args)
         _resolve_storage(args)
         return int(COMMANDS[args.command](args))
     except ConfigError as exc:

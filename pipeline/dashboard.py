@@ -25,6 +25,7 @@ from pipeline.checkpoints import artifact_dir_for, open_store
 from pipeline.errors import UsageError
 from pipeline.masking import mask_url
 from pipeline.storage import open_storage
+from pipeline.study import create_hint
 
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -66,22 +67,31 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def serve(
-    storage_url: str, artifacts: str | None, host: str, port: int, allow_writes: bool = False
+    storage_url: str,
+    artifacts: str | None,
+    host: str,
+    port: int,
+    allow_writes: bool = False,
+    study_file: str | None = None,
 ) -> None:
     """Serve the dashboard until Ctrl-C.
 
     Args:
         artifacts: The checkpoints' directory; None for the default beside the storage.
         allow_writes: Let visitors on other machines change studies too.
+        study_file: The study file the storage came from, for the hints.
 
     Raises:
-        UsageError: the port is taken, or the storage holds nothing to show.
+        UsageError: the port is taken, or there is no storage to show (it never makes one).
     """
-    storage = open_storage(storage_url, readers_only=True, must_exist=True)
+    try:
+        storage = open_storage(storage_url, readers_only=True, must_exist=True)
+    except UsageError as exc:
+        raise UsageError(f"{exc}; {create_hint(study_file)}") from None
     if not optuna.get_all_study_summaries(storage, include_best_trial=False):  # reachable?
         print(
-            f"note: {mask_url(storage_url)} holds no study yet; studies show up as `tune` "
-            "creates them (or pass the --storage your study uses)",
+            f"note: {mask_url(storage_url)} holds no study yet; {create_hint(study_file)} "
+            "and it shows up here (or pass the --storage your study uses)",
             file=sys.stderr,
             flush=True,
         )

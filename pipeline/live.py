@@ -1,19 +1,24 @@
 """The live console reporter, in the spirit of Ray Tune's CLIReporter.
 
 It reads the shared storage (never the workers' memory), so it shows the trials of every
-worker, local or remote: a row per finished trial and a progress line with trials done,
-the best value so far and an ETA.
+worker, local or remote: a row per finished trial, a progress line with trials done, the
+best value so far and an ETA, and each running trial's epoch and best value so far (from
+the intermediate values it reported). On a terminal the progress line is rewritten in
+place; in a log, a running-trials line is printed only when it changed, at most every
+``RUNNING_EVERY`` seconds.
 """
 
 from __future__ import annotations
 
 import math
 import shlex
+import shutil
 import sys
 import time
 from typing import Any, TextIO
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.best import best_record, format_best
@@ -25,18 +30,18 @@ _ENDED = (*FINISHED, TrialState.FAIL)
 
 
 def _fmt(value: Any) -> str:
+    """A cell: floats with 4 decimals (scientific notation outside 0.001..10000), so that
+    a column's numbers line up on their decimal point."""
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)
-        return (
-            f"{value:.4g}"
-            if abs(value) < 1e-3 or abs(value) >= 1e4
-            else f"{value:.4f}".rstrip("0").rstrip(".")
-        )
+        return f"{value:.3e}" if value and not 1e-3 <= abs(value) < 1e4 else f"{value:.4f}"
     return "-" if value is None else str(value)
 
 
 MAX_METRIC_COLUMNS = 5
+MIN_WIDTH = 9  # fits 1.234e-05
+RUNNING_EVERY = 5.0  # seconds between running-trials lines in a log
 
 
 def _last_metrics(trial: FrozenTrial) -> dict[str, Any]:
@@ -62,6 +67,7 @@ class LiveReporter:
         dashboard: The command that browses this storage, for the summary.
         storage_flag: `` --storage URL`` (masked) for the next commands, or "" for the default.
         quiet: Print only the final summary (for logs).
+        max_epochs: The study's epochs per trial, for the running trials' progress.
     """
 
     def __init__(
@@ -77,6 +83,7 @@ class LiveReporter:
         storage_flag: str = "",
         quiet: bool = False,
         out: TextIO = sys.stdout,
+        max_epochs: int | None = None,
     ) -> None:
         self.study = study
         self.storage_flag = storage_flag  # " --storage URL" for the next commands, or ""
@@ -89,12 +96,14 @@ class LiveReporter:
         self.quiet = quiet
         self.out = out
         self.tty = out.isatty()
-        self.widths = {n: max(len(n), 8) for n in self.params}
+        self.widths = {n: max(len(n), MIN_WIDTH) for n in [*self.params, metric]}
         self.metrics: list[str] | None = None  # the columns, from the first trial's report
         self.started = time.time()
         self.printed: set[int] = set()
         self.finished_before: int | None = None
         self._progress_shown = False
+        self.max_epochs = max_epochs
+        self._running_said = ("", 0.0)  # the last running-trials line in a log, and when
 
     @classmethod
     def for_study(
@@ -129,6 +138,7 @@ class LiveReporter:
             storage_flag=storage_flag,
             quiet=quiet,
             out=out,
+            max_epochs=config.max_epochs,
         )
 
     def header(self, workers: int, threads: int) -> None:
@@ -148,7 +158,7 @@ class LiveReporter:
         reported = [k for k in _last_metrics(trial) if k != self.metric]
         self.metrics = [self.metric, *reported][:MAX_METRIC_COLUMNS]
         for name in self.metrics:
-            self.widths[name] = max(len(name), 8)
+            self.widths[name] = max(len(name), MIN_WIDTH)
         cols = ["trial", "state   "] + [n.rjust(self.widths[n]) for n in self.params]
         cols += [n.rjust(self.widths[n]) for n in self.metrics] + ["epochs", "seconds"]
         print("  ".join(cols), file=self.out)
@@ -174,13 +184,41 @@ class LiveReporter:
             if self.metrics is None:
                 self._columns(trial)
             print(self._row(trial), file=self.out)
-        if new or self.tty:
-            line = self._progress(trials)
-            if self.tty:
-                print("\r\033[K" + line, end="", file=self.out, flush=True)
-                self._progress_shown = True
-            else:
-                print(line, file=self.out, flush=True)
+        running = self._running(trials)
+        if self.tty:
+            line = self._progress(trials) + (f" {running}" if running else "")
+            width = shutil.get_terminal_size().columns - 1  # a wrapped line is not erased
+            print("\r\033[K" + line[:width], end="", file=self.out, flush=True)
+            self._progress_shown = True
+            return
+        if new:
+            print(self._progress(trials), file=self.out, flush=True)
+        said, when = self._running_said
+        if running and running != said and time.time() - when >= RUNNING_EVERY:
+            print(running, file=self.out, flush=True)
+            self._running_said = (running, time.time())
+
+    def _running(self, trials: list[FrozenTrial]) -> str:
+        """Each running trial's last reported epoch and its best value so far, numbers
+        right-aligned in cells of fixed width; "" when none runs."""
+        minimize = self.study.direction == StudyDirection.MINIMIZE
+        of = f"/{self.max_epochs}" if self.max_epochs else ""
+        epoch_width = len(str(self.max_epochs or 0))
+        number_width = len(str(len(trials)))
+        cells = []
+        for trial in sorted(trials, key=lambda t: t.number):
+            if trial.state != TrialState.RUNNING:
+                continue
+            values = [v for v in trial.intermediate_values.values() if math.isfinite(v)]
+            epoch = max(trial.intermediate_values, default=0)
+            best = (min if minimize else max)(values) if values else None
+            cells.append(
+                f"#{trial.number:>{number_width}d} {epoch:>{epoch_width}d}{of} "
+                + _fmt(best).rjust(self.widths[self.metric])
+            )
+        if not cells:
+            return ""
+        return f"running (epoch, best {self.metric} so far): " + " | ".join(cells)
 
     def _row(self, trial: FrozenTrial) -> str:
         attrs = trial.user_attrs
@@ -199,7 +237,7 @@ class LiveReporter:
         cells += [_fmt(metrics.get(n)).rjust(self.widths[n]) for n in self.metrics or []]
         cells += [
             _fmt(attrs.get("epochs")).rjust(6),
-            _fmt(None if seconds is None else round(seconds, 1)).rjust(7),
+            ("-" if seconds is None else f"{seconds:.1f}").rjust(7),
         ]
         row = "  ".join(cells)
         reason = reason_of(trial)

@@ -6,6 +6,7 @@ trials, and Optuna hands each queued trial to exactly one worker, so no point re
 
 from __future__ import annotations
 
+import difflib
 import logging
 import random
 import warnings
@@ -145,27 +146,47 @@ def _queue_grid(study: optuna.Study, config: StudyConfig) -> None:
     study.set_user_attr(GRID_VALUES_ATTR, drift.grid_values(config))
 
 
-def open_existing(storage_url: str, name: str) -> optuna.Study:
+def open_existing(storage_url: str, name: str, study_file: str | None = None) -> optuna.Study:
     """A study that must already exist (for ``best``, ``export``, ``report``...).
 
+    Args:
+        study_file: The study file the name and storage came from, if any: the messages
+            name it rather than the flags.
+
     Raises:
-        UsageError: no study of that name is in the storage; the message lists those
-            that are.
+        UsageError: the storage holds no study (the message says how to create one), or
+            none of that name (it names the closest and lists those that are).
     """
-    storage = open_storage(storage_url, readers_only=True, must_exist=True)
+    try:
+        storage = open_storage(storage_url, readers_only=True, must_exist=True)
+    except UsageError as exc:
+        raise UsageError(f"{exc}; {create_hint(study_file)}") from None
     names = [
         s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
     ]
     if name not in names:
+        where = f"{study_file}: study_name" if study_file else "--study-name"
+        if not names:
+            raise UsageError(
+                f"{where}: {mask_url(storage_url)} holds no study yet; {create_hint(study_file)}"
+            )
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise UsageError(
-            f"--study: no study {name!r} in {mask_url(storage_url)} "
-            f"(studies there: {', '.join(names) or 'none'})"
+            f"{where}: no study {name!r} in {mask_url(storage_url)}; "
+            f"{hint}studies there: {', '.join(names)}"
         )
     return optuna.load_study(study_name=name, storage=storage)
 
 
+def create_hint(study_file: str | None = None) -> str:
+    """How a user puts a study into a storage: the hint where a command found none."""
+    return f"`make tune STUDY={study_file or 'studies/<file>.yaml'}` creates one"
+
+
 __all__ = [
     "GRID_ATTR",
+    "create_hint",
     "load_study",
     "open_existing",
     "prepare_study",

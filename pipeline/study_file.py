@@ -9,6 +9,7 @@ and the storage URL. Every mistake ends in one ``ConfigError`` that names the fi
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from collections.abc import Hashable, Mapping
 from pathlib import Path
@@ -82,8 +83,11 @@ MAX_FILE_BYTES = 1_000_000  # a study file is a page of settings, not data
 
 def _read(path: Path, source: str) -> str:
     if not path.is_file():  # a directory, a device or a FIFO would fail or block
-        what = "is missing" if not path.exists() else "is not a regular file"
-        raise ConfigError("", f"cannot read the study file (it {what})", source)
+        if path.exists():
+            raise ConfigError("", "cannot read the study file (it is not a regular file)", source)
+        raise ConfigError(
+            "", f"cannot read the study file (there is none); {_study_files_near(path)}", source
+        )
     try:
         with path.open("rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
@@ -95,6 +99,20 @@ def _read(path: Path, source: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError("", "not a text file in UTF-8 (is it the study file?)", source) from None
+
+
+def _study_files_near(path: Path) -> str:
+    """The study files in the directory a mistyped path names (``studies/`` when it
+    names none or one that does not exist), the closest first."""
+    named = path.parent != Path(".") and path.parent.is_dir()
+    folder = path.parent if named else Path("studies")
+    found = sorted(p for p in folder.glob("*.y*ml") if p.is_file()) if folder.is_dir() else []
+    if not found:
+        return f"{folder}/ holds no study file"
+    stems = {p.stem: p.name for p in found}
+    close = difflib.get_close_matches(path.stem, list(stems), n=1)
+    hint = f"did you mean {folder / stems[close[0]]}? " if close else ""
+    return f"{hint}study files in {folder}/: {', '.join(p.name for p in found)}"
 
 
 def _yaml(text: str, source: str) -> Any:

@@ -110,7 +110,84 @@ def _fifo(tmp: Path) -> str:
     return str(tmp / "fifo.yaml")
 
 
+def _empty(command: str, *more: str) -> Callable[[Path], list[str]]:
+    """A storage that holds no study (its last one was deleted)."""
+
+    def make(tmp: Path) -> list[str]:
+        url = f"sqlite:///{tmp}/empty.db"
+        optuna.create_study(study_name="gone", storage=url)
+        optuna.delete_study(study_name="gone", storage=url)
+        return [command, "--storage", url, *more]
+
+    return make
+
+
+def _named(name: str) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        url = f"sqlite:///{tmp}/named.db"
+        optuna.create_study(study_name="digits-tpe-median", storage=url)
+        return ["best", "--storage", url, "--study-name", name]
+
+    return make
+
+
+def _in_studies(*argv: str) -> Callable[[Path], list[str]]:
+    """``argv`` run where studies/ holds default.yaml (the test runs in tmp_path)."""
+
+    def make(tmp: Path) -> list[str]:
+        (tmp / "studies").mkdir()
+        (tmp / "studies" / "default.yaml").write_text("study_name: a\n")
+        return list(argv)
+
+    return make
+
+
 CASES: list[Case] = [
+    ("a mistyped command", lambda tmp: ["bset"], 2, "did you mean 'best'?"),
+    ("a usage mistake", lambda tmp: ["tune"], 2, "pipeline tune: the following arguments"),
+    ("no study named", lambda tmp: ["best"], 2, "--study-name NAME or --study-file PATH"),
+    (
+        "a study named twice",
+        lambda tmp: ["report", "--study-name", "a", "--study-file", str(_study(tmp))],
+        2,
+        "not both",
+    ),
+    ("best on an empty storage", _empty("best", "--study-name", "x"), 2, "make tune STUDY="),
+    ("report on an empty storage", _empty("report", "--study", "x"), 2, "make tune STUDY="),
+    ("export on an empty storage", _empty("export", "--study", "x"), 2, "make tune STUDY="),
+    ("evaluate on an empty storage", _empty("evaluate", "--study", "x"), 2, "make tune STUDY="),
+    (
+        "a study file whose storage is missing",
+        lambda tmp: ["best", "--study-file", str(_study(tmp))],
+        2,
+        "study.yaml` creates one",
+    ),
+    (
+        "dashboard of a study file whose storage is missing",
+        lambda tmp: ["dashboard", "--study-file", str(_study(tmp)), "--port", "0"],
+        2,
+        "make tune STUDY=",
+    ),
+    (
+        "dashboard on a missing storage",
+        lambda tmp: ["dashboard", "--storage", f"sqlite:///{tmp}/typo.db", "--port", "0"],
+        2,
+        "make tune STUDY=",
+    ),
+    ("a mistyped study name", _named("digits-tpe-medain"), 2, "did you mean 'digits-tpe-median'?"),
+    ("an unknown study name", _named("zzz"), 2, "studies there: digits-tpe-median"),
+    (
+        "a mistyped study-file path",
+        _in_studies("tune", "studies/defualt.yaml"),
+        2,
+        "did you mean studies/default.yaml? study files in studies/: default.yaml",
+    ),
+    (
+        "a study file in a directory that is not there",
+        _in_studies("best", "--study-file", "nowhere/default.yml"),
+        2,
+        "study files in studies/: default.yaml",
+    ),
     (
         "deep nesting",
         _file("study_name: a\ntask: " + "{a: " * 3000 + "1" + "}" * 3000),
