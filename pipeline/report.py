@@ -172,9 +172,14 @@ _MISSING = "not set"
 
 
 def _relabel_missing(figure: Any) -> Any:
-    for note in figure.layout.annotations:
+    for note in figure.layout.annotations:  # the axes' ticks
         if note.text == "None":
             note.text = _MISSING
+    for trace in figure.data:  # what hovering over a line shows
+        if trace.customdata is not None:
+            trace.customdata = [
+                [name, _MISSING if text == "None" else text] for name, text in trace.customdata
+            ]
     return figure
 
 
