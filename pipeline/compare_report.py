@@ -15,6 +15,7 @@ import optuna
 
 from pipeline.compare import CompareBudget, Run
 from pipeline.errors import NoResult
+from pipeline.page import markdown_html, page
 
 
 def _band(
@@ -104,26 +105,26 @@ def write_report(runs: list[Run], out: Path, budget: CompareBudget, target: floa
     md = _markdown(table, metric, "maximize" if maximize else "minimize", budget, target)
     (out / "summary.md").write_text(md)
     images = "".join(
-        f'<h2>{html.escape(p.stem)}</h2><img src="{p.name}" alt="{p.stem}">' for p in pngs
+        f'<section><h2>{html.escape(title)}</h2><img src="{p.name}" alt="{html.escape(title)}">'
+        "</section>"
+        for p, title in pngs
     )
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Sampler comparison</title>"
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
-        "pre{background:#f6f6f6;padding:1em;white-space:pre-wrap}img{max-width:100%}</style></head>"
-        f"<body><h1>Sampler comparison</h1><pre>{html.escape(md)}</pre>{images}"
-        '<p><a href="summary.md">summary.md</a></p></body></html>'
-    )
-    (out / "index.html").write_text(page)
+    body = f'{markdown_html(md)}{images}<p><a href="summary.md">summary.md</a></p>'
+    (out / "index.html").write_text(page("Sampler comparison", body))
     return out / "index.html"
 
 
-def _plot_bands(groups: dict[tuple[str, str], list[Run]], metric: str, out: Path) -> list[Path]:
-    """One PNG per x axis: each sampler/pruner's median best-so-far and its IQR band."""
+def _plot_bands(
+    groups: dict[tuple[str, str], list[Run]], metric: str, out: Path
+) -> list[tuple[Path, str]]:
+    """One PNG per x axis, with its title: each sampler/pruner's best-so-far, the median
+    and inter-quartile band across seeds where it has more than one seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    seeded = any(len(members) > 1 for members in groups.values())
     pngs = []
     for axis, label in (
         ("trials", "trials finished"),
@@ -137,16 +138,23 @@ def _plot_bands(groups: dict[tuple[str, str], list[Run]], metric: str, out: Path
                 continue
             x, med, lo, hi = band
             (line,) = ax.plot(x, med, label=f"{sampler} / {pruner}")
-            ax.fill_between(x, lo, hi, alpha=0.15, color=line.get_color())
+            if len(members) > 1:
+                ax.fill_between(x, lo, hi, alpha=0.15, color=line.get_color())
+        title = f"Best {metric} so far against {label}"
         ax.set_xlabel(label)
         ax.set_ylabel(f"best {metric} so far")
-        ax.set_title(f"Best-so-far {metric} vs {label} (median across seeds, IQR band)")
+        # The title says what is drawn: a band only where there are seeds to spread.
+        ax.set_title(
+            f"{title}\n(median across seeds, band: 25th to 75th percentile)" if seeded else title
+        )
         ax.legend()
         fig.tight_layout()
         path = out / f"best_vs_{axis}.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
-        pngs.append(path)
+        pngs.append(
+            (path, f"{title}: median across seeds and its inter-quartile band" if seeded else title)
+        )
     return pngs
 
 
@@ -164,7 +172,7 @@ def _row(members: list[Run], target: float | None) -> dict[str, Any]:
     return {
         "seeds": len(rows),
         "best_mean": statistics.fmean(bests) if bests else math.nan,
-        "best_std": statistics.stdev(bests) if len(bests) > 1 else 0.0,
+        "best_std": statistics.stdev(bests) if len(bests) > 1 else math.nan,
         "test_mean": statistics.fmean(r["test_accuracy"] for r in rows),
         "complete_mean": statistics.fmean(r["complete"] for r in rows),
         "pruned_mean": statistics.fmean(r["pruned"] for r in rows),
@@ -174,6 +182,12 @@ def _row(members: list[Run], target: float | None) -> dict[str, Any]:
     }
 
 
+def _best(row: dict[str, Any]) -> str:
+    if not math.isnan(row["best_std"]):  # a spread needs two seeds with a result
+        return f"{row['best_mean']:.4f} ± {row['best_std']:.4f}"
+    return f"{row['best_mean']:.4f}"
+
+
 def _markdown(
     table: dict[tuple[str, str], dict[str, Any]],
     metric: str,
@@ -181,12 +195,15 @@ def _markdown(
     budget: CompareBudget,
     target: float | None,
 ) -> str:
+    # A spread needs two seeds: one seed's value stands alone, without "± 0.0000".
+    seeded = any(v["seeds"] > 1 for v in table.values())
     header = (
-        f"| sampler | pruner | seeds | best {metric} (mean ± std) | test accuracy of best | complete | pruned "
+        f"| sampler | pruner | seeds | best {metric}{' (mean ± std)' if seeded else ''} "
+        "| test accuracy of best | complete | pruned "
         "| epochs | wall s | time to target |\n|---|---|---|---|---|---|---|---|---|---|"
     )
     rows_md = [
-        f"| {s} | {p} | {v['seeds']} | {v['best_mean']:.4f} ± {v['best_std']:.4f} | {v['test_mean']:.4f} "
+        f"| {s} | {p} | {v['seeds']} | {_best(v)} | {v['test_mean']:.4f} "
         f"| {v['complete_mean']:.1f} | {v['pruned_mean']:.1f} | {v['epochs_mean']:.0f} | {v['seconds_mean']:.0f} "
         f"| {v['time_to_target']} |"
         for (s, p), v in table.items()

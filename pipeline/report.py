@@ -6,14 +6,19 @@ from __future__ import annotations
 import html
 import json
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+from optuna.search_space import intersection_search_space
 from optuna.trial import TrialState
 
 from pipeline.best import best_record
 from pipeline.errors import NoResult
+from pipeline.page import figure_html, markdown_html, page
 from pipeline.trials import FINISHED, state_counts
 
 
@@ -36,9 +41,10 @@ def _learning_curves(study: optuna.Study) -> Any:
                 opacity=0.5 if pruned else 0.9,
             )
         )
-    metric = study.user_attrs.get("config", {}).get("metric", "value")
     fig.update_layout(
-        title="Learning curves (dotted: pruned)", xaxis_title="epoch", yaxis_title=metric
+        title="Learning curves (dotted: pruned)",
+        xaxis_title="epoch",
+        yaxis_title=metric_name(study),
     )
     return fig
 
@@ -62,43 +68,127 @@ def _learning_curves_png(study: optuna.Study, path: Path) -> None:
                 marker="x" if pruned else None,
             )
     ax.set_xlabel("epoch")
-    ax.set_ylabel(study.user_attrs.get("config", {}).get("metric", "value"))
+    ax.set_ylabel(metric_name(study))
     ax.set_title("Learning curves (dotted: pruned)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
+def metric_name(study: optuna.Study) -> str:
+    """What the study optimizes, as every axis should name it: Optuna's metric name, else
+    the study file's ``metric``."""
+    names = study.metric_names
+    return names[0] if names else str(study.user_attrs.get("config", {}).get("metric", "value"))
+
+
+def _numeric(distribution: BaseDistribution) -> bool:
+    """Whether a contour may interpolate along the parameter: numbers, including a
+    categorical of numbers (batch sizes, powers of two), which Optuna also draws on a
+    numeric axis; not names such as optimizers."""
+    if isinstance(distribution, CategoricalDistribution):
+        return all(
+            isinstance(c, int | float) and not isinstance(c, bool) for c in distribution.choices
+        )
+    return True
+
+
+def contour_params(study: optuna.Study, limit: int = 3) -> list[str]:
+    """The ``limit`` most important numeric parameters that every complete trial set and
+    that took more than one value; a contour needs two of them, so fewer means none."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return []
+    space = intersection_search_space(complete)
+    numeric = [
+        name
+        for name, dist in space.items()
+        if _numeric(dist) and len({t.params[name] for t in complete}) > 1
+    ]
+    if len(numeric) < 2:
+        return []
+    ranked = get_param_importances(study, evaluator=_evaluator(), params=numeric)
+    return list(ranked)[:limit]
+
+
+def _evaluator() -> FanovaImportanceEvaluator:
+    return FanovaImportanceEvaluator(seed=0)  # the same ranking on every run of the report
+
+
 def _plots(study: optuna.Study) -> dict[str, tuple[str, Any, Any]]:
-    """name -> (title, plotly figure factory, matplotlib axes factory)."""
+    """name -> (title, plotly figure factory, matplotlib axes factory), each factory
+    taking the study and naming the metric on its axes."""
     import optuna.visualization as pv
     import optuna.visualization.matplotlib as pm
 
+    metric = metric_name(study)
     plots: dict[str, tuple[str, Any, Any]] = {
         "history": (
-            "Optimization history",
-            pv.plot_optimization_history,
-            pm.plot_optimization_history,
+            f"Optimization history: {metric} of each trial and the best so far",
+            partial(pv.plot_optimization_history, target_name=metric),
+            partial(pm.plot_optimization_history, target_name=metric),
         ),
-        "curves": ("Learning curves", _learning_curves, None),
+        "curves": (f"Learning curves: {metric} per epoch", _learning_curves, None),
     }
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     params = {p for t in complete for p in t.params}
     if len(complete) >= 2 and params:
         plots["importances"] = (
-            "Parameter importances",
-            pv.plot_param_importances,
-            pm.plot_param_importances,
+            f"Parameter importances for {metric}",
+            partial(pv.plot_param_importances, evaluator=_evaluator(), target_name=metric),
+            partial(pm.plot_param_importances, evaluator=_evaluator(), target_name=metric),
         )
         plots["parallel"] = (
-            "Parallel coordinates",
-            pv.plot_parallel_coordinate,
-            pm.plot_parallel_coordinate,
+            f"Parallel coordinates: each line a trial, coloured by {metric}",
+            lambda s: _relabel_missing(pv.plot_parallel_coordinate(s, target_name=metric)),
+            lambda s: _relabel_missing_mpl(pm.plot_parallel_coordinate(s, target_name=metric)),
         )
-        plots["slice"] = ("Slice plots", pv.plot_slice, pm.plot_slice)
-    if len(complete) >= 2 and len(params) >= 2:
-        plots["contour"] = ("Contour plots", pv.plot_contour, pm.plot_contour)
+        plots["slice"] = (
+            f"Slice plots: {metric} against each parameter",
+            partial(pv.plot_slice, target_name=metric),
+            partial(pm.plot_slice, target_name=metric),
+        )
+    top = contour_params(study)
+    if top:
+        plots["contour"] = (
+            f"Contour plots of {metric} over the most important numeric parameters "
+            f"({', '.join(top)})",
+            lambda s: _tall(pv.plot_contour(s, params=top, target_name=metric), len(top)),
+            partial(pm.plot_contour, params=top, target_name=metric),
+        )
     return plots
+
+
+def _tall(figure: Any, n_params: int) -> Any:
+    """Give a grid of contours rows as tall as the page's width makes its columns wide."""
+    if n_params > 2:
+        figure.update_layout(height=320 * n_params)
+    return figure
+
+
+# Optuna puts a trial that did not set a conditional parameter (momentum without SGD) on a
+# tick labelled "None", which reads as a value of the parameter.
+_MISSING = "not set"
+
+
+def _relabel_missing(figure: Any) -> Any:
+    for note in figure.layout.annotations:  # the axes' ticks
+        if note.text == "None":
+            note.text = _MISSING
+    for trace in figure.data:  # what hovering over a line shows
+        if trace.customdata is not None:
+            trace.customdata = [
+                [name, _MISSING if text == "None" else text] for name, text in trace.customdata
+            ]
+    return figure
+
+
+def _relabel_missing_mpl(ax: Any) -> Any:
+    for axis in ax.get_figure().axes:
+        labels = [t.get_text() for t in axis.get_yticklabels()]
+        if "None" in labels:
+            axis.set_yticks(axis.get_yticks(), [_MISSING if t == "None" else t for t in labels])
+    return ax
 
 
 def summary_markdown(study: optuna.Study, evaluation: dict[str, Any] | None) -> str:
@@ -128,13 +218,19 @@ def summary_markdown(study: optuna.Study, evaluation: dict[str, Any] | None) -> 
             "| parameter | value |",
             "|---|---|",
         ]
-        lines += [f"| {k} | {v} |" for k, v in record["params"].items()]
+        lines += [f"| {k} | {_cell(v)} |" for k, v in record["params"].items()]
         lines += ["", "| metric | value |", "|---|---|"]
         for key, value in {**record["metrics"], **record["test"]}.items():
             lines.append(f"| {key} | {value:.4f} |")
         lines.append(f"| epochs | {record['epochs']} |")
     lines += _evaluation_lines(evaluation) + _provenance_lines(study)
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    """A parameter as a table cell: floats to 4 significant digits, pipes escaped."""
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return text.replace("|", "\\|")
 
 
 def _evaluation_lines(evaluation: dict[str, Any] | None) -> list[str]:
@@ -171,6 +267,27 @@ def _provenance_lines(study: optuna.Study) -> list[str]:
     ]
 
 
+def _png(study: optuna.Study, name: str, mpl_fn: Any, path: Path) -> None:
+    """Optuna's matplotlib version of a plot, large enough for its labels not to collide."""
+    import matplotlib.pyplot as plt
+
+    if mpl_fn is None:
+        _learning_curves_png(study, path)
+        return
+    with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
+        warnings.simplefilter("ignore")
+        axes = mpl_fn(study)
+        fig = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
+        width, height = fig.get_size_inches()
+        if name == "parallel":  # one axis per parameter, each with its own tick labels
+            width = max(width, 1.6 * len(axes.get_xticks()) + 2)
+        elif name == "contour" and hasattr(axes, "shape"):  # an n x n grid of contours
+            width, height = max(width, 4 * axes.shape[0] + 2), max(height, 3.5 * axes.shape[0])
+        fig.set_size_inches(max(8, width), max(5, height))
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close("all")
+
+
 def write_report(study: optuna.Study, out: Path) -> Path:
     """Write ``index.html`` (self-contained), a PNG per plot and ``summary.md`` to ``out``."""
     if not [t for t in study.trials if t.state in FINISHED]:
@@ -178,30 +295,13 @@ def write_report(study: optuna.Study, out: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import plotly.io as pio
 
     out.mkdir(parents=True, exist_ok=True)
-    sections = []
-    first = True
+    sections: list[str] = []
     for name, (title, plotly_fn, mpl_fn) in _plots(study).items():
-        figure = plotly_fn(study)
-        # plotly.js goes inline once, so the page opens from disk with no server or network.
-        div = pio.to_html(figure, full_html=False, include_plotlyjs="inline" if first else False)
-        first = False
+        div = figure_html(plotly_fn(study), include_plotlyjs=not sections)
         png = out / f"{name}.png"
-        if mpl_fn is None:
-            _learning_curves_png(study, png)
-        else:
-            with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
-                warnings.simplefilter("ignore")
-                axes = mpl_fn(study)
-                fig = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
-                fig.set_size_inches(
-                    max(8, fig.get_size_inches()[0]), max(5, fig.get_size_inches()[1])
-                )
-                fig.savefig(png, dpi=100, bbox_inches="tight")
-            plt.close("all")
+        _png(study, name, mpl_fn, png)
         sections.append(
             f'<section id="{name}"><h2>{html.escape(title)}</h2>{div}'
             f'<p><a href="{png.name}">{png.name}</a></p></section>'
@@ -209,17 +309,9 @@ def write_report(study: optuna.Study, out: Path) -> Path:
     evaluation = study.user_attrs.get("final_evaluation")
     summary = summary_markdown(study, evaluation)
     (out / "summary.md").write_text(summary)
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>Study {html.escape(study.study_name)}</title>"
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
-        "pre{background:#f6f6f6;padding:1em;white-space:pre-wrap}</style></head><body>"
-        f"<h1>Study {html.escape(study.study_name)}</h1>"
-        f"<pre>{html.escape(summary)}</pre>{''.join(sections)}"
-        '<p><a href="summary.md">summary.md</a></p></body></html>'
-    )
-    (out / "index.html").write_text(page)
+    body = f'{markdown_html(summary)}{"".join(sections)}<p><a href="summary.md">summary.md</a></p>'
+    (out / "index.html").write_text(page(f"Study {study.study_name}", body))
     return out / "index.html"
 
 
-__all__ = ["summary_markdown", "write_report"]
+__all__ = ["contour_params", "metric_name", "summary_markdown", "write_report"]

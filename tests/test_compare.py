@@ -7,10 +7,12 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from browser import page_width
 from conftest import minimal_study, run_cli
 from optuna.trial import TrialState
 
-from pipeline.compare import CompareBudget, grid_space, variants
+from pipeline import compare_report
+from pipeline.compare import CompareBudget, Run, grid_space, variants
 from pipeline.config import ParamSpec
 from pipeline.errors import UsageError
 from pipeline.space import grid_size
@@ -200,3 +202,42 @@ def test_seeded_sequential_samplers_repeat(tmp_path: Path) -> None:
             [[t.params for t in _trials(folder, f"cmp--{s}-none-seed0")] for s in ("random", "tpe")]
         )
     assert params[0] == params[1]
+
+
+def _runs(seeds: int) -> list[Run]:
+    """Compare runs made with ask/tell, no training: random and TPE, ``seeds`` each."""
+    runs = []
+    for sampler in ("random", "tpe"):
+        for seed in range(seeds):
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+            study.set_user_attr("config", {"metric": "val_loss"})
+            for _ in range(5):
+                trial = study.ask()
+                lr = trial.suggest_float("lr", 0.01, 0.5, log=True)
+                for epoch in (1, 2):
+                    trial.report(lr + 1 / epoch, epoch)
+                trial.set_user_attr("test_accuracy", 1 - lr)
+                study.tell(trial, lr)
+            runs.append(Run(sampler, "none", seed, study))
+    return runs
+
+
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_the_compare_report_claims_a_spread_only_with_seeds(tmp_path: Path, seeds: int) -> None:
+    index = compare_report.write_report(_runs(seeds), tmp_path, CompareBudget("trials", 5), None)
+    page, summary = index.read_text(), (tmp_path / "summary.md").read_text()
+    assert "<table>" in page and "<th>sampler</th>" in page and "<h2>Verdict</h2>" in page
+    assert "<pre" not in page and "|---|" not in page  # no Markdown left raw
+    # Headings say what is plotted, not which file holds it.
+    assert "<h2>Best val_loss so far against trials finished" in page and "<h2>best_vs" not in page
+    if seeds == 1:
+        assert "±" not in summary and "median" not in page and "quartile" not in page
+    else:
+        assert "(mean ± std)" in summary and "inter-quartile band</h2>" in page
+
+
+@pytest.mark.slow
+def test_the_compare_report_fits_a_1400_px_page(tmp_path: Path) -> None:
+    index = compare_report.write_report(_runs(2), tmp_path / "r", CompareBudget("trials", 5), None)
+    scroll, viewport = page_width(index, tmp_path / "profile")
+    assert viewport == 1400 and scroll <= viewport

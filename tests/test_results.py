@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from browser import page_width, render
 from conftest import REPO, run_cli
 from optuna.trial import TrialState
 
@@ -209,43 +211,6 @@ def test_a_study_without_finished_trials_gets_a_message(tmp_path: Path) -> None:
     assert result.returncode == 1 and "no complete trial with a checkpoint" in result.stderr
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail("Debian's chromium is missing; .ci/run installs it (apt-get install chromium)")
-    return found
-
-
-def _render(page: Path, shot: Path, profile: Path) -> list[str]:
-    """Screenshot ``page`` in headless Chromium; return its console error lines."""
-    result = subprocess.run(
-        [
-            _chromium(),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--window-size=1200,1600",
-            "--virtual-time-budget=5000",
-            f"--screenshot={shot}",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert shot.is_file(), result.stderr[-2000:]
-    console = [line for line in result.stderr.splitlines() if "CONSOLE" in line]
-    return [line for line in console if "Uncaught" in line or "Error" in line]
-
-
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(
     finished_study: tuple[str, str, Path], tmp_path: Path
@@ -257,16 +222,72 @@ def test_report_renders_in_headless_chromium(
     broken.write_text(
         "<html><body><h1>x</h1><script>throw new Error('boom')</script></body></html>"
     )
-    assert _render(broken, tmp_path / "broken.png", tmp_path / "p1")
+    assert render(broken, tmp_path / "broken.png", tmp_path / "p1")
     # ... and the report has none.
     index = _report(finished_study, tmp_path / "report")
     shot = tmp_path / "shot.png"
-    assert _render(index, shot, tmp_path / "p2") == []
+    assert render(index, shot, tmp_path / "p2") == []
     import numpy as np
 
     pixels = np.asarray(Image.open(shot).convert("L"))
     dark = float((pixels < 200).mean())
     assert len(np.unique(pixels)) > 50 and dark > 0.02  # text and plots, not a blank page
+
+
+def _wide_study(numeric: int = 6) -> optuna.Study:
+    """A study with no training: ``numeric`` numeric parameters (the slice plot gets a
+    panel for each), an optimizer chosen by name and a momentum only SGD sets."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["val_loss"])  # as `tune` names it
+    study.set_user_attr("config", {"metric": "val_loss", "max_epochs": 3})
+    for _ in range(16):
+        trial = study.ask()
+        x = [trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(numeric)]
+        optimizer = trial.suggest_categorical("optimizer", ["sgd", "adam"])
+        if optimizer == "sgd":
+            trial.suggest_float("momentum", 0.5, 0.99)
+        loss = sum((v - 0.3) ** 2 * 10**i for i, v in enumerate(x)) + (optimizer == "sgd")
+        for epoch in (1, 2, 3):
+            trial.report(loss + 1 / epoch, epoch)
+        study.tell(trial, loss)
+    return study
+
+
+def test_contour_is_drawn_only_over_numeric_parameters_every_trial_set(tmp_path: Path) -> None:
+    study = _wide_study()
+    # Optimizer names have no order to interpolate along; momentum is missing without SGD.
+    top = report.contour_params(study)
+    assert len(top) == 3 and set(top) <= {f"x{i}" for i in range(6)}
+    assert top[0] == "x5"  # the steepest term of the loss matters most
+    report.write_report(study, tmp_path / "r")
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert f"({', '.join(top)})" in page and (tmp_path / "r" / "contour.png").is_file()
+    # One numeric parameter is not enough for a contour: none is drawn.
+    narrow = _wide_study(numeric=1)
+    assert report.contour_params(narrow) == []
+    report.write_report(narrow, tmp_path / "n")
+    assert 'id="contour"' not in (tmp_path / "n" / "index.html").read_text()
+    assert not (tmp_path / "n" / "contour.png").exists()
+
+
+def test_the_report_reads_as_html_named_by_the_metric(tmp_path: Path) -> None:
+    index = report.write_report(_wide_study(), tmp_path / "r")
+    page = index.read_text()
+    assert "<table>" in page and "<th>parameter</th>" in page and "<h2>Best trial: #" in page
+    assert "<pre" not in page and "|---|" not in page  # no Markdown left raw
+    assert "Objective Value" not in page  # every axis says val_loss
+    assert ">val_loss<" in page or '"val_loss"' in page
+    assert '"None"' not in page and "not set" in page  # momentum's axis when SGD was not used
+
+
+@pytest.mark.slow
+def test_every_plot_fits_a_1400_px_page(tmp_path: Path) -> None:
+    # Six numeric parameters: Optuna sizes the slice plot 300 px a panel, 2100 px here.
+    index = report.write_report(_wide_study(), tmp_path / "r")
+    scroll, viewport = page_width(index, tmp_path / "profile")
+    assert viewport == 1400 and scroll <= viewport
 
 
 def test_a_checkpoint_that_cannot_be_saved_costs_the_checkpoint_not_the_trial(
