@@ -222,7 +222,7 @@ def _add_result_commands(sub: Any) -> None:
         ("report", "write an HTML report with plots, PNGs and a Markdown summary"),
     ):
         p = sub.add_parser(name, help=help_)
-        _study_source_args(p, named=True, artifacts=name in ("evaluate", "export"))
+        _study_source_args(p, named=True, artifacts=name in ("best", "evaluate", "export"))
         if name == "best":
             p.add_argument("--json", action="store_true", help="machine-readable output")
         elif name == "evaluate":

@@ -50,7 +50,9 @@ def best_record(study: optuna.Study) -> dict[str, Any] | None:
     }
 
 
-def best_with_checkpoint(study: optuna.Study, storage_url: str) -> dict[str, Any]:
+def best_with_checkpoint(
+    study: optuna.Study, storage_url: str, artifacts: str | None = None
+) -> dict[str, Any]:
     """:func:`best_record` with where its checkpoint is (``pipeline best``).
 
     Raises:
@@ -60,10 +62,10 @@ def best_with_checkpoint(study: optuna.Study, storage_url: str) -> dict[str, Any
     best = best_trial(study)
     if record is None or best is None:
         raise NoResult(f"study {study.study_name!r} has no complete trial yet")
-    artifacts = artifact_dir_for(storage_url)
-    artifact_id = live_checkpoint(best, open_store(artifacts, create=False))
+    folder = artifact_dir_for(storage_url, artifacts)
+    artifact_id = live_checkpoint(best, open_store(folder, create=False))
     record["checkpoint"] = artifact_id
-    record["checkpoint_path"] = str(artifacts / artifact_id) if artifact_id else None
+    record["checkpoint_path"] = str(folder / artifact_id) if artifact_id else None
     return record
 
 

@@ -156,7 +156,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_best(args: argparse.Namespace) -> int:
     from pipeline.best import best_with_checkpoint, format_best
 
-    record = best_with_checkpoint(_open(args), args.storage)
+    record = best_with_checkpoint(_open(args), args.storage, getattr(args, "artifacts", None))
     print(json.dumps(record, indent=2) if args.json else format_best(record))
     return EXIT_OK
 
