@@ -51,9 +51,10 @@ def verdict(
     pick = max if maximize else min
     lines = []
     best_key = pick(table, key=lambda k: table[k]["best_mean"])
+    mean = "mean " if any(row["seeds"] > 1 for row in table.values()) else ""
     lines.append(
-        f"Best mean {'maximum' if maximize else 'minimum'} reached: {best_key[0]} with pruner {best_key[1]} "
-        f"({table[best_key]['best_mean']:.4f})."
+        f"Best {mean}{'maximum' if maximize else 'minimum'} reached: {best_key[0]} with pruner "
+        f"{best_key[1]} ({table[best_key]['best_mean']:.4f})."
     )
     for pruner in sorted({k[1] for k in table}):
         grid, rand = table.get(("grid", pruner)), table.get(("random", pruner))

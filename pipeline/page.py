@@ -86,7 +86,9 @@ def figure_html(figure: Any, include_plotlyjs: bool) -> str:
     window is resized (Optuna sizes some plots, the slice plot among them, in pixels)."""
     import plotly.io as pio
 
-    figure.update_layout(autosize=True, width=None)
+    # The section's heading says what the plot is: Optuna's own title ("Slice Plot")
+    # would only repeat it.
+    figure.update_layout(autosize=True, width=None, title_text=None)
     div: str = pio.to_html(
         figure,
         full_html=False,
