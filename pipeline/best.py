@@ -7,9 +7,8 @@ from typing import Any
 import optuna
 
 from pipeline.checkpoints import artifact_dir_for, live_checkpoint, open_store
-from pipeline.config import KNOWN_DIRECTIONS
 from pipeline.errors import NoResult
-from pipeline.trials import Attr, best_trial
+from pipeline.trials import Attr, best_trial, last_metrics
 
 
 def label(name: str) -> str:
@@ -28,11 +27,7 @@ def best_record(study: optuna.Study) -> dict[str, Any] | None:
         return None
     attrs = best.user_attrs
     metric = (study.metric_names or ["value"])[0]
-    history = attrs.get(Attr.HISTORY)
-    if history:
-        last = {k: v for k, v in history[-1].items() if k not in ("epoch", "trial")}
-    else:  # a trial stored before every metric was kept
-        last = {k: attrs[k] for k in KNOWN_DIRECTIONS if k in attrs}
+    last = last_metrics(best)
     metrics = {metric: last.pop(metric, best.value), **last}
     test = {k: v for k, v in attrs.items() if k.startswith("test_") and isinstance(v, float)}
     return {

@@ -10,9 +10,8 @@ import pandas as pd
 from optuna.trial import FrozenTrial
 
 from pipeline.checkpoints import ArtifactStore, live_checkpoint
-from pipeline.config import KNOWN_DIRECTIONS
 from pipeline.errors import NoResult, UsageError
-from pipeline.trials import Attr, outcome_of, reason_of
+from pipeline.trials import Attr, last_metrics, outcome_of, reason_of
 
 
 def trials_table(study: optuna.Study, store: ArtifactStore | None = None) -> pd.DataFrame:
@@ -50,10 +49,7 @@ _REST = ("epochs", "seconds", "worker", "retry_of", "reason", "checkpoint")
 
 def _row(trial: FrozenTrial, metric: str, store: ArtifactStore | None) -> dict[str, Any]:
     attrs = trial.user_attrs
-    history = attrs.get(Attr.HISTORY) or [{}]
-    last = {k: v for k, v in history[-1].items() if k not in ("epoch", "trial")}
-    if not last:  # stored before every metric was kept
-        last = {k: attrs[k] for k in KNOWN_DIRECTIONS if k in attrs}
+    last = last_metrics(trial)
     metrics = {
         metric: last.get(metric, trial.value),
         **{k: v for k, v in last.items() if k != metric},

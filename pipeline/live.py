@@ -24,7 +24,15 @@ from optuna.trial import FrozenTrial, TrialState
 from pipeline.best import best_record, format_best
 from pipeline.config import DEFAULT_STORAGE, StudyConfig
 from pipeline.masking import mask_url
-from pipeline.trials import FINISHED, Attr, Outcome, best_trial, outcome_of, reason_of, state_counts
+from pipeline.trials import (
+    FINISHED,
+    Outcome,
+    best_trial,
+    last_metrics,
+    outcome_of,
+    reason_of,
+    state_counts,
+)
 
 _ENDED = (*FINISHED, TrialState.FAIL)
 
@@ -42,12 +50,6 @@ def _fmt(value: Any) -> str:
 MAX_METRIC_COLUMNS = 5
 MIN_WIDTH = 9  # fits 1.234e-05
 RUNNING_EVERY = 5.0  # seconds between running-trials lines in a log
-
-
-def _last_metrics(trial: FrozenTrial) -> dict[str, Any]:
-    """The metrics of the trial's last reported epoch (empty when it reported none)."""
-    history = trial.user_attrs.get(Attr.HISTORY) or [{}]
-    return {k: v for k, v in history[-1].items() if k not in ("epoch", "trial")}
 
 
 def _clock(seconds: float) -> str:
@@ -155,7 +157,7 @@ class LiveReporter:
     def _columns(self, trial: FrozenTrial) -> None:
         """Print the column names: the searched parameters, then the metrics this trial
         reported (the study metric first), epochs and seconds."""
-        reported = [k for k in _last_metrics(trial) if k != self.metric]
+        reported = [k for k in last_metrics(trial) if k != self.metric]
         self.metrics = [self.metric, *reported][:MAX_METRIC_COLUMNS]
         for name in self.metrics:
             self.widths[name] = max(len(name), MIN_WIDTH)
@@ -222,7 +224,7 @@ class LiveReporter:
 
     def _row(self, trial: FrozenTrial) -> str:
         attrs = trial.user_attrs
-        metrics = _last_metrics(trial)
+        metrics = last_metrics(trial)
         seconds = (
             (trial.datetime_complete - trial.datetime_start).total_seconds()
             if trial.datetime_complete and trial.datetime_start

@@ -11,12 +11,14 @@ from __future__ import annotations
 import enum
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from pipeline.config import KNOWN_DIRECTIONS
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 IN_FLIGHT = (TrialState.RUNNING, TrialState.WAITING)
@@ -83,6 +85,15 @@ def reason_of(trial: FrozenTrial) -> str | None:
     key = Attr.PRUNED_REASON if trial.state == TrialState.PRUNED else Attr.FAIL_REASON
     reason = trial.user_attrs.get(key)
     return None if reason is None else str(reason)
+
+
+def last_metrics(trial: FrozenTrial) -> dict[str, Any]:
+    """The metrics of the trial's last reported epoch, by name (for a trial stored before
+    every metric was kept, the built-in ones among its attributes; empty when none)."""
+    history = trial.user_attrs.get(Attr.HISTORY)
+    if history:
+        return {k: v for k, v in history[-1].items() if k not in ("epoch", "trial")}
+    return {k: trial.user_attrs[k] for k in KNOWN_DIRECTIONS if k in trial.user_attrs}
 
 
 def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
@@ -167,6 +178,7 @@ __all__ = [
     "best_trial",
     "frozen",
     "is_enqueued",
+    "last_metrics",
     "original_number",
     "outcome_of",
     "rank",
