@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -151,8 +152,10 @@ def test_export_round_trips_through_pandas(
         "checkpoint",
     ]
     assert list(table["epochs"]) == [len(t.intermediate_values) for t in study.trials]
-    assert list(table["val_loss"]) == pytest.approx([t.value for t in study.trials])
-    assert set(table["state"]) == {"complete", "pruned"}
+    # A trial skipped in the race for the budget's last slot (2 workers) has no value.
+    values = [math.nan if t.value is None else t.value for t in study.trials]
+    assert list(table["val_loss"]) == pytest.approx(values, nan_ok=True)
+    assert {"complete", "pruned"} <= set(table["state"]) <= {"complete", "pruned", "skipped"}
     # A checkpoint is listed only where its file is still there: the 2 kept ones.
     kept = table["checkpoint"].dropna()
     assert len(kept) == 2 and all(Path(p).is_file() for p in kept)
