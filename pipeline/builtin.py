@@ -7,15 +7,18 @@ so pruning, checkpoints, retries and the stored metrics behave alike.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import torch
+from torch.utils.data import default_collate
 
+from pipeline.measure import count_params, latency_ms
 from pipeline.resources import too_large
 from pipeline.session import Session
-from pipeline.tasks import Splits, Task
+from pipeline.tasks import Split, Splits, Task
 from pipeline.train import TRAINING_DEFAULTS, EpochResult, evaluate, fit
 
 
@@ -37,6 +40,7 @@ class TaskTrainable:
         task_options: The resolved options, stored in checkpoints to rebuild the task.
         checkpoint: Whether to checkpoint the final weights (``keep_checkpoints`` > 0).
         target: The study file's ``task.name``, stored in checkpoints.
+        inference_batch: The examples of the batch whose forward time is ``latency_ms``.
     """
 
     def __init__(
@@ -49,8 +53,10 @@ class TaskTrainable:
         channels_last: bool = False,
         checkpoint: bool = True,
         target: str | None = None,
+        inference_batch: int = 1,
     ) -> None:
         self.task = task
+        self.inference_batch = inference_batch
         # What rebuilds the task from a checkpoint: the study file's task.name (a
         # registry name or package.module:function), not the name the task gives itself.
         self.target = target or task.name
@@ -70,6 +76,7 @@ class TaskTrainable:
         model = self.task.build_model(hp, s).to(device)
         if self.channels_last and s.train.x is not None and s.train.x.dim() == 4:
             model = model.to(memory_format=torch.channels_last)
+        self._measure(model, session)
         augment = self.task.augment if hp.get("augment") else None
         generator = torch.Generator(device=device).manual_seed(session.seed)
         session.compute_seconds = 0.0
@@ -109,6 +116,29 @@ class TaskTrainable:
                     "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 }
             )
+
+    def _measure(self, model: torch.nn.Module, session: Session) -> None:
+        """Size and latency, known before training: a constraint on them rejects the
+        trial before its first epoch."""
+        batch = _first_inputs(self.splits.val, self.inference_batch, session.device)
+        if self.channels_last and isinstance(batch, torch.Tensor) and batch.dim() == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with (
+            torch.autocast(session.device.type, dtype=self.autocast)
+            if self.autocast
+            else contextlib.nullcontext()
+        ):
+            latency = latency_ms(model, batch, session.device)
+        session.measured(params=count_params(model), latency_ms=round(latency, 4))
+
+
+def _first_inputs(split: Split, n: int, device: torch.device) -> Any:
+    """The inputs of the split's first ``n`` examples, as the model takes a batch."""
+    if split.x is not None:
+        return split.x[:n].to(device)
+    assert split.dataset is not None
+    items = default_collate([split.dataset[i][0] for i in range(min(n, len(split)))])
+    return items.to(device) if isinstance(items, torch.Tensor) else items
 
 
 __all__ = ["ModelTooLarge", "TaskTrainable", "hyperparameters"]

@@ -22,8 +22,9 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import StudyConfig
+from pipeline.objectives import front
 from pipeline.storage import scheme_of
-from pipeline.trials import Attr, rank, retry_history
+from pipeline.trials import Attr, is_feasible, rank, retry_history
 
 ArtifactStore = FileSystemArtifactStore  # what readers accept: ours or Optuna's
 
@@ -85,15 +86,19 @@ def live_checkpoint(trial: FrozenTrial, store: FileSystemArtifactStore) -> str |
 
 
 def keep_top(study: optuna.Study, store: FileSystemArtifactStore, keep: int) -> list[int]:
-    """Remove the checkpoints of all but the ``keep`` best complete trials; return the
-    numbers of the trials whose checkpoint was removed."""
+    """Remove the checkpoints of all but the ``keep`` best complete trials (feasible ones
+    first; of several objectives, every Pareto-front member, however many, then the best
+    in the first objective); return the numbers of the trials whose checkpoint was removed."""
     complete = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if live_checkpoint(t, store) is not None
     ]
     removed = []
-    for trial in rank(complete, study.direction)[keep:]:
+    pareto = front(complete, study.directions) if len(study.directions) > 1 else []
+    rest = rank([t for t in complete if t not in pareto], study.directions[0])
+    ranked = pareto + sorted(rest, key=lambda t: not is_feasible(t))  # stable: rank kept
+    for trial in ranked[max(keep, len(pareto)) :]:
         # Another worker may have removed it first; a file that cannot be removed stays.
         with contextlib.suppress(ArtifactNotFound, OSError):
             store.remove(str(trial.user_attrs[Attr.CHECKPOINT]))

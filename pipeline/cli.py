@@ -155,8 +155,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_best(args: argparse.Namespace) -> int:
     from pipeline.best import best_with_checkpoint, format_best
+    from pipeline.objectives import is_multi_objective
+    from pipeline.pareto import format_front, front_with_checkpoints
 
-    record = best_with_checkpoint(_open(args), args.storage, getattr(args, "artifacts", None))
+    study, artifacts = _open(args), getattr(args, "artifacts", None)
+    if is_multi_objective(study):  # several objectives: the Pareto front
+        front = front_with_checkpoints(study, args.storage, artifacts)
+        print(json.dumps(front, indent=2) if args.json else format_front(front))
+        return EXIT_OK
+    record = best_with_checkpoint(study, args.storage, artifacts)
     print(json.dumps(record, indent=2) if args.json else format_best(record))
     return EXIT_OK
 

@@ -33,6 +33,15 @@ KNOWN_DIRECTIONS: dict[str, str] = {
 }
 MAX_STUDY_NAME = 512  # Optuna's RDB schema: studies.study_name is VARCHAR(512)
 
+# --- several objectives and constraints (docs/multi-objective.md) ----------------------
+# What the pipeline measures for every trial without user code, and which way is better.
+MEASURED_DIRECTIONS: dict[str, str] = {
+    "params": "minimize",  # trainable parameters
+    "latency_ms": "minimize",  # median forward time of one inference batch
+    "peak_memory_mb": "minimize",  # peak CUDA memory, or peak RSS growth on CPU
+    "compute_seconds": "minimize",  # inside forward, backward and evaluation
+}
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -76,6 +85,22 @@ class PrunerConfig:
 
 
 @dataclass(frozen=True)
+class ObjectiveConfig:
+    """One entry of ``objectives``: a metric and which way is better."""
+
+    metric: str
+    direction: Literal["minimize", "maximize"] | None = None  # None: the metric's own
+
+
+@dataclass(frozen=True)
+class LimitConfig:
+    """One entry of ``constraints``: the bounds a feasible trial's metric stays within."""
+
+    max: float | None = None
+    min: float | None = None
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """Everything one study needs: what to train, what to search and how to run it."""
 
@@ -108,12 +133,43 @@ class StudyConfig:
     artifacts: str | None = None
     keep_checkpoints: int = 3
     enqueue: list[dict[str, Any]] = field(default_factory=list)
+    # Several objectives (metric/direction is the one-objective short form, and after
+    # loading always equals the first objective) and constraints on any metric.
+    objectives: list[ObjectiveConfig] = field(default_factory=list)
+    constraints: dict[str, LimitConfig] = field(default_factory=dict)
+    inference_batch_size: int = 1  # the batch latency_ms is measured on
     source: str = field(default="<memory>", compare=False)
 
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the study optimizes more than one objective."""
+        return len(self.objectives) > 1
+
+    @property
+    def directions(self) -> list[Literal["minimize", "maximize"]]:
+        """The direction of every objective, in order."""
+        return [o.direction or "minimize" for o in self.objectives]
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The metric of every objective, in order."""
+        return [o.metric for o in self.objectives]
+
     def to_dict(self) -> dict[str, Any]:
-        """The resolved study as plain data (stored as provenance, printed by ``validate``)."""
+        """The resolved study as plain data (stored as provenance, printed by ``validate``).
+        A one-objective study without constraints reads as before they existed."""
         data = dataclasses.asdict(self)
         data.pop("source")
+        if not self.multi_objective:
+            data.pop("objectives")
+        data["constraints"] = {
+            name: {k: v for k, v in limit.items() if v is not None}
+            for name, limit in data["constraints"].items()
+        }
+        if not self.constraints:
+            data.pop("constraints")
+        if "latency_ms" not in [*self.metric_names, *self.constraints]:
+            data.pop("inference_batch_size")
         data["search_space"] = {
             name: {
                 k: v
@@ -139,24 +195,41 @@ def convert(raw: Mapping[str, Any]) -> StudyConfig:
             name: spec if isinstance(spec, dict) else {"type": "fixed", "value": spec}
             for name, spec in raw["search_space"].items()
         }
+    if "objectives" in raw and ("metric" in raw or "direction" in raw):
+        raise ConfigError(
+            "objectives", "replaces metric and direction; remove them (the first objective is both)"
+        )
     config: StudyConfig = strict.convert(StudyConfig, raw, "")
     check_values(config)
-    return dataclasses.replace(config, direction=_direction(config))
+    if not config.objectives:
+        short = ObjectiveConfig(config.metric, _direction(config.metric, config.direction, ""))
+        return dataclasses.replace(config, direction=short.direction, objectives=[short])
+    objectives = [
+        ObjectiveConfig(o.metric, _direction(o.metric, o.direction, f"objectives[{i}]."))
+        for i, o in enumerate(config.objectives)
+    ]
+    first = objectives[0]
+    return dataclasses.replace(
+        config, metric=first.metric, direction=first.direction, objectives=objectives
+    )
 
 
-def _direction(config: StudyConfig) -> Literal["minimize", "maximize"]:
-    known = KNOWN_DIRECTIONS.get(config.metric)
-    if config.direction is None:
+def _direction(
+    metric: str, direction: Literal["minimize", "maximize"] | None, prefix: str
+) -> Literal["minimize", "maximize"]:
+    known = KNOWN_DIRECTIONS.get(metric) or MEASURED_DIRECTIONS.get(metric)
+    key = f"{prefix}direction"
+    if direction is None:
         if known is None:
             raise ConfigError(
-                "direction",
-                f"is required: is a higher or a lower {config.metric} better? "
-                "Set direction: minimize or direction: maximize",
+                key,
+                f"is required: is a higher or a lower {metric} better? "
+                f"Set {key}: minimize or {key}: maximize",
             )
         return "maximize" if known == "maximize" else "minimize"
-    if known is not None and config.direction != known:
-        raise ConfigError("direction", f"{config.metric} is {known}d; use direction: {known}")
-    return config.direction
+    if known is not None and direction != known:
+        raise ConfigError(key, f"{metric} is {known}d; use {key}: {known}")
+    return direction
 
 
 # --- checks that need more than types ------------------------------------------------
@@ -244,6 +317,29 @@ def _check_what_to_train(config: StudyConfig) -> None:
         raise ConfigError(
             "metric", f"expected a metric name such as val_loss, got {config.metric!r}"
         )
+    _check_objectives(config)
+
+
+def _check_objectives(config: StudyConfig) -> None:
+    """Several objectives and constraints: names, duplicates, bounds."""
+    names = [o.metric for o in config.objectives]
+    for i, name in enumerate(names):
+        if not name.isidentifier():
+            raise ConfigError(
+                f"objectives[{i}].metric", f"expected a metric name such as val_loss, got {name!r}"
+            )
+        if name in names[:i]:
+            raise ConfigError(f"objectives[{i}].metric", f"{name} is already an objective")
+    for name, limit in config.constraints.items():
+        key = f"constraints.{name}"
+        if not name.isidentifier():
+            raise ConfigError(key, "expected a metric name such as latency_ms")
+        if limit.max is None and limit.min is None:
+            raise ConfigError(key, "set max:, min: or both")
+        if limit.max is not None and limit.min is not None and limit.min > limit.max:
+            raise ConfigError(key, f"min {limit.min:g} is above max {limit.max:g}")
+    if config.inference_batch_size < 1:
+        raise ConfigError("inference_batch_size", "must be at least 1")
 
 
 def _is_cuda_index(device: str) -> bool:
@@ -254,7 +350,10 @@ def _is_cuda_index(device: str) -> bool:
 __all__ = [
     "DEFAULT_STORAGE",
     "KNOWN_DIRECTIONS",
+    "MEASURED_DIRECTIONS",
     "ConfigError",
+    "LimitConfig",
+    "ObjectiveConfig",
     "ParamSpec",
     "PrunerConfig",
     "SamplerConfig",

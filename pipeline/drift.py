@@ -34,6 +34,9 @@ def definition(config: StudyConfig) -> dict[str, Any]:
     out = {key: data[key] for key in MEANING}
     if config.trainable is not None:  # absent otherwise, as in studies made before it
         out["trainable"] = config.trainable
+    for key in ("objectives", "constraints"):  # absent for one unconstrained objective
+        if key in data:
+            out[key] = data[key]
     out["search_space"] = {
         # A fixed false or null is left out, as studies made before it was kept have it.
         name: {k: v for k, v in spec.items() if k != "grid" and v not in (None, False)}
@@ -95,6 +98,12 @@ def import_trials(source: optuna.Study, target: optuna.Study, config: StudyConfi
     ):
         return []
     same_metric = old.get("metric") == config.metric
+    if config.multi_objective or "objectives" in old:
+        return (
+            _import_pareto(source, target, config)
+            if old.get("objectives") == new.get("objectives")
+            else []
+        )
     copied = []
     for trial in source.get_trials(deepcopy=False, states=FINISHED):
         dists = _fits(trial, config)
@@ -111,6 +120,27 @@ def import_trials(source: optuna.Study, target: optuna.Study, config: StudyConfi
                 distributions=dists,
                 user_attrs={**_portable(trial.user_attrs), "imported_from": trial.number},
                 intermediate_values=trial.intermediate_values if same_metric else None,
+            )
+        )
+        copied.append(trial.number)
+    target.set_user_attr(BRANCH_ATTR, {"study": source.study_name, "trials": copied})
+    return copied
+
+
+def _import_pareto(source: optuna.Study, target: optuna.Study, config: StudyConfig) -> list[int]:
+    """A branch of a study of the same objectives: the finished trials that fit."""
+    copied = []
+    for trial in source.get_trials(deepcopy=False, states=FINISHED):
+        dists = _fits(trial, config)
+        if dists is None:
+            continue
+        target.add_trial(
+            optuna.trial.create_trial(
+                state=trial.state,
+                values=trial.values if trial.state == TrialState.COMPLETE else None,
+                params=trial.params,
+                distributions=dists,
+                user_attrs={**_portable(trial.user_attrs), "imported_from": trial.number},
             )
         )
         copied.append(trial.number)

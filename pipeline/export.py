@@ -7,11 +7,11 @@ from typing import Any
 
 import optuna
 import pandas as pd
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.checkpoints import ArtifactStore, live_checkpoint
 from pipeline.errors import NoResult, UsageError
-from pipeline.trials import Attr, last_metrics, outcome_of, reason_of
+from pipeline.trials import Attr, is_feasible, last_metrics, outcome_of, reason_of
 
 
 def trials_table(study: optuna.Study, store: ArtifactStore | None = None) -> pd.DataFrame:
@@ -23,15 +23,17 @@ def trials_table(study: optuna.Study, store: ArtifactStore | None = None) -> pd.
     trials = study.get_trials(deepcopy=False)
     if not trials:
         raise NoResult(f"study {study.study_name!r} has no trials yet")
-    metric = (study.metric_names or ["value"])[0]
-    rows = [_row(t, metric, store) for t in trials]
+    objectives = study.metric_names or ["value"]
+    rows = [_row(t, objectives, store) for t in trials]
     params = sorted({name for t in trials for name in t.params})  # as every storage agrees
     metrics = list(dict.fromkeys(k for row in rows for k in row["metrics"]))
+    constrained = any(Attr.CONSTRAINTS in t.user_attrs for t in trials)
     frame = pd.DataFrame(
         [
             {"number": row["number"], "state": row["state"]}
             | {_param_column(p, metrics): row["params"].get(p) for p in params}
             | {m: row["metrics"].get(m) for m in metrics}
+            | ({"feasible": row["feasible"]} if constrained else {})
             | row["rest"]
             for row in rows
         ]
@@ -47,13 +49,19 @@ def _param_column(name: str, metrics: list[str]) -> str:
 _REST = ("epochs", "seconds", "worker", "retry_of", "reason", "checkpoint")
 
 
-def _row(trial: FrozenTrial, metric: str, store: ArtifactStore | None) -> dict[str, Any]:
+def _row(trial: FrozenTrial, objectives: list[str], store: ArtifactStore | None) -> dict[str, Any]:
+    """One trial: every objective first (one column each, by its metric's name), then
+    the other metrics of its last epoch, the constrained ones and its test scores."""
     attrs = trial.user_attrs
     last = last_metrics(trial)
+    values = trial.values or [None] * len(objectives)
     metrics = {
-        metric: last.get(metric, trial.value),
-        **{k: v for k, v in last.items() if k != metric},
+        name: last.get(name, attrs.get(name, value))
+        for name, value in zip(objectives, values, strict=True)
     }
+    metrics |= {k: v for k, v in last.items() if k not in objectives}
+    for name in attrs.get(Attr.CONSTRAINTS) or {}:
+        metrics.setdefault(name, attrs.get(name))
     metrics |= {k: v for k, v in sorted(attrs.items()) if k.startswith("test_") and _number(v)}
     duration = trial.duration.total_seconds() if trial.duration is not None else None
     found = live_checkpoint(trial, store) if store is not None else None
@@ -72,6 +80,7 @@ def _row(trial: FrozenTrial, metric: str, store: ArtifactStore | None) -> dict[s
         "state": _state(trial),
         "params": trial.params,
         "metrics": metrics,
+        "feasible": is_feasible(trial) if trial.state == TrialState.COMPLETE else None,
         "rest": rest,
     }
 
@@ -93,7 +102,9 @@ def curves_table(study: optuna.Study) -> pd.DataFrame:
     rows = []
     for t in study.trials:
         history = {row["epoch"]: row for row in t.user_attrs.get(Attr.HISTORY) or []}
-        for step, value in sorted(t.intermediate_values.items()):
+        # Several objectives keep no intermediate values: the first one's, per epoch.
+        steps = t.intermediate_values or {e: row.get(metric) for e, row in history.items()}
+        for step, value in sorted(steps.items()):
             reported = {k: v for k, v in history.get(step, {}).items() if k != "epoch"}
             rows.append(
                 {"number": t.number, "state": _state(t), "epoch": step, metric: value}

@@ -284,15 +284,19 @@ def _final_evaluation(
     except NoResult as exc:
         print(f"(no final evaluation: {exc})", file=out)
         return
-    scores = ", ".join(
-        f"{name.replace('_', ' ')} {value:.4f}"
-        for name, value in result.items()
-        if name.startswith("test_")
-    )
+    if "front" in result:  # several objectives: every front member's checkpoint
+        scores = "; ".join(f"#{r['trial']} {evaluate.test_scores(r)}" for r in result["front"])
+        print(
+            f"Checkpoints of the {len(result['front'])} Pareto-front trials reloaded from "
+            f"{checkpoints.artifact_dir(config)} on {device}: {scores} "
+            "(stored as the study's final_evaluation)",
+            file=out,
+            flush=True,
+        )
+        return
     print(
         f"Checkpoint of trial #{result['trial']} reloaded from "
-        f"{checkpoints.artifact_dir(config)} on {device}: "
-        f"{scores or 'no test: function in the study file to score it'} "
+        f"{checkpoints.artifact_dir(config)} on {device}: {evaluate.test_scores(result)} "
         "(stored as the study's final_evaluation)",
         file=out,
         flush=True,

@@ -24,10 +24,13 @@ from optuna.trial import FrozenTrial, TrialState
 from pipeline.best import best_record, format_best
 from pipeline.config import DEFAULT_STORAGE, StudyConfig
 from pipeline.masking import mask_url
+from pipeline.objectives import study_front
+from pipeline.pareto import format_front, front_result
 from pipeline.trials import (
     FINISHED,
     Outcome,
     best_trial,
+    is_feasible,
     last_metrics,
     outcome_of,
     reason_of,
@@ -86,8 +89,10 @@ class LiveReporter:
         quiet: bool = False,
         out: TextIO = sys.stdout,
         max_epochs: int | None = None,
+        objectives: list[str] | None = None,
     ) -> None:
         self.study = study
+        self.objectives = objectives or [metric]  # the first is ``metric``
         self.storage_flag = storage_flag  # " --storage URL" for the next commands, or ""
         self.metric = metric
         self.params = params
@@ -98,7 +103,7 @@ class LiveReporter:
         self.quiet = quiet
         self.out = out
         self.tty = out.isatty()
-        self.widths = {n: max(len(n), MIN_WIDTH) for n in [*self.params, metric]}
+        self.widths = {n: max(len(n), MIN_WIDTH) for n in [*self.params, *self.objectives]}
         self.metrics: list[str] | None = None  # the columns, from the first trial's report
         self.started = time.time()
         self.printed: set[int] = set()
@@ -122,7 +127,8 @@ class LiveReporter:
             f"Study {config.study_name!r}: "
             + (f"task {config.task.name}, " if config.task else f"trainable {config.trainable}, ")
             + f"sampler {config.sampler.name}, pruner {config.pruner.name}, "
-            f"{config.metric} ({config.direction}), {limit} trials, "
+            + ", ".join(f"{o.metric} ({o.direction})" for o in config.objectives)
+            + f", {limit} trials, "
             f"{config.max_epochs} epochs max\nStorage {mask_url(config.storage)}"
         )
         storage_flag = (
@@ -141,6 +147,7 @@ class LiveReporter:
             quiet=quiet,
             out=out,
             max_epochs=config.max_epochs,
+            objectives=config.metric_names,
         )
 
     def header(self, workers: int, threads: int) -> None:
@@ -157,8 +164,10 @@ class LiveReporter:
     def _columns(self, trial: FrozenTrial) -> None:
         """Print the column names: the searched parameters, then the metrics this trial
         reported (the study metric first), epochs and seconds."""
-        reported = [k for k in last_metrics(trial) if k != self.metric]
-        self.metrics = [self.metric, *reported][:MAX_METRIC_COLUMNS]
+        reported = [k for k in last_metrics(trial) if k not in self.objectives]
+        self.metrics = [*self.objectives, *reported][
+            : max(MAX_METRIC_COLUMNS, len(self.objectives))
+        ]
         for name in self.metrics:
             self.widths[name] = max(len(name), MIN_WIDTH)
         cols = ["trial", "state   "] + [n.rjust(self.widths[n]) for n in self.params]
@@ -203,7 +212,7 @@ class LiveReporter:
     def _running(self, trials: list[FrozenTrial]) -> str:
         """Each running trial's last reported epoch and its best value so far, numbers
         right-aligned in cells of fixed width; "" when none runs."""
-        minimize = self.study.direction == StudyDirection.MINIMIZE
+        minimize = self.study.directions[0] == StudyDirection.MINIMIZE
         of = f"/{self.max_epochs}" if self.max_epochs else ""
         epoch_width = len(str(self.max_epochs or 0))
         number_width = len(str(len(trials)))
@@ -220,11 +229,14 @@ class LiveReporter:
             )
         if not cells:
             return ""
+        if len(self.study.directions) > 1:  # no intermediate values: only the trials
+            running = [t for t in trials if t.state == TrialState.RUNNING]
+            return "running: " + " | ".join(f"#{t.number}" for t in running)
         return f"running (epoch, best {self.metric} so far): " + " | ".join(cells)
 
     def _row(self, trial: FrozenTrial) -> str:
         attrs = trial.user_attrs
-        metrics = last_metrics(trial)
+        metrics = {**{k: attrs.get(k) for k in self.objectives}, **last_metrics(trial)}
         seconds = (
             (trial.datetime_complete - trial.datetime_start).total_seconds()
             if trial.datetime_complete and trial.datetime_start
@@ -242,6 +254,8 @@ class LiveReporter:
             ("-" if seconds is None else f"{seconds:.1f}").rjust(7),
         ]
         row = "  ".join(cells)
+        if trial.state == TrialState.COMPLETE and not is_feasible(trial):
+            row += "  (infeasible)"
         reason = reason_of(trial)
         if trial.state != TrialState.COMPLETE and reason:
             row += f"  ({reason})"
@@ -255,8 +269,10 @@ class LiveReporter:
             f"{done}/{self.total if self.total is not None else '-'} done",
             f"{running} running",
         ]
-        best = best_trial(self.study)
-        if best is not None:
+        if len(self.study.directions) > 1:  # several objectives: the front's size
+            size = len(study_front(self.study))
+            parts.append(f"front {size} feasible trial{'s' if size != 1 else ''}")
+        elif (best := best_trial(self.study)) is not None:
             parts.append(f"best {self.metric} {_fmt(best.value)} (#{best.number})")
         parts.append(f"elapsed {_clock(elapsed)}")
         new_done = done - (self.finished_before or 0)
@@ -275,11 +291,12 @@ class LiveReporter:
             f"({_clock(time.time() - self.started)} this run)",
             file=self.out,
         )
-        record = best_record(self.study)
-        if record is None:
+        front = front_result(self.study) if len(self.study.directions) > 1 else None
+        record = best_record(self.study) if front is None else None
+        if record is None and front is None:
             print("No trial completed, so there is no best configuration yet.", file=self.out)
             return 1
-        print(format_best(record), file=self.out)
+        print(format_best(record) if record else format_front(front or {}), file=self.out)
         print(
             f"\nBrowse every trial: {self.dashboard}  (http://127.0.0.1:8080)",
             file=self.out,

@@ -26,6 +26,8 @@ from pipeline import space
 from pipeline.checkpoints import ArtifactStore
 from pipeline.config import ParamSpec, StudyConfig
 from pipeline.liveness import process_identity
+from pipeline.measure import PeakMemory, count_params
+from pipeline.objectives import Limits, limits_of
 from pipeline.session import Session, TrialInterrupted, read, remove_quietly
 from pipeline.trials import Attr, Outcome, frozen, original_number, retry_history
 
@@ -44,11 +46,24 @@ class TrialPlan:
     metric: str
     max_epochs: int
     seed: int = 0
+    objectives: tuple[str, ...] = ()  # the metrics of several objectives, in order
+    limits: Limits | None = None  # the study's constraints
+    model: Callable[[dict[str, Any]], torch.nn.Module] | None = None  # a trainable's model:
 
     @classmethod
-    def of(cls, config: StudyConfig) -> TrialPlan:
-        """The trial plan of a study file."""
-        return cls(config.search_space, config.metric, config.max_epochs, config.seed)
+    def of(cls, config: StudyConfig, model: Callable[..., Any] | None = None) -> TrialPlan:
+        """The trial plan of a study file (``model``: a trainable's model builder, used
+        to count the parameters when a constraint or objective needs them)."""
+        needs_params = "params" in [*config.metric_names, *config.constraints]
+        return cls(
+            config.search_space,
+            config.metric,
+            config.max_epochs,
+            config.seed,
+            tuple(config.metric_names) if config.multi_objective else (),
+            limits_of(config),
+            model if needs_params else None,
+        )
 
     def seed_of(self, trial: FrozenTrial) -> int:
         """Per-trial seed: stable across retries of the same trial, distinct across
@@ -91,7 +106,7 @@ class Objective:
         self.current: int | None = None  # the number of the trial being run
         self.warned = False
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
         self.current = trial.number
         record = frozen(trial)
         if self.is_surplus(record):
@@ -114,6 +129,8 @@ class Objective:
             attempts=[trials[n] for n in history if n < len(trials)],
             should_stop=self.should_stop,
             warn=self._warn,
+            objectives=self.plan.objectives,
+            limits=self.plan.limits,
         )
         try:
             return self._run(trial, session)
@@ -128,11 +145,20 @@ class Objective:
         finally:
             session.store_bookkeeping()
 
-    def _run(self, trial: optuna.Trial, session: Session) -> float:
+    def _run(self, trial: optuna.Trial, session: Session) -> float | list[float]:
         config = space.suggest(trial, self.plan.search_space)
         torch.manual_seed(session.seed)
-        self.trainable(config, session)
-        value = session.value()
+        if self.plan.model is not None:  # a trainable's network, counted before training
+            session.measured(params=count_params(self.plan.model(config)))
+            torch.manual_seed(session.seed)
+        peak = PeakMemory(self.device)
+        try:
+            with peak:
+                self.trainable(config, session)
+        finally:  # a pruned trial's peak too: a constraint on it steers the sampler
+            if peak.mb is not None and "peak_memory_mb" not in session.recorded:
+                session.record(peak_memory_mb=peak.mb)
+        value: float | list[float] = session.values() if self.plan.objectives else session.value()
         if self.store is not None and session.resume_id is not None:
             self._keep(trial, session.resume_id)
         return value

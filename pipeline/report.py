@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from pipeline.best import best_record
 from pipeline.errors import NoResult
 from pipeline.page import figure_html, markdown_html, page
+from pipeline.report_pareto import front_markdown, pareto_plots
 from pipeline.trials import FINISHED, state_counts
 
 
@@ -121,6 +122,8 @@ def _plots(study: optuna.Study) -> dict[str, tuple[str, Any, Any]]:
     import optuna.visualization as pv
     import optuna.visualization.matplotlib as pm
 
+    if len(study.directions) > 1:
+        return pareto_plots(study)
     metric = metric_name(study)
     plots: dict[str, tuple[str, Any, Any]] = {
         "history": (
@@ -202,14 +205,16 @@ def summary_markdown(study: optuna.Study, evaluation: dict[str, Any] | None) -> 
         f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed trials."
     )
     if max_epochs and pruned:
-        trained = sum(len(t.intermediate_values) for t in pruned)
+        trained = sum(_epochs(t) for t in pruned)
         saved = len(pruned) * int(max_epochs) - trained
-        total = sum(len(t.intermediate_values) for t in trials)
+        total = sum(_epochs(t) for t in trials)
         lines.append(
             f"Pruning stopped {len(pruned)} trials early, saving {saved} of "
             f"{total + saved} epochs ({100 * saved / (total + saved):.0f}%)."
         )
-    record = best_record(study)
+    record = best_record(study) if len(study.directions) == 1 else None
+    if len(study.directions) > 1:
+        lines += front_markdown(study)
     if record is not None:
         lines += [
             "",
@@ -227,6 +232,11 @@ def summary_markdown(study: optuna.Study, evaluation: dict[str, Any] | None) -> 
     return "\n".join(lines) + "\n"
 
 
+def _epochs(trial: optuna.trial.FrozenTrial) -> int:
+    """Epochs the trial trained (several objectives keep no intermediate values)."""
+    return len(trial.intermediate_values) or int(trial.user_attrs.get("epochs") or 0)
+
+
 def _cell(value: Any) -> str:
     """A parameter as a table cell: floats to 4 significant digits, pipes escaped."""
     text = f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -236,6 +246,14 @@ def _cell(value: Any) -> str:
 def _evaluation_lines(evaluation: dict[str, Any] | None) -> list[str]:
     if not evaluation:
         return []
+    if "front" in evaluation:  # several objectives: every front member's checkpoint
+        return ["", "## Final evaluation", ""] + [
+            f"- trial #{r['trial']} on the test split: "
+            + ", ".join(
+                f"{k.removeprefix('test_')} {v:.4f}" for k, v in r.items() if k.startswith("test_")
+            )
+            for r in evaluation["front"]
+        ]
     scores = ", ".join(
         f"{k.removeprefix('test_')} {v:.4f}" for k, v in evaluation.items() if k.startswith("test_")
     )
@@ -275,7 +293,7 @@ def _png(study: optuna.Study, name: str, mpl_fn: Any, path: Path) -> None:
         _learning_curves_png(study, path)
         return
     with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # and the plots' constraints_func, deprecated in 4.0
         axes = mpl_fn(study)
         fig = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
         width, height = fig.get_size_inches()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,12 @@ SAMPLERS: dict[str, Callable[..., BaseSampler]] = {
     "gp": optuna.samplers.GPSampler,
     "cmaes": optuna.samplers.CmaEsSampler,
     "qmc": optuna.samplers.QMCSampler,
+    "nsga2": optuna.samplers.NSGAIISampler,
+    "nsga3": optuna.samplers.NSGAIIISampler,
 }
+
+# Samplers that optimize one objective only (Optuna raises on the first trial otherwise).
+_ONE_OBJECTIVE = {"cmaes"}
 
 # Samplers whose workers must share one seed: QMC's points come from one scrambled
 # sequence indexed through the study, so a per-worker seed would mix sequences.
@@ -37,7 +42,7 @@ def check_sampler(config: SamplerConfig, space: Mapping[str, ParamSpec]) -> None
             "sampler.name",
             f"unknown sampler {config.name!r}; expected one of {', '.join(SAMPLERS)}",
         )
-    for reserved in ("seed", "search_space"):
+    for reserved in ("seed", "search_space", "constraints_func"):
         if reserved in config.options:
             raise ConfigError(f"sampler.options.{reserved}", "is set by the pipeline; remove it")
     factory = SAMPLERS[config.name]
@@ -60,6 +65,22 @@ def check_sampler(config: SamplerConfig, space: Mapping[str, ParamSpec]) -> None
         raise ConfigError("sampler.options", f"{factory.__name__}: {exc}") from None
 
 
+def check_objectives(config: SamplerConfig, objectives: int) -> None:
+    """Refuse a sampler that cannot optimize the study's number of objectives."""
+    if objectives > 1 and config.name in _ONE_OBJECTIVE:
+        usable = ", ".join(n for n in SAMPLERS if n not in _ONE_OBJECTIVE)
+        raise ConfigError(
+            "sampler.name",
+            f"{config.name} optimizes one objective; with {objectives} objectives use {usable}",
+        )
+
+
+def takes_constraints(name: str) -> bool:
+    """Whether the sampler steers away from infeasible trials (``constraints_func``);
+    the others sample blindly and the pipeline only marks feasibility."""
+    return "constraints_func" in inspect.signature(SAMPLERS[name]).parameters
+
+
 def sampler_seed(seed: int, worker: int, progress: int) -> int:
     """The seed of one worker's sampler: distinct per worker, and per run, since
     ``progress`` (trials the study held when the worker started) grows with every run.
@@ -69,17 +90,26 @@ def sampler_seed(seed: int, worker: int, progress: int) -> int:
 
 
 def make_sampler(
-    config: SamplerConfig, space: Mapping[str, ParamSpec], worker: int = 0, progress: int = 0
+    config: SamplerConfig,
+    space: Mapping[str, ParamSpec],
+    worker: int = 0,
+    progress: int = 0,
+    constraints: Callable[[optuna.trial.FrozenTrial], Sequence[float]] | None = None,
 ) -> BaseSampler:
     """Build the study's sampler for one worker.
 
     Workers get seeds from :func:`sampler_seed`, so that parallel workers of a seeded
     study do not propose the same points and a resumed study does not repeat itself.
+
+    Args:
+        constraints: The study's ``constraints_func``, given to the samplers that take one.
     """
     seed = config.seed
     if seed is not None and config.name not in _SHARED_SEED:
         seed = sampler_seed(seed, worker, progress)
     kwargs: dict[str, Any] = dict(config.options)
+    if constraints is not None and takes_constraints(config.name):
+        kwargs["constraints_func"] = constraints
     if config.name == "grid":
         grid = {
             name: space_mod.grid_values(name, spec)
@@ -87,9 +117,16 @@ def make_sampler(
             if spec.type != "fixed"
         }
         return optuna.samplers.GridSampler(grid, seed=seed)
-    with warnings.catch_warnings():  # QMCSampler is marked experimental; used on purpose
+    with warnings.catch_warnings():  # QMC and constraints_func are experimental; used on purpose
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return SAMPLERS[config.name](seed=seed, **kwargs)
 
 
-__all__ = ["SAMPLERS", "check_sampler", "make_sampler", "sampler_seed"]
+__all__ = [
+    "SAMPLERS",
+    "check_objectives",
+    "check_sampler",
+    "make_sampler",
+    "sampler_seed",
+    "takes_constraints",
+]

@@ -15,7 +15,7 @@ import math
 import numbers
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -23,6 +23,8 @@ import torch
 from optuna.artifacts.exceptions import ArtifactNotFound
 
 from pipeline.checkpoints import ArtifactStore
+from pipeline.objectives import CONSTRAINTS_ATTR, Limits
+from pipeline.pruners import FirstObjectivePruning
 from pipeline.trials import Attr
 
 RESERVED = frozenset(
@@ -61,9 +63,18 @@ class Session:
         attempts: list[optuna.trial.FrozenTrial] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         warn: Callable[[str], None] = lambda text: None,
+        objectives: Sequence[str] = (),
+        limits: Limits | None = None,
     ) -> None:
         self.trial = trial
-        self.metric = metric
+        self.metric = metric  # the first objective: reported each epoch, pruned on
+        self.objectives = list(objectives) or [metric]
+        self.limits = limits
+        # Optuna keeps no intermediate values in a study of several objectives.
+        self._pruning = (
+            FirstObjectivePruning(trial.study, metric) if len(self.objectives) > 1 else None
+        )
+        self.recorded: dict[str, float] = {}  # values of the trial, not of an epoch
         self.max_epochs = max_epochs
         self.device = device
         self.seed = seed
@@ -111,12 +122,18 @@ class Session:
                 f"({shown}); lower lr or change the optimizer",
             )
             raise optuna.TrialPruned(f"diverged at epoch {epoch}")
-        self.trial.report(value, epoch)
+        if self._pruning is None:
+            self.trial.report(value, epoch)
         if self._should_stop():
             raise TrialInterrupted(f"trial {self.trial_number} interrupted after epoch {epoch}")
-        if epoch < self.max_epochs and self.trial.should_prune():
+        if epoch < self.max_epochs and self._should_prune():
             self.trial.set_user_attr(Attr.PRUNED_REASON, f"pruner stopped it after epoch {epoch}")
             raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+    def _should_prune(self) -> bool:
+        if self._pruning is not None:
+            return self._pruning(self.history)
+        return self.trial.should_prune()
 
     def _check_report(self, epoch: Any, metrics: Mapping[str, Any]) -> dict[str, float]:
         last = self.history[-1]["epoch"] if self.history else 0
@@ -202,15 +219,57 @@ class Session:
 
     def _carry_over(self, attempt: optuna.trial.FrozenTrial, epoch: int) -> None:
         for step, value in sorted(attempt.intermediate_values.items()):
-            if step <= epoch:
+            if step <= epoch and self._pruning is None:
                 self.trial.report(value, step)
         rows = attempt.user_attrs.get(Attr.HISTORY) or []
         self.history = [dict(row) for row in rows if row.get("epoch", epoch + 1) <= epoch]
 
     def record(self, **values: float) -> None:
-        """Store values that belong to the trial, not to an epoch (test metrics)."""
+        """Store values that belong to the trial, not to an epoch (test metrics, or the
+        ``params``, ``latency_ms``... a trainable measures itself); such a value may be
+        an objective or a constraint of the study."""
         for name, value in values.items():
-            self.trial.set_user_attr(name, float(value))
+            kept = value if isinstance(value, int) and not isinstance(value, bool) else float(value)
+            self.recorded[name] = float(value)
+            self.trial.set_user_attr(name, kept)  # a count (params) stays a whole number
+
+    def measured(self, **values: float) -> None:
+        """Record what was measured before training (``params``, ``latency_ms``) and
+        reject the trial before its first epoch when it already breaks a constraint.
+
+        Raises:
+            optuna.TrialPruned: a constraint is broken; the reason names it.
+        """
+        self.record(**{k: v for k, v in values.items() if k not in self.recorded})
+        broken = self.limits.violated(values) if self.limits is not None else []
+        if broken:
+            self.trial.set_user_attr(
+                Attr.PRUNED_REASON, f"rejected before training: {', '.join(broken)}"
+            )
+            raise optuna.TrialPruned(f"rejected before training: {broken[0]}")
+
+    def seconds(self) -> float:
+        """The trial's compute time so far (the built-in loop's own measure, else the
+        time since the trial began)."""
+        if self.compute_seconds is not None:
+            return self.compute_seconds
+        return time.perf_counter() - self.started
+
+    def values(self) -> list[float]:
+        """The objectives' values: the last epoch's metrics, then the trial's recorded
+        values (``params``...), then its compute time.
+
+        Raises:
+            TrainableError: an objective was neither reported nor measured.
+        """
+        known = {**self.recorded, Attr.COMPUTE_SECONDS: self.seconds(), **(self.last or {})}
+        missing = [name for name in self.objectives if name not in known]
+        if missing:
+            raise TrainableError(
+                f"objective {missing[0]!r} was neither reported nor measured; report it with "
+                f"session.report(epoch, {missing[0]}=...) or session.record({missing[0]}=...)"
+            )
+        return [float(known[name]) for name in self.objectives]
 
     def value(self) -> float:
         """The study metric of the last epoch reported.
@@ -227,10 +286,11 @@ class Session:
     def store_bookkeeping(self) -> None:
         """Write the last epoch's (finite) metrics, the epochs and the compute time,
         however the trial ended."""
-        seconds = self.compute_seconds
-        if seconds is None:
-            seconds = time.perf_counter() - self.started
+        seconds = self.seconds()
         self.trial.set_user_attr(Attr.COMPUTE_SECONDS, round(seconds, 4))
+        if self.limits is not None:
+            known = {**self.recorded, Attr.COMPUTE_SECONDS: seconds, **(self.last or {})}
+            self.trial.set_user_attr(CONSTRAINTS_ATTR, self.limits.violations(known))
         if self.last is None:
             return
         self.trial.set_user_attr(Attr.HISTORY, self.history)

@@ -17,6 +17,7 @@ from pipeline import drift, provenance, space
 from pipeline.config import StudyConfig
 from pipeline.errors import UsageError
 from pipeline.masking import mask_url
+from pipeline.objectives import limits_of
 from pipeline.pruners import make_pruner
 from pipeline.samplers import make_sampler
 from pipeline.storage import open_storage
@@ -53,11 +54,13 @@ def load_study(
         study_name=config.study_name,
         storage=storage,
         pruner=make_pruner(config.pruner, config.max_epochs),
-        direction=config.direction,
+        directions=config.directions,
         load_if_exists=True,
     )
     progress = len(study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(config.sampler, config.search_space, worker, progress)
+    study.sampler = make_sampler(
+        config.sampler, config.search_space, worker, progress, limits_of(config)
+    )
     return study
 
 
@@ -84,9 +87,11 @@ def prepare_study(
         study = optuna.create_study(
             study_name=config.study_name,
             storage=storage,
-            sampler=make_sampler(config.sampler, config.search_space),
+            sampler=make_sampler(
+                config.sampler, config.search_space, constraints=limits_of(config)
+            ),
             pruner=make_pruner(config.pruner, config.max_epochs),
-            direction=config.direction,
+            directions=config.directions,
         )
         created = True
     except optuna.exceptions.DuplicatedStudyError:
@@ -99,7 +104,7 @@ def prepare_study(
     else:
         with warnings.catch_warnings():  # experimental since 3.2; used on purpose
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([config.metric])  # else the dashboard says "Objective 0"
+            study.set_metric_names(config.metric_names)  # else the dashboard says "Objective 0"
         study.set_user_attr(drift.DEFINITION_ATTR, drift.definition(config))
         _write_note(study, config)
         if branch_from is not None:

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from pipeline import pruners, samplers, space, storage, tasks, trainables
-from pipeline.config import ConfigError, StudyConfig, convert
+from pipeline.config import MEASURED_DIRECTIONS, ConfigError, StudyConfig, convert
 
 
 def load_study_file(
@@ -196,12 +196,7 @@ def check_components(config: StudyConfig) -> None:
     if config.task is not None:
         task = tasks.resolve_task(config.task)
         space.check_space(config.search_space, task)
-        if config.metric not in task.metric_names():
-            raise ConfigError(
-                "metric",
-                f"task {task.name} reports {', '.join(task.metric_names())}; "
-                f"{config.metric!r} is not one of them",
-            )
+        _check_metrics(config, task.name, task.metric_names())
     else:
         trainables.check(config)
         space.check_space(config.search_space, None)
@@ -209,9 +204,28 @@ def check_components(config: StudyConfig) -> None:
     if config.enqueue and config.sampler.name == "grid":
         raise ConfigError("enqueue", "grid search runs its grid; list extra values in grid:")
     samplers.check_sampler(config.sampler, config.search_space)
+    samplers.check_objectives(config.sampler, len(config.objectives))
     pruners.check_pruner(config.pruner)
+    pruners.check_objectives(config.pruner, config.objectives)
     if config.artifacts and config.keep_checkpoints:
         _check_can_make(config.artifacts, "artifacts")
+
+
+def _check_metrics(config: StudyConfig, task: str, reported: tuple[str, ...]) -> None:
+    """Every objective and constraint names a metric the task reports or the pipeline
+    measures."""
+    known = [*reported, *MEASURED_DIRECTIONS]
+    named = [("metric", config.metric)]
+    if config.multi_objective:
+        named = [(f"objectives[{i}].metric", o.metric) for i, o in enumerate(config.objectives)]
+    named += [(f"constraints.{name}", name) for name in config.constraints]
+    for key, metric in named:
+        if metric not in known:
+            raise ConfigError(
+                key,
+                f"task {task} reports {', '.join(reported)} and the pipeline measures "
+                f"{', '.join(MEASURED_DIRECTIONS)}; {metric!r} is not one of them",
+            )
 
 
 def _check_can_make(path: str, key: str) -> None:

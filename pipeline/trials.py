@@ -51,6 +51,7 @@ class Attr:
     HISTORY: Final = "history"  # every epoch's metrics: [{"epoch", "trial", name: value}]
     RESUME: Final = "resume"  # the latest working checkpoint: {"artifact", "epoch"}
     RESUMED_FROM: Final = "resumed_from"  # {"trial", "epoch"} a retry went on from
+    CONSTRAINTS: Final = "constraints"  # {metric: violation}; feasible when all are <= 0
 
 
 class Outcome(enum.StrEnum):
@@ -104,20 +105,29 @@ def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
     return out
 
 
+def is_feasible(trial: FrozenTrial) -> bool:
+    """Whether the trial met every constraint of its study (one without any does)."""
+    stored = trial.user_attrs.get(Attr.CONSTRAINTS)
+    return not isinstance(stored, dict) or all(float(v) <= 0 for v in stored.values())
+
+
 def best_trial(
     study: optuna.Study, where: Callable[[FrozenTrial], bool] | None = None
 ) -> FrozenTrial | None:
-    """The best complete trial for the study's direction (the first of equals), among
-    those ``where`` accepts; None if there is none."""
+    """The best feasible complete trial for the study's first objective (the first of
+    equals), among those ``where`` accepts; None if there is none. An infeasible trial
+    is never the best. (Of several objectives, this is the end of the Pareto front that
+    is best in the first; see :func:`pipeline.objectives.study_front` for all of it.)"""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    ranked = rank([t for t in complete if where is None or where(t)], study.direction)
+    chosen = [t for t in complete if is_feasible(t) and (where is None or where(t))]
+    ranked = rank(chosen, study.directions[0])
     return ranked[0] if ranked else None
 
 
 def rank(trials: Sequence[FrozenTrial], direction: StudyDirection) -> list[FrozenTrial]:
-    """Complete trials from best to worst, ties by trial number."""
+    """Complete trials from best to worst in their first objective, ties by number."""
     sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
-    return sorted(trials, key=lambda t: (sign * float(t.value or 0.0), t.number))
+    return sorted(trials, key=lambda t: (sign * float(t.values[0] if t.values else 0.0), t.number))
 
 
 def frozen(trial: optuna.Trial) -> FrozenTrial:
@@ -178,6 +188,7 @@ __all__ = [
     "best_trial",
     "frozen",
     "is_enqueued",
+    "is_feasible",
     "last_metrics",
     "original_number",
     "outcome_of",

@@ -130,7 +130,7 @@ def run_worker(
     outage.ok()
     store = checkpoints.store_for(config) if config.keep_checkpoints else None
     objective = Objective(
-        TrialPlan.of(config),
+        TrialPlan.of(config, trainables.load(config, "model") if config.task is None else None),
         trainable,
         device,
         should_stop=should_stop,
@@ -176,6 +176,7 @@ def _trainable(config: StudyConfig, device: torch.device) -> Trainable:
         channels_last=config.channels_last,
         checkpoint=config.keep_checkpoints > 0,
         target=config.task.name,
+        inference_batch=config.inference_batch_size,
     )
 
 
