@@ -129,6 +129,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     config = _load(args, storage=args.storage)
     budget = compare.CompareBudget.parse(args.budget)
     samplers, pruners = compare.names(args.samplers, args.pruners)
+    compare.check_names(config, samplers, pruners)
     if not args.report_only:
         code = compare.run(config, samplers, pruners, args.seeds, budget, quiet=not args.verbose)
         if code:

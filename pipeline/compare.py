@@ -20,8 +20,10 @@ from typing import Any, Literal
 
 import numpy as np
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from pipeline.compare_pareto import check_names, common_scale, hypervolume_curves
 from pipeline.config import ParamSpec, PrunerConfig, SamplerConfig, StudyConfig
 from pipeline.errors import EXIT_INTERRUPTED, EXIT_NO_RESULT, EXIT_OK, UsageError
 from pipeline.trials import FINISHED, best_trial
@@ -167,17 +169,26 @@ def variants(
 
 @dataclass
 class Run:
+    """One compared study. Of several objectives its score is the hypervolume of its
+    feasible front, the objectives scaled so that ``scale`` (the best and the worst
+    value of every objective over all the compared runs, minimize form) maps to 0 and 1,
+    against the reference point 1.1 in every objective: see docs/multi-objective.md."""
+
     sampler: str
     pruner: str
     seed: int
     study: optuna.Study
+    scale: tuple[list[float], list[float]] | None = None
 
     def finished(self) -> list[optuna.trial.FrozenTrial]:
         trials = [t for t in self.study.trials if t.state in FINISHED]
         return sorted(trials, key=lambda t: t.datetime_complete)  # type: ignore[arg-type,return-value]
 
     def curves(self) -> dict[str, tuple[list[float], list[float]]]:
-        """Best-so-far value against trials, epochs trained and wall-clock seconds."""
+        """Best-so-far value (of several objectives, the front's hypervolume) against
+        trials, epochs trained and wall-clock seconds."""
+        if self.scale is not None:
+            return hypervolume_curves(self.finished(), self.study.directions, self.scale)
         sign = -1.0 if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
         best = math.inf
         xs: dict[str, list[float]] = {"trials": [], "epochs": [], "seconds": []}
@@ -204,17 +215,22 @@ class Run:
         seconds = self.curves()["seconds"]
         reached = None
         if target is not None and best is not None:
-            maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+            maximize = self.scale is not None or self.study.direction == StudyDirection.MAXIMIZE
             for x, y in zip(*seconds, strict=True):
                 if not math.isnan(y) and (y >= target if maximize else y <= target):
                     reached = x
                     break
+        value: float | None = math.nan if best is None else best.value
+        if self.scale is not None:  # several objectives: the hypervolume
+            value = seconds[1][-1] if seconds[1] else 0.0
         return {
-            "best": best.value if best else math.nan,
+            "best": value,
             "test_accuracy": best.user_attrs.get("test_accuracy", math.nan) if best else math.nan,
             "complete": len(complete),
             "pruned": len(trials) - len(complete),
-            "epochs": sum(len(t.intermediate_values) for t in trials),
+            "epochs": sum(
+                len(t.intermediate_values) or int(t.user_attrs.get("epochs") or 0) for t in trials
+            ),
             "seconds": seconds[0][-1] if seconds[0] else 0.0,
             "time_to_target": reached,
         }
@@ -269,7 +285,19 @@ def load_runs(
                             optuna.load_study(study_name=name, storage=storage),
                         )
                     )
+    if config.multi_objective and runs:
+        scale = common_scale([r.study for r in runs])
+        runs = [dataclasses.replace(r, scale=scale) for r in runs]
     return runs
 
 
-__all__ = ["CompareBudget", "Run", "grid_space", "load_runs", "names", "run", "variants"]
+__all__ = [
+    "CompareBudget",
+    "Run",
+    "check_names",
+    "grid_space",
+    "load_runs",
+    "names",
+    "run",
+    "variants",
+]

@@ -99,8 +99,13 @@ def write_report(runs: list[Run], out: Path, budget: CompareBudget, target: floa
     groups: dict[tuple[str, str], list[Run]] = {}
     for r in runs:
         groups.setdefault((r.sampler, r.pruner), []).append(r)
-    maximize = runs[0].study.direction == optuna.study.StudyDirection.MAXIMIZE
-    metric = runs[0].study.user_attrs.get("config", {}).get("metric", "value")
+    several = runs[0].scale is not None  # several objectives: ranked by hypervolume
+    maximize = several or runs[0].study.direction == optuna.study.StudyDirection.MAXIMIZE
+    metric = (
+        "hypervolume"
+        if several
+        else runs[0].study.user_attrs.get("config", {}).get("metric", "value")
+    )
     pngs = _plot_bands(groups, metric, out)
     table = {key: _row(members, target) for key, members in sorted(groups.items())}
     md = _markdown(table, metric, "maximize" if maximize else "minimize", budget, target)
