@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pipeline import strict
+from pipeline.config_objectives import (
+    MEASURED_DIRECTIONS,
+    LimitConfig,
+    ObjectiveConfig,
+    check_objectives,
+)
 from pipeline.strict import ConfigError
 
 DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
@@ -32,15 +38,6 @@ KNOWN_DIRECTIONS: dict[str, str] = {
     "val_r2": "maximize",
 }
 MAX_STUDY_NAME = 512  # Optuna's RDB schema: studies.study_name is VARCHAR(512)
-
-# --- several objectives and constraints (docs/multi-objective.md) ----------------------
-# What the pipeline measures for every trial without user code, and which way is better.
-MEASURED_DIRECTIONS: dict[str, str] = {
-    "params": "minimize",  # trainable parameters
-    "latency_ms": "minimize",  # median forward time of one inference batch
-    "peak_memory_mb": "minimize",  # peak CUDA memory, or peak RSS growth on CPU
-    "compute_seconds": "minimize",  # inside forward, backward and evaluation
-}
 
 
 @dataclass(frozen=True)
@@ -82,22 +79,6 @@ class PrunerConfig:
     name: str = "median"
     options: dict[str, Any] = field(default_factory=dict)
     patience: int | None = None
-
-
-@dataclass(frozen=True)
-class ObjectiveConfig:
-    """One entry of ``objectives``: a metric and which way is better."""
-
-    metric: str
-    direction: Literal["minimize", "maximize"] | None = None  # None: the metric's own
-
-
-@dataclass(frozen=True)
-class LimitConfig:
-    """One entry of ``constraints``: the bounds a feasible trial's metric stays within."""
-
-    max: float | None = None
-    min: float | None = None
 
 
 @dataclass(frozen=True)
@@ -317,29 +298,7 @@ def _check_what_to_train(config: StudyConfig) -> None:
         raise ConfigError(
             "metric", f"expected a metric name such as val_loss, got {config.metric!r}"
         )
-    _check_objectives(config)
-
-
-def _check_objectives(config: StudyConfig) -> None:
-    """Several objectives and constraints: names, duplicates, bounds."""
-    names = [o.metric for o in config.objectives]
-    for i, name in enumerate(names):
-        if not name.isidentifier():
-            raise ConfigError(
-                f"objectives[{i}].metric", f"expected a metric name such as val_loss, got {name!r}"
-            )
-        if name in names[:i]:
-            raise ConfigError(f"objectives[{i}].metric", f"{name} is already an objective")
-    for name, limit in config.constraints.items():
-        key = f"constraints.{name}"
-        if not name.isidentifier():
-            raise ConfigError(key, "expected a metric name such as latency_ms")
-        if limit.max is None and limit.min is None:
-            raise ConfigError(key, "set max:, min: or both")
-        if limit.max is not None and limit.min is not None and limit.min > limit.max:
-            raise ConfigError(key, f"min {limit.min:g} is above max {limit.max:g}")
-    if config.inference_batch_size < 1:
-        raise ConfigError("inference_batch_size", "must be at least 1")
+    check_objectives(config.objectives, config.constraints, config.inference_batch_size)
 
 
 def _is_cuda_index(device: str) -> bool:

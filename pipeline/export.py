@@ -27,7 +27,7 @@ def trials_table(study: optuna.Study, store: ArtifactStore | None = None) -> pd.
     rows = [_row(t, objectives, store) for t in trials]
     params = sorted({name for t in trials for name in t.params})  # as every storage agrees
     metrics = list(dict.fromkeys(k for row in rows for k in row["metrics"]))
-    constrained = any(Attr.CONSTRAINTS in t.user_attrs for t in trials)
+    constrained = any(t.constraints for t in trials)
     frame = pd.DataFrame(
         [
             {"number": row["number"], "state": row["state"]}
@@ -60,7 +60,7 @@ def _row(trial: FrozenTrial, objectives: list[str], store: ArtifactStore | None)
         for name, value in zip(objectives, values, strict=True)
     }
     metrics |= {k: v for k, v in last.items() if k not in objectives}
-    for name in attrs.get(Attr.CONSTRAINTS) or {}:
+    for name in trial.constraints:
         metrics.setdefault(name, attrs.get(name))
     metrics |= {k: v for k, v in sorted(attrs.items()) if k.startswith("test_") and _number(v)}
     duration = trial.duration.total_seconds() if trial.duration is not None else None

@@ -1,11 +1,12 @@
 """Several objectives and constraints: feasibility, the Pareto front and its hypervolume.
 
-A study's constraints are stored with each trial (the ``constraints`` user attribute,
-``{metric: violation}``, feasible when every violation is at most 0), computed by
-:class:`Limits` from the trial's stored metrics. The samplers that take a
-``constraints_func`` get the same :class:`Limits`; the others (random, grid, qmc) sample
-blindly, and feasibility is still marked and respected by every reader: :func:`front`
-and :func:`pipeline.trials.best_trial` count feasible trials only.
+A study's constraints are stored with each trial through Optuna's own
+``Trial.set_constraint`` (one value per constrained metric, computed by :class:`Limits`
+from the trial's metrics; feasible when every value is at most 0), so that Optuna's
+samplers (TPE, GP, NSGA-II/III steer away from infeasible regions; random, grid and QMC
+sample blindly), ``Study.best_trials``, its plots and the dashboard all see them. Every
+reader here counts feasible trials only: :func:`front` and
+:func:`pipeline.trials.best_trial`.
 """
 
 from __future__ import annotations
@@ -20,16 +21,15 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import LimitConfig, StudyConfig
-from pipeline.trials import Attr, is_feasible
+from pipeline.trials import is_feasible
 
-CONSTRAINTS_ATTR = Attr.CONSTRAINTS  # trial user attribute: {metric: violation}
 UNKNOWN_VIOLATION = 1.0  # a constrained metric the trial never reached counts as violated
 
 
 @dataclass(frozen=True)
 class Limits:
-    """The study's constraints as ``constraints_func(trial) -> [violation, ...]``:
-    ``value - max`` and ``min - value``, the larger of the two per metric."""
+    """The study's constraints: per metric, the larger of ``value - max`` and
+    ``min - value`` (at most 0 when the metric is within its bounds)."""
 
     limits: tuple[tuple[str, float | None, float | None], ...]
 
@@ -68,13 +68,6 @@ class Limits:
             elif low is not None and value < low:
                 out.append(f"{name} {value:g} below min {low:g}")
         return out
-
-    def __call__(self, trial: FrozenTrial) -> list[float]:
-        """The ``constraints_func`` of Optuna's samplers: read the stored violations."""
-        stored = trial.user_attrs.get(CONSTRAINTS_ATTR)
-        if isinstance(stored, dict):
-            return [float(stored.get(name, UNKNOWN_VIOLATION)) for name, _, _ in self.limits]
-        return list(self.violations(trial.user_attrs).values())
 
 
 def limits_of(config: StudyConfig) -> Limits | None:
@@ -178,7 +171,6 @@ def minimized(trial: FrozenTrial, directions: Sequence[StudyDirection]) -> list[
 
 
 __all__ = [
-    "CONSTRAINTS_ATTR",
     "Limits",
     "dominates",
     "front",

@@ -44,7 +44,7 @@ def _record(trial: optuna.trial.FrozenTrial, names: list[str]) -> dict[str, Any]
         "params": trial.params,
         "metrics": {**last_metrics(trial), **measured},
         "test": test,
-        "constraints": attrs.get(Attr.CONSTRAINTS) or {},
+        "constraints": trial.constraints,
         "epochs": attrs.get(Attr.EPOCHS),
     }
 

@@ -137,8 +137,17 @@ def note(config: StudyConfig) -> str:
         + " |"
         for name, spec in config.search_space.items()
     )
+    objectives = ", ".join(f"{o.metric} ({o.direction})" for o in config.objectives)
+    limits = "".join(
+        f", {name}"
+        + (f" >= {c.min:g}" if c.min is not None else "")
+        + (f" <= {c.max:g}" if c.max is not None else "")
+        for name, c in config.constraints.items()
+    )
     return (
-        f"**{config.study_name}**: {what}, {config.metric} ({config.direction}), "
+        f"**{config.study_name}**: {what}, {objectives}"
+        + (f" (constraints{limits.replace(', ', ' ', 1)})" if limits else "")
+        + ", "
         f"up to {config.max_epochs} epochs per trial.\n\n"
         f"Sampler `{config.sampler.name}` (seed {config.sampler.seed}), pruner "
         f"`{config.pruner.name}`; budget: {budget or 'the grid'}.\n\n"

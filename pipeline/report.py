@@ -293,7 +293,7 @@ def _png(study: optuna.Study, name: str, mpl_fn: Any, path: Path) -> None:
         _learning_curves_png(study, path)
         return
     with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
-        warnings.simplefilter("ignore")  # and the plots' constraints_func, deprecated in 4.0
+        warnings.simplefilter("ignore")
         axes = mpl_fn(study)
         fig = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
         width, height = fig.get_size_inches()

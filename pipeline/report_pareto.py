@@ -10,9 +10,8 @@ from typing import Any
 
 import optuna
 
-from pipeline.objectives import Limits, metric_names, reference_point
+from pipeline.objectives import metric_names, reference_point
 from pipeline.pareto import front_result
-from pipeline.trials import Attr
 
 
 def pareto_plots(study: optuna.Study) -> dict[str, tuple[str, Any, Any]]:
@@ -22,15 +21,13 @@ def pareto_plots(study: optuna.Study) -> dict[str, tuple[str, Any, Any]]:
     import optuna.visualization.matplotlib as pm
 
     names = metric_names(study)
-    constraints = _constraints(study)
+    constrained = any(t.constraints for t in study.get_trials(deepcopy=False))
     plots: dict[str, tuple[str, Any, Any]] = {
         "pareto": (
             f"Pareto front: {' against '.join(names)}"
-            + (" (infeasible trials in grey)" if constraints else ""),
-            # constraints_func is deprecated (removed in Optuna 6, which pyproject excludes)
-            # in favour of what samplers store; random and grid store none, so it stays.
-            partial(_quiet, pv.plot_pareto_front, target_names=names, constraints_func=constraints),
-            partial(_quiet, pm.plot_pareto_front, target_names=names, constraints_func=constraints),
+            + (" (infeasible trials in grey)" if constrained else ""),
+            partial(_quiet, pv.plot_pareto_front, target_names=names),
+            partial(_quiet, pm.plot_pareto_front, target_names=names),
         )
     }
     reference = reference_point(study.get_trials(deepcopy=False), study.directions)
@@ -45,22 +42,9 @@ def pareto_plots(study: optuna.Study) -> dict[str, tuple[str, Any, Any]]:
 
 
 def _quiet(plot: Any, study: optuna.Study, **kwargs: Any) -> Any:
-    with warnings.catch_warnings():  # experimental or deprecated in Optuna; used on purpose
+    with warnings.catch_warnings():  # experimental in Optuna; used on purpose
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        warnings.simplefilter("ignore", FutureWarning)
         return plot(study, **kwargs)
-
-
-def _constraints(study: optuna.Study) -> Limits | None:
-    """The feasibility the trials stored, as a ``constraints_func`` for the plots."""
-    names = list(
-        dict.fromkeys(
-            k
-            for t in study.get_trials(deepcopy=False)
-            for k in t.user_attrs.get(Attr.CONSTRAINTS) or {}
-        )
-    )
-    return Limits(tuple((n, None, None) for n in names)) if names else None
 
 
 def front_markdown(study: optuna.Study) -> list[str]:

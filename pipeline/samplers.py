@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,7 @@ def check_sampler(config: SamplerConfig, space: Mapping[str, ParamSpec]) -> None
             "sampler.name",
             f"unknown sampler {config.name!r}; expected one of {', '.join(SAMPLERS)}",
         )
-    for reserved in ("seed", "search_space", "constraints_func"):
+    for reserved in ("seed", "search_space"):
         if reserved in config.options:
             raise ConfigError(f"sampler.options.{reserved}", "is set by the pipeline; remove it")
     factory = SAMPLERS[config.name]
@@ -75,12 +75,6 @@ def check_objectives(config: SamplerConfig, objectives: int) -> None:
         )
 
 
-def takes_constraints(name: str) -> bool:
-    """Whether the sampler steers away from infeasible trials (``constraints_func``);
-    the others sample blindly and the pipeline only marks feasibility."""
-    return "constraints_func" in inspect.signature(SAMPLERS[name]).parameters
-
-
 def sampler_seed(seed: int, worker: int, progress: int) -> int:
     """The seed of one worker's sampler: distinct per worker, and per run, since
     ``progress`` (trials the study held when the worker started) grows with every run.
@@ -94,22 +88,16 @@ def make_sampler(
     space: Mapping[str, ParamSpec],
     worker: int = 0,
     progress: int = 0,
-    constraints: Callable[[optuna.trial.FrozenTrial], Sequence[float]] | None = None,
 ) -> BaseSampler:
     """Build the study's sampler for one worker.
 
     Workers get seeds from :func:`sampler_seed`, so that parallel workers of a seeded
     study do not propose the same points and a resumed study does not repeat itself.
-
-    Args:
-        constraints: The study's ``constraints_func``, given to the samplers that take one.
     """
     seed = config.seed
     if seed is not None and config.name not in _SHARED_SEED:
         seed = sampler_seed(seed, worker, progress)
     kwargs: dict[str, Any] = dict(config.options)
-    if constraints is not None and takes_constraints(config.name):
-        kwargs["constraints_func"] = constraints
     if config.name == "grid":
         grid = {
             name: space_mod.grid_values(name, spec)
@@ -117,7 +105,7 @@ def make_sampler(
             if spec.type != "fixed"
         }
         return optuna.samplers.GridSampler(grid, seed=seed)
-    with warnings.catch_warnings():  # QMC and constraints_func are experimental; used on purpose
+    with warnings.catch_warnings():  # QMCSampler is marked experimental; used on purpose
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return SAMPLERS[config.name](seed=seed, **kwargs)
 
@@ -128,5 +116,4 @@ __all__ = [
     "check_sampler",
     "make_sampler",
     "sampler_seed",
-    "takes_constraints",
 ]

@@ -23,7 +23,7 @@ import torch
 from optuna.artifacts.exceptions import ArtifactNotFound
 
 from pipeline.checkpoints import ArtifactStore
-from pipeline.objectives import CONSTRAINTS_ATTR, Limits
+from pipeline.objectives import Limits
 from pipeline.pruners import FirstObjectivePruning
 from pipeline.trials import Attr
 
@@ -288,9 +288,10 @@ class Session:
         however the trial ended."""
         seconds = self.seconds()
         self.trial.set_user_attr(Attr.COMPUTE_SECONDS, round(seconds, 4))
-        if self.limits is not None:
+        if self.limits is not None:  # where Optuna's samplers, plots and dashboard read them
             known = {**self.recorded, Attr.COMPUTE_SECONDS: seconds, **(self.last or {})}
-            self.trial.set_user_attr(CONSTRAINTS_ATTR, self.limits.violations(known))
+            for name, violation in self.limits.violations(known).items():
+                self.trial.set_constraint(name, violation)
         if self.last is None:
             return
         self.trial.set_user_attr(Attr.HISTORY, self.history)

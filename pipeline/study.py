@@ -17,7 +17,6 @@ from pipeline import drift, provenance, space
 from pipeline.config import StudyConfig
 from pipeline.errors import UsageError
 from pipeline.masking import mask_url
-from pipeline.objectives import limits_of
 from pipeline.pruners import make_pruner
 from pipeline.samplers import make_sampler
 from pipeline.storage import open_storage
@@ -58,9 +57,7 @@ def load_study(
         load_if_exists=True,
     )
     progress = len(study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(
-        config.sampler, config.search_space, worker, progress, limits_of(config)
-    )
+    study.sampler = make_sampler(config.sampler, config.search_space, worker, progress)
     return study
 
 
@@ -87,9 +84,7 @@ def prepare_study(
         study = optuna.create_study(
             study_name=config.study_name,
             storage=storage,
-            sampler=make_sampler(
-                config.sampler, config.search_space, constraints=limits_of(config)
-            ),
+            sampler=make_sampler(config.sampler, config.search_space),
             pruner=make_pruner(config.pruner, config.max_epochs),
             directions=config.directions,
         )

@@ -51,7 +51,6 @@ class Attr:
     HISTORY: Final = "history"  # every epoch's metrics: [{"epoch", "trial", name: value}]
     RESUME: Final = "resume"  # the latest working checkpoint: {"artifact", "epoch"}
     RESUMED_FROM: Final = "resumed_from"  # {"trial", "epoch"} a retry went on from
-    CONSTRAINTS: Final = "constraints"  # {metric: violation}; feasible when all are <= 0
 
 
 class Outcome(enum.StrEnum):
@@ -106,9 +105,9 @@ def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
 
 
 def is_feasible(trial: FrozenTrial) -> bool:
-    """Whether the trial met every constraint of its study (one without any does)."""
-    stored = trial.user_attrs.get(Attr.CONSTRAINTS)
-    return not isinstance(stored, dict) or all(float(v) <= 0 for v in stored.values())
+    """Whether the trial met every constraint of its study (one without any does): the
+    values stored with Optuna's ``Trial.set_constraint``, by metric, feasible at <= 0."""
+    return all(v <= 0 for v in trial.constraints.values())
 
 
 def best_trial(

@@ -35,7 +35,12 @@ def _package_imports(name: str) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    ("name", "allowed"), [("pipeline.strict", ()), ("pipeline.config", ("pipeline.strict",))]
+    ("name", "allowed"),
+    [
+        ("pipeline.strict", ()),
+        ("pipeline.config_objectives", ("pipeline.strict",)),
+        ("pipeline.config", ("pipeline.strict", "pipeline.config_objectives")),
+    ],
 )
 def test_the_schema_imports_nothing_from_the_package_torch_or_optuna(
     name: str, allowed: tuple[str, ...]
