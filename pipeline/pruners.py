@@ -96,6 +96,8 @@ class FirstObjectivePruning:
 
     def __call__(self, history: Sequence[dict[str, Any]]) -> bool:
         """Whether the pruner stops a trial with this ``history`` (epoch rows)."""
+        if isinstance(self.study.pruner, optuna.pruners.NopPruner):
+            return False
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if trial.number not in self.seen:
                 self.seen.add(trial.number)

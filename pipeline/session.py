@@ -241,7 +241,7 @@ class Session:
             optuna.TrialPruned: a constraint is broken; the reason names it.
         """
         self.record(**{k: v for k, v in values.items() if k not in self.recorded})
-        broken = self.limits.violated(values) if self.limits is not None else []
+        broken = self.limits.violated(self.recorded) if self.limits is not None else []
         if broken:
             self.trial.set_user_attr(
                 Attr.PRUNED_REASON, f"rejected before training: {', '.join(broken)}"

@@ -492,3 +492,39 @@ def test_a_resume_that_changes_the_objectives_is_refused(tmp_path: Path) -> None
     swapped["objectives"] = list(reversed(swapped["objectives"]))
     with pytest.raises(Exception, match="changes what the trials"):
         prepare_study(parse_study(swapped), optuna.storages.get_storage(url))
+
+
+# --- a trainable --------------------------------------------------------------------------
+
+
+def test_a_trainable_gets_measured_objectives_and_reports_its_own() -> None:
+    from pipeline import trainables
+    from pipeline.objective import Objective, TrialPlan
+
+    data = minimal_study(
+        trainable="tiny_trainables:fit_line_timed",
+        model="tiny_trainables:line_model",
+        objectives=[
+            {"metric": "mse", "direction": "minimize"},
+            {"metric": "params"},
+            {"metric": "latency_ms"},
+        ],
+        constraints={"peak_memory_mb": {"max": 100_000}, "compute_seconds": {"max": 600}},
+        max_epochs=2,
+        search_space={"lr": {"type": "float", "low": 0.05, "high": 0.2}},
+    )
+    for key in ("task", "metric", "direction"):
+        del data[key]
+    config = parse_study(data)
+    function = trainables.load(config, "trainable")
+    assert function is not None
+    plan = TrialPlan.of(config, trainables.load(config, "model"))
+    study = optuna.create_study(directions=config.directions)
+    study.optimize(Objective(plan, function, torch.device("cpu")), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs
+    assert trial.values[1:] == [2.0, 0.25]  # counted from model:, recorded by the trainable
+    assert trial.values[0] == trial.user_attrs["mse"]
+    assert trial.user_attrs["peak_memory_mb"] >= 0
+    assert set(trial.constraints) == {"peak_memory_mb", "compute_seconds"}
+    assert is_feasible(trial)

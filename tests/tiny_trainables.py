@@ -60,3 +60,14 @@ def raises(config: Mapping[str, Any], session: Session) -> None:
 
 def one_argument(config: Mapping[str, Any]) -> None:
     pass
+
+
+def line_model(config: Mapping[str, Any]) -> nn.Module:
+    """fit_line's network, for ``model:`` (2 parameters: a weight and a bias)."""
+    return nn.Linear(1, 1)
+
+
+def fit_line_timed(config: Mapping[str, Any], session: Session) -> None:
+    """fit_line, reporting its own latency once per trial, as a trainable may."""
+    fit_line(config, session)
+    session.record(latency_ms=0.25)
