@@ -20,7 +20,7 @@ from pipeline.best import best_record
 from pipeline.errors import NoResult
 from pipeline.page import figure_html, markdown_html, page
 from pipeline.report_pareto import front_markdown, pareto_plots
-from pipeline.trials import FINISHED, state_counts
+from pipeline.trials import FINISHED, Outcome, outcome_of, state_counts
 
 
 def _learning_curves(study: optuna.Study) -> Any:
@@ -198,7 +198,8 @@ def summary_markdown(study: optuna.Study, evaluation: dict[str, Any] | None) -> 
     """Best configuration, its validation and test metrics, and what pruning saved."""
     trials = study.trials
     counts = state_counts(trials)
-    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    pruned = [t for t in trials if outcome_of(t) == Outcome.PRUNED]
+    rejected = sum(outcome_of(t) == Outcome.REJECTED for t in trials)
     max_epochs = study.user_attrs.get("config", {}).get("max_epochs")
     lines = [f"# Study `{study.study_name}`", ""]
     lines.append(
@@ -211,6 +212,10 @@ def summary_markdown(study: optuna.Study, evaluation: dict[str, Any] | None) -> 
         lines.append(
             f"Pruning stopped {len(pruned)} trials early, saving {saved} of "
             f"{total + saved} epochs ({100 * saved / (total + saved):.0f}%)."
+        )
+    if rejected:
+        lines.append(
+            f"{rejected} trials broke a constraint known before training and never trained."
         )
     record = best_record(study) if len(study.directions) == 1 else None
     if len(study.directions) > 1:

@@ -25,7 +25,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from pipeline.checkpoints import ArtifactStore
 from pipeline.objectives import Limits
 from pipeline.pruners import FirstObjectivePruning
-from pipeline.trials import Attr
+from pipeline.trials import Attr, Outcome
 
 RESERVED = frozenset(
     value for name, value in vars(Attr).items() if name.isupper() and isinstance(value, str)
@@ -243,6 +243,7 @@ class Session:
         self.record(**{k: v for k, v in values.items() if k not in self.recorded})
         broken = self.limits.violated(self.recorded) if self.limits is not None else []
         if broken:
+            self.trial.set_user_attr(Attr.OUTCOME, Outcome.REJECTED.value)
             self.trial.set_user_attr(
                 Attr.PRUNED_REASON, f"rejected before training: {', '.join(broken)}"
             )

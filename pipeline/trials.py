@@ -41,7 +41,7 @@ class Attr:
     COMPUTE_SECONDS: Final = "compute_seconds"  # inside forward, backward and evaluation
     WORKER: Final = "worker"
     WORKER_PROCESS: Final = "worker_process"  # host, pid, start time: see liveness.py
-    OUTCOME: Final = "outcome"  # an Outcome value, where Optuna's state says only FAIL
+    OUTCOME: Final = "outcome"  # an Outcome value, where the state says only FAIL (or PRUNED)
     PRUNED_REASON: Final = "pruned_reason"
     FAIL_REASON: Final = "fail_reason"
     RETRY_OF: Final = "retry_of"  # the number of the trial this one re-runs
@@ -54,13 +54,15 @@ class Attr:
 
 
 class Outcome(enum.StrEnum):
-    """How a trial ended, finer than Optuna's state: three kinds of FAIL differ."""
+    """How a trial ended, finer than Optuna's state: three kinds of FAIL differ, and a
+    PRUNED trial may have been rejected by a constraint rather than by the pruner."""
 
     COMPLETE = "complete"
     PRUNED = "pruned"
     FAILED = "failed"  # raised: counts towards the worker's failure limit and retries
     SKIPPED = "skipped"  # created in a race after the budget was met; never ran
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C; re-queued to run again
+    REJECTED = "rejected"  # PRUNED before training: it broke a constraint known then
 
     @property
     def label(self) -> str:
@@ -73,7 +75,8 @@ def outcome_of(trial: FrozenTrial) -> Outcome | None:
     if trial.state == TrialState.COMPLETE:
         return Outcome.COMPLETE
     if trial.state == TrialState.PRUNED:
-        return Outcome.PRUNED
+        rejected = trial.user_attrs.get(Attr.OUTCOME) == Outcome.REJECTED.value
+        return Outcome.REJECTED if rejected else Outcome.PRUNED
     if trial.state == TrialState.FAIL:
         stored = str(trial.user_attrs.get(Attr.OUTCOME, Outcome.FAILED.value))
         return Outcome(stored) if stored in set(Outcome) else Outcome.FAILED

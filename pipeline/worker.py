@@ -64,7 +64,7 @@ class FailurePolicy:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         outcome = outcome_of(trial)
         retry = outcome == Outcome.INTERRUPTED
-        if outcome in (Outcome.COMPLETE, Outcome.PRUNED):
+        if outcome in (Outcome.COMPLETE, Outcome.PRUNED, Outcome.REJECTED):
             self.failures = 0
             if self.store is not None and outcome == Outcome.COMPLETE:
                 checkpoints.keep_top(study, self.store, self.keep_checkpoints)

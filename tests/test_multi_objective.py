@@ -28,7 +28,7 @@ from pipeline.objectives import Limits, front, hypervolume, minimized, study_fro
 from pipeline.session import Session
 from pipeline.study import prepare_study
 from pipeline.study_file import parse_study
-from pipeline.trials import Attr, best_trial, is_feasible
+from pipeline.trials import Attr, Outcome, best_trial, is_feasible, outcome_of
 
 PARETO = {
     "objectives": [
@@ -379,6 +379,7 @@ def test_a_constraint_known_before_training_rejects_the_trial() -> None:
         "rejected before training: params 1000 above max 100"
     )
     assert session.history == []
+    assert trial.user_attrs[Attr.OUTCOME] == Outcome.REJECTED.value
 
 
 # --- what is measured --------------------------------------------------------------------
@@ -428,6 +429,7 @@ def test_a_real_study_ends_with_its_front_and_keeps_it_after_a_resume(
         },
         constraints={"params": {"max": 9000}, "latency_ms": {"max": 1000}},
         search_space={"l1": {"type": "categorical", "choices": [8, 128]}, "lr": 0.05},
+        enqueue=[{"l1": 128}, {"l1": 8}],  # one of each, whatever the sampler draws
     )
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -440,13 +442,14 @@ def test_a_real_study_ends_with_its_front_and_keeps_it_after_a_resume(
     assert [o["metric"] for o in best["objectives"]] == ["val_accuracy", "params"]
     feasible = [r for r in best["front"] if r["feasible"]]
     assert [r["trial"] for r in feasible] == [t.number for t in study_front(study)]
-    # l1=128 has 64*128+128+128*10+10 = 9610 parameters: rejected before its first epoch.
+    # l1=128 makes the network larger than 9000 parameters: rejected before its first epoch.
     big = [t for t in study.trials if t.params.get("l1") == 128]
-    assert all(t.state == TrialState.PRUNED for t in big)
-    assert all(
-        "rejected before training: params 9610" in t.user_attrs[Attr.PRUNED_REASON] for t in big
-    )
-    assert all(t.user_attrs.get(Attr.EPOCHS) is None for t in big)
+    assert big and all(outcome_of(t) == Outcome.REJECTED for t in big)
+    for t in big:
+        assert t.state == TrialState.PRUNED and t.user_attrs.get(Attr.EPOCHS) is None
+        reason = f"rejected before training: params {t.user_attrs['params']} above max 9000"
+        assert t.user_attrs[Attr.PRUNED_REASON] == reason
+        assert t.constraints["params"] == t.user_attrs["params"] - 9000
     for record in best["front"]:
         assert record["metrics"]["params"] <= 9000 and record["metrics"]["latency_ms"] > 0
         assert record["metrics"]["peak_memory_mb"] >= 0 and record["checkpoint"]
