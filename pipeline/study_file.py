@@ -223,8 +223,8 @@ def _check_metrics(config: StudyConfig, task: str, reported: tuple[str, ...]) ->
         if metric not in known:
             raise ConfigError(
                 key,
-                f"task {task} reports {', '.join(reported)} and the pipeline measures "
-                f"{', '.join(MEASURED_DIRECTIONS)}; {metric!r} is not one of them",
+                f"task {task} reports {', '.join(reported)}; {metric!r} is not one of them, "
+                f"nor one the pipeline measures ({', '.join(MEASURED_DIRECTIONS)})",
             )
 
 

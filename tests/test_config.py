@@ -375,7 +375,7 @@ def test_cli_reports_one_line_and_exit_code_2(write_study: Callable[..., Path]) 
     result = run_cli("validate", str(path))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: {path}: sampler.name: unknown sampler 'tpee'; expected one of grid, random, tpe, gp, cmaes, qmc"
+        f"error: {path}: sampler.name: unknown sampler 'tpee'; expected one of grid, random, tpe, gp, cmaes, qmc, nsga2, nsga3"
     ]
     result = run_cli("tune", str(path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
