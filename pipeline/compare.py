@@ -220,7 +220,7 @@ class Run:
                 if not math.isnan(y) and (y >= target if maximize else y <= target):
                     reached = x
                     break
-        value: float | None = math.nan if best is None else best.value
+        value: float | None = math.nan if best is None else best.values[0]
         if self.scale is not None:  # several objectives: the hypervolume
             value = seconds[1][-1] if seconds[1] else 0.0
         return {

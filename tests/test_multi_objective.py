@@ -256,6 +256,25 @@ def test_compare_scores_a_dominating_front_higher() -> None:
     assert 0 < low < high <= 1.1**2
 
 
+def test_compare_report_ranks_runs_by_hypervolume(tmp_path: Path) -> None:
+    from pipeline import compare_report
+    from pipeline.compare import CompareBudget, Run
+
+    studies = {}
+    for sampler, shift in (("nsga2", 0.0), ("random", 0.1)):
+        study = optuna.create_study(directions=["maximize", "minimize"])
+        study.set_metric_names(["val_accuracy", "params"])
+        for accuracy, size in ((0.9, 100.0), (0.8, 50.0), (0.7, 10.0)):
+            _tell(study, [accuracy - shift, size * (1 + shift)], None, epochs=1)
+        studies[sampler] = study
+    scale = common_scale(list(studies.values()))
+    runs = [Run(name, "none", 0, study, scale) for name, study in studies.items()]
+    assert runs[0].summary(None)["best"] > runs[1].summary(None)["best"] > 0
+    compare_report.write_report(runs, tmp_path, CompareBudget.parse("trials:3"), None)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "best hypervolume" in summary and "nsga2 with pruner none" in summary
+
+
 # --- every sampler, two objectives, SQLite and PostgreSQL ---------------------------------
 
 
