@@ -56,12 +56,18 @@ def best_with_checkpoint(
     record = best_record(study)
     best = best_trial(study)
     if record is None or best is None:
-        raise NoResult(f"study {study.study_name!r} has no complete trial yet")
+        raise NoResult(f"study {study.study_name!r} has no {_complete(study)} trial yet")
     folder = artifact_dir_for(storage_url, artifacts)
     artifact_id = live_checkpoint(best, open_store(folder, create=False))
     record["checkpoint"] = artifact_id
     record["checkpoint_path"] = str(folder / artifact_id) if artifact_id else None
     return record
+
+
+def _complete(study: optuna.Study) -> str:
+    """``complete``, or ``feasible complete`` where complete trials broke a constraint."""
+    some = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return "feasible complete" if some else "complete"
 
 
 def format_best(record: dict[str, Any]) -> str:

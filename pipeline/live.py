@@ -294,7 +294,12 @@ class LiveReporter:
         front = front_result(self.study) if len(self.study.directions) > 1 else None
         record = best_record(self.study) if front is None else None
         if record is None and front is None:
-            print("No trial completed, so there is no best configuration yet.", file=self.out)
+            print(
+                "No trial completed, so there is no best configuration yet."
+                if not c["complete"]
+                else "No complete trial met the constraints, so there is no best one yet.",
+                file=self.out,
+            )
             return 1
         print(format_best(record) if record else format_front(front or {}), file=self.out)
         print(
