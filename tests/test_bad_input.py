@@ -415,3 +415,34 @@ def test_a_busy_port_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
         port = taken.getsockname()[1]
         code, err = _run(capsys, "dashboard", "--storage", url, "--port", str(port))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "another --port" in err
+
+
+def test_a_dashboard_over_a_storage_without_studies_says_how_to_make_one(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path}/empty.db"
+    optuna.create_study(study_name="gone", storage=url)
+    optuna.delete_study(study_name="gone", storage=url)
+    port = free_port()
+    argv = [sys.executable, "-m", "pipeline", "dashboard", "--storage", url, "--port", str(port)]
+    server = subprocess.Popen(argv, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180  # a loaded machine imports slowly
+        while True:  # it still serves: the study a `tune` starts shows up live
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the dashboard did not serve: {server.communicate()[1]}")
+                time.sleep(0.3)
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    notes = [line for line in err.splitlines() if "no study" in line]
+    assert notes == [
+        f"note: {url} holds no study yet; `make tune STUDY=studies/<file>.yaml` creates one "
+        "and it shows up here (or pass the --storage your study uses)"
+    ], err
+    assert "Traceback" not in err
