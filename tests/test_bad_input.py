@@ -434,12 +434,13 @@ def test_a_dashboard_over_a_storage_without_studies_says_how_to_make_one(tmp_pat
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5):
                     break
             except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the dashboard did not serve: {server.communicate()[1]}")
+                assert server.poll() is None, "the dashboard exited instead of serving"
+                assert time.monotonic() < deadline, "the dashboard never answered"
                 time.sleep(0.3)
     finally:
         server.send_signal(signal.SIGINT)
         _, err = server.communicate(timeout=30)
+        print(err)  # shown when the test fails
     notes = [line for line in err.splitlines() if "no study" in line]
     assert notes == [
         f"note: {url} holds no study yet; `make tune STUDY=studies/<file>.yaml` creates one "
