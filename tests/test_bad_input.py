@@ -418,6 +418,7 @@ def test_a_busy_port_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_a_dashboard_over_a_storage_without_studies_says_how_to_make_one(tmp_path: Path) -> None:
+    import http.client
     import subprocess
     import sys
 
@@ -433,13 +434,16 @@ def test_a_dashboard_over_a_storage_without_studies_says_how_to_make_one(tmp_pat
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5):
                     break
-            except OSError:
+            except (OSError, http.client.HTTPException):  # not up yet
                 assert server.poll() is None, "the dashboard exited instead of serving"
                 assert time.monotonic() < deadline, "the dashboard never answered"
                 time.sleep(0.3)
     finally:
         server.send_signal(signal.SIGINT)
-        _, err = server.communicate(timeout=30)
+        try:
+            _, err = server.communicate(timeout=60)
+        finally:
+            server.kill()  # never left behind, even when Ctrl-C did not stop it
         print(err)  # shown when the test fails
     notes = [line for line in err.splitlines() if "no study" in line]
     assert notes == [
