@@ -171,11 +171,15 @@ def test_epoch_and_second_budgets_are_honoured(tmp_path: Path) -> None:
         str(tmp_path / "r2"),
     )
     assert result.returncode == 0, result.stderr
-    trials = [t for t in _trials(tmp_path, "cmp--tpe-none-seed0") if t.datetime_complete]
-    start = min(t.datetime_start for t in trials)
-    last_start = max(t.datetime_start for t in trials)
-    longest = max((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
-    assert (last_start - start).total_seconds() <= 10 + longest
+    # No trial starts after the 10 s, and every one that started ran to its end (on a
+    # loaded machine the workers may start so late that none does).
+    trials = _trials(tmp_path, "cmp--tpe-none-seed0")
+    assert all(t.datetime_complete for t in trials)
+    if trials:
+        start = min(t.datetime_start for t in trials)
+        last_start = max(t.datetime_start for t in trials)
+        longest = max((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
+        assert (last_start - start).total_seconds() <= 10 + longest
 
 
 @pytest.mark.slow
