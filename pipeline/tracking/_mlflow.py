@@ -24,10 +24,10 @@ from pipeline.masking import mask_url
 from pipeline.trials import Attr, Outcome, best_trial, outcome_of, reason_of
 
 # MLflow retries a failed request 7 times with a growing backoff and waits 120 s for an
-# answer: minutes per call against a dead server. A trial waits a few seconds at most;
-# the variables, when set, still win.
+# answer: minutes per call against a dead server. Here a call that fails is retried once,
+# a second later, and an answer is awaited 10 s; the variables, when set, still win.
 BOUNDED_REQUESTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }
@@ -35,6 +35,8 @@ ROLE = "pipeline.role"  # "study" on the parent run, "trial" on a trial's
 STUDY = "pipeline.study"
 TRIAL = "pipeline.trial"
 STATUS = {Outcome.COMPLETE: "FINISHED", Outcome.PRUNED: "KILLED"}  # anything else: FAILED
+# MLflow's UI opens an experiment of this kind on its runs table (else on GenAI traces).
+KIND = {"mlflow.experimentKind": "custom_model_development"}
 MAX_PARAM = 6000  # MLflow's limit on a parameter's value (characters)
 
 
@@ -50,15 +52,27 @@ class MLflowTracker:
     def __init__(self, uri: str, study_name: str, metric: str) -> None:
         for name, value in BOUNDED_REQUESTS.items():
             os.environ.setdefault(name, value)
-        from mlflow.tracking import MlflowClient
-
+        if uri.startswith("file:"):
+            # MLflow 3 refuses its file store unless asked; a study file that names one
+            # asks. (sqlite: is what MLflow recommends instead.)
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self.name = f"MLflow at {mask_url(uri)}"
-        self.client = MlflowClient(tracking_uri=uri)
+        self.uri = uri
+        self._client: Any = None
         self.study_name = study_name
         self.metric = metric
         self.experiment_id: str | None = None
         self.parent: str | None = None
         self.runs: dict[int, str] = {}  # trial number -> run id
+
+    @property
+    def client(self) -> Any:
+        """The ``MlflowClient``, made on first use (inside the guard of every call)."""
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
 
     # --- the study: experiment and parent run ------------------------------------------
 
@@ -114,7 +128,7 @@ class MLflowTracker:
             if found is None:
                 try:
                     self.experiment_id = self.client.create_experiment(
-                        self.study_name, tags={STUDY: self.study_name}
+                        self.study_name, tags={STUDY: self.study_name, **KIND}
                     )
                 except MlflowException:  # another worker made it first
                     found = self.client.get_experiment_by_name(self.study_name)
