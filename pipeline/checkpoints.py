@@ -110,6 +110,8 @@ def live_checkpoint(trial: FrozenTrial, store: ArtifactStore) -> str | None:
     if artifact_id is None:
         return None
     try:
+        if isinstance(store, s3.S3Store):  # a HEAD request, not a download
+            return str(artifact_id) if store.exists(str(artifact_id)) else None
         store.open_reader(str(artifact_id)).close()
     except (ArtifactNotFound, OSError):
         return None

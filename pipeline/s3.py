@@ -90,6 +90,23 @@ class S3Store(Boto3ArtifactStore):
         """``s3://bucket/prefix/artifact_id``: where a person finds the artifact."""
         return f"{self.url}/{artifact_id}"
 
+    def exists(self, artifact_id: str) -> bool:
+        """Whether the artifact is there, asked without downloading it.
+
+        Raises:
+            S3Error: the bucket cannot be reached or read.
+        """
+        from botocore.exceptions import ClientError
+
+        with _as_oserror(self.location(artifact_id)):
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=self.key(artifact_id))
+            except ClientError as exc:
+                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                    return False
+                raise
+        return True
+
     def open_reader(self, artifact_id: str) -> BinaryIO:
         """A stream of the artifact's bytes.
 

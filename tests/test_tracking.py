@@ -53,17 +53,22 @@ def _serve(argv: list[str], url: str, log: Path, wait: float, **env: str) -> sub
         env={**os.environ, **env},
         cwd=log.parent,
     )
+    _wait(proc, url, log, wait)
+    return proc
+
+
+def _wait(proc: subprocess.Popen[Any], url: str, log: Path, wait: float) -> None:
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"{argv[0]} exited: {log.read_text()[-2000:]}")
+            pytest.fail(f"{proc.args[0]} exited: {log.read_text()[-2000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2):
-                return proc
+                return
         except OSError:
             time.sleep(0.5)
     _stop(proc)
-    pytest.fail(f"{argv[0]} did not answer at {url} within {wait:.0f} s: {log.read_text()[-2000:]}")
+    pytest.fail(f"no answer at {url} within {wait:.0f} s: {log.read_text()[-2000:]}")
 
 
 def _stop(proc: subprocess.Popen[Any]) -> None:
@@ -77,34 +82,245 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
             proc.wait()
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(
+@pytest.fixture(scope="module", autouse=True)
+def mlflow_boot(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[str, subprocess.Popen[Any]]]:
-    """``mlflow server`` with a SQLite backend and the artifacts it serves itself."""
+) -> Iterator[tuple[str, subprocess.Popen[Any], Path]]:
+    """``mlflow server`` with a SQLite backend and the artifacts it serves itself,
+    started when the module starts: it takes a minute to boot on a busy 2-core machine,
+    the tests that need no MLflow run meanwhile."""
     where = tmp_path_factory.mktemp("mlflow")
     port = free_port()
+    argv = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{where}/mlflow.db"]
+    argv += ["--artifacts-destination", str(where / "artifacts"), "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--workers", "1"]
+    proc = subprocess.Popen(
+        argv,
+        stdout=(where / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        # Its job runner (for GenAI evaluations) is a pool of processes no test uses.
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        cwd=where,
+    )
+    yield f"http://127.0.0.1:{port}", proc, where / "server.log"
+    _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(
+    mlflow_boot: tuple[str, subprocess.Popen[Any], Path],
+) -> tuple[str, subprocess.Popen[Any]]:
+    """The MLflow server, once it answers."""
+    url, proc, log = mlflow_boot
+    _wait(proc, f"{url}/health", log, 240)
+    return url, proc
+
+
+def _fit_line_study(tmp: Path, **overrides: Any) -> Path:
+    """A study of the tests' tiny trainable: quick trials that sleep between epochs."""
+    data = minimal_study(
+        storage=f"sqlite:///{tmp}/optuna.db",
+        task=None,
+        trainable="tiny_trainables:fit_line",
+        metric="mse",
+        direction="minimize",
+        max_epochs=3,
+        search_space={"lr": {"type": "float", "low": 0.01, "high": 0.1}, "sleep": 0.3},
+    )
+    del data["task"]
+    data.update(overrides)
+    path = tmp / "study.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        (
+            "tracking.mlflow=http://127.0.0.1:5000",
+            "tracking.mlflow: needs the mlflow package, which is not installed: "
+            "pip install 'optuna-pipeline[tracking]'",
+        ),
+        (
+            "tracking.tensorboard=runs/tb",
+            "tracking.tensorboard: needs the tensorboard package, which is not installed: "
+            "pip install 'optuna-pipeline[tracking]'",
+        ),
+        (
+            "artifacts=s3://bucket/prefix",
+            "artifacts: s3:// needs boto3, which is not installed: pip install 'optuna-pipeline[s3]'",
+        ),
+    ],
+    ids=["mlflow", "tensorboard", "s3"],
+)
+def test_a_missing_tracking_package_is_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    item: str,
+    message: str,
+) -> None:
+    # What a machine without the extras sees: the packages cannot be imported.
+    for package in ("mlflow", "tensorboard", "boto3"):
+        monkeypatch.setitem(sys.modules, package, None)
+    study = _fit_line_study(tmp_path)
+    code, _, err = _cli_here(capsys, "tune", str(study), "--set", item)
+    assert code == 2
+    assert err.splitlines() == [f"error: {study}: {message}"]
+    assert not (tmp_path / "optuna.db").exists()
+
+
+# --- S3 ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's S3-compatible server, the kind of endpoint MinIO or Ceph give."""
+    where = tmp_path_factory.mktemp("moto")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _serve(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        f"{url}/",
+        where / "moto.log",
+        60,
+    )
+    yield url
+    _stop(proc)
+
+
+@pytest.fixture
+def aws_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The standard AWS variables pointing boto3 at the local server; a fresh bucket."""
+    import boto3
+
+    for key, value in {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    bucket = f"ckpt-{time.time_ns() % 10**12}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return bucket
+
+
+def test_s3_checkpoints_are_read_from_another_working_directory(
+    tmp_path: Path,
+    aws_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import boto3
+
+    here, there = tmp_path / "machine-a", tmp_path / "machine-b"
+    here.mkdir()
+    there.mkdir()
+    artifacts = f"s3://{aws_env}/studies/digits"
+    storage = f"sqlite:///{here}/optuna.db"
+    data = minimal_study(storage=storage, n_trials=2, artifacts=artifacts, max_epochs=1)
+    (here / "study.yaml").write_text(yaml.safe_dump(data))
+    tuned = _cli("tune", "study.yaml", "--quiet", cwd=here)
+    assert tuned.returncode == 0, tuned.stderr
+    assert f"reloaded from {artifacts}" in tuned.stdout
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=aws_env)["Contents"]]
+    # One checkpoint per trial under the prefix; the working copies were removed.
+    assert len(keys) == 2 and all(k.startswith("studies/digits/") for k in keys)
+    assert not (here / "artifacts").exists() and not (here / "runs").exists()
+
+    # Another machine: only the storage URL and the artifact URL.
+    monkeypatch.chdir(there)
+    source = ["--study-name", data["study_name"], "--storage", storage, "--artifacts", artifacts]
+    record = json.loads(_main(capsys, "best", *source, "--json"))
+    assert record["checkpoint_path"] == f"{artifacts}/{record['checkpoint']}"
+    assert f"studies/digits/{record['checkpoint']}" in keys
+    evaluated = json.loads(_main(capsys, "evaluate", *source))
+    assert evaluated["trial"] == record["trial"] and 0 <= evaluated["test_accuracy"] <= 1
+    model = load_best(data["study_name"], storage, artifacts)
+    assert not model.training and sum(p.numel() for p in model.parameters()) > 0
+    _dashboard_serves_the_checkpoint(there, storage, artifacts, aws_env, record)
+    assert list(there.iterdir()) == []  # nothing was written beside the commands
+
+
+def _cli_here(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``pipeline ARGV`` in this process: its exit code, stdout and stderr (the signal
+    handlers it sets are put back)."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        code = cli.main(list(argv))
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _main(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """``pipeline ARGV`` in this process, which must succeed; its stdout."""
+    code, out, err = _cli_here(capsys, *argv)
+    assert code == 0, err
+    return out
+
+
+def _dashboard_serves_the_checkpoint(
+    cwd: Path, storage: str, artifacts: str, bucket: str, record: dict[str, Any]
+) -> None:
+    import boto3
+
+    port = free_port()
     argv = [
-        str(BIN / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{where}/mlflow.db",
-        "--artifacts-destination",
-        str(where / "artifacts"),
-        "--host",
-        "127.0.0.1",
+        sys.executable,
+        "-m",
+        "pipeline",
+        "dashboard",
+        "--storage",
+        storage,
+        "--artifacts",
+        artifacts,
         "--port",
         str(port),
-        "--workers",
-        "1",
     ]
-    url = f"http://127.0.0.1:{port}"
-    # Its job runner (for GenAI evaluations) is a pool of processes these tests never use.
-    proc = _serve(
-        argv, f"{url}/health", where / "server.log", 240, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"
+    proc = _serve(argv, f"http://127.0.0.1:{port}/api/studies", cwd / "dashboard.log", 60, **PATHS)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10) as reply:
+            study_id = json.load(reply)["study_summaries"][0]["study_id"]
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/studies/{study_id}?after=0", timeout=10
+        ) as reply:
+            trials = json.load(reply)["trials"]
+        trial_id = next(t["trial_id"] for t in trials if t["number"] == record["trial"])
+        path = f"/artifacts/{study_id}/{trial_id}/{record['checkpoint']}"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+            served = reply.read()
+    finally:
+        _stop(proc)
+        (cwd / "dashboard.log").unlink()
+    stored = boto3.client("s3").get_object(
+        Bucket=bucket, Key=f"studies/digits/{record['checkpoint']}"
     )
-    yield url, proc
-    _stop(proc)
+    assert served == stored["Body"].read() and len(served) > 1000
+
+
+def test_a_bucket_that_is_not_there_costs_checkpoints_not_trials(
+    tmp_path: Path, aws_env: str
+) -> None:
+    study = _fit_line_study(tmp_path, n_trials=2, artifacts="s3://no-such-bucket-here/x")
+    result = _cli("tune", str(study), "--quiet", "--set", "search_space.sleep=0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "NoSuchBucket" in warnings[0], result.stderr
+    trials = optuna.load_study(
+        study_name=yaml.safe_load(study.read_text())["study_name"],
+        storage=f"sqlite:///{tmp_path}/optuna.db",
+    ).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert all("NoSuchBucket" in t.user_attrs[Attr.CHECKPOINT_ERROR] for t in trials)
+
+
+# --- MLflow and TensorBoard ------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -297,193 +513,6 @@ def _hparams_tab_lists(folder: Path, study: optuna.Study) -> None:
         metrics = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
         last = trial.user_attrs[Attr.HISTORY][-1]
         assert metrics["val_loss"] == pytest.approx(last["val_loss"], rel=1e-6)
-
-
-def _fit_line_study(tmp: Path, **overrides: Any) -> Path:
-    """A study of the tests' tiny trainable: quick trials that sleep between epochs."""
-    data = minimal_study(
-        storage=f"sqlite:///{tmp}/optuna.db",
-        task=None,
-        trainable="tiny_trainables:fit_line",
-        metric="mse",
-        direction="minimize",
-        max_epochs=3,
-        search_space={"lr": {"type": "float", "low": 0.01, "high": 0.1}, "sleep": 0.3},
-    )
-    del data["task"]
-    data.update(overrides)
-    path = tmp / "study.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def test_a_missing_tracking_package_is_one_line(tmp_path: Path) -> None:
-    hide = tmp_path / "hide"
-    hide.mkdir()
-    # What a machine without the extras sees: the packages cannot be imported.
-    (hide / "sitecustomize.py").write_text(
-        "import sys\nsys.modules.update(mlflow=None, boto3=None)\n"
-    )
-    study = _fit_line_study(tmp_path)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hide), PATHS["PYTHONPATH"]])}
-    for item, expected in (
-        ("tracking.mlflow=http://127.0.0.1:5000", "tracking.mlflow: needs the mlflow package"),
-        ("artifacts=s3://bucket/prefix", "artifacts: s3:// needs boto3"),
-    ):
-        result = subprocess.run(
-            [sys.executable, "-m", "pipeline", "tune", str(study), "--set", item],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-        )
-        assert result.returncode == 2
-        assert result.stderr.strip().splitlines() == [
-            f"error: {study}: {expected}, which is not installed: pip install 'optuna-pipeline[{'tracking' if 'mlflow' in item else 's3'}]'"
-        ]
-        assert not (tmp_path / "optuna.db").exists()
-
-
-# --- S3 ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's S3-compatible server, the kind of endpoint MinIO or Ceph give."""
-    where = tmp_path_factory.mktemp("moto")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = _serve(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        f"{url}/",
-        where / "moto.log",
-        60,
-    )
-    yield url
-    _stop(proc)
-
-
-@pytest.fixture
-def aws_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The standard AWS variables pointing boto3 at the local server; a fresh bucket."""
-    import boto3
-
-    for key, value in {
-        "AWS_ENDPOINT_URL": s3_endpoint,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    bucket = f"ckpt-{time.time_ns() % 10**12}"
-    boto3.client("s3").create_bucket(Bucket=bucket)
-    return bucket
-
-
-def test_s3_checkpoints_are_read_from_another_working_directory(
-    tmp_path: Path,
-    aws_env: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    import boto3
-
-    here, there = tmp_path / "machine-a", tmp_path / "machine-b"
-    here.mkdir()
-    there.mkdir()
-    artifacts = f"s3://{aws_env}/studies/digits"
-    storage = f"sqlite:///{here}/optuna.db"
-    data = minimal_study(storage=storage, n_trials=2, artifacts=artifacts, max_epochs=1)
-    (here / "study.yaml").write_text(yaml.safe_dump(data))
-    tuned = _cli("tune", "study.yaml", "--quiet", cwd=here)
-    assert tuned.returncode == 0, tuned.stderr
-    assert f"reloaded from {artifacts}" in tuned.stdout
-    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=aws_env)["Contents"]]
-    # One checkpoint per trial under the prefix; the working copies were removed.
-    assert len(keys) == 2 and all(k.startswith("studies/digits/") for k in keys)
-    assert not (here / "artifacts").exists() and not (here / "runs").exists()
-
-    # Another machine: only the storage URL and the artifact URL.
-    monkeypatch.chdir(there)
-    source = ["--study-name", data["study_name"], "--storage", storage, "--artifacts", artifacts]
-    record = json.loads(_main(capsys, "best", *source, "--json"))
-    assert record["checkpoint_path"] == f"{artifacts}/{record['checkpoint']}"
-    assert f"studies/digits/{record['checkpoint']}" in keys
-    evaluated = json.loads(_main(capsys, "evaluate", *source))
-    assert evaluated["trial"] == record["trial"] and 0 <= evaluated["test_accuracy"] <= 1
-    model = load_best(data["study_name"], storage, artifacts)
-    assert not model.training and sum(p.numel() for p in model.parameters()) > 0
-    _dashboard_serves_the_checkpoint(there, storage, artifacts, aws_env, record)
-    assert list(there.iterdir()) == []  # nothing was written beside the commands
-
-
-def _main(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    """``pipeline ARGV`` in this process (the signal handlers it sets are put back)."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        code = cli.main(list(argv))
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    return out
-
-
-def _dashboard_serves_the_checkpoint(
-    cwd: Path, storage: str, artifacts: str, bucket: str, record: dict[str, Any]
-) -> None:
-    import boto3
-
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "dashboard",
-        "--storage",
-        storage,
-        "--artifacts",
-        artifacts,
-        "--port",
-        str(port),
-    ]
-    proc = _serve(argv, f"http://127.0.0.1:{port}/api/studies", cwd / "dashboard.log", 60, **PATHS)
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10) as reply:
-            study_id = json.load(reply)["study_summaries"][0]["study_id"]
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{port}/api/studies/{study_id}?after=0", timeout=10
-        ) as reply:
-            trials = json.load(reply)["trials"]
-        trial_id = next(t["trial_id"] for t in trials if t["number"] == record["trial"])
-        path = f"/artifacts/{study_id}/{trial_id}/{record['checkpoint']}"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
-            served = reply.read()
-    finally:
-        _stop(proc)
-        (cwd / "dashboard.log").unlink()
-    stored = boto3.client("s3").get_object(
-        Bucket=bucket, Key=f"studies/digits/{record['checkpoint']}"
-    )
-    assert served == stored["Body"].read() and len(served) > 1000
-
-
-def test_a_bucket_that_is_not_there_costs_checkpoints_not_trials(
-    tmp_path: Path, aws_env: str
-) -> None:
-    study = _fit_line_study(tmp_path, n_trials=2, artifacts="s3://no-such-bucket-here/x")
-    result = _cli("tune", str(study), "--quiet", "--set", "search_space.sleep=0", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
-    assert len(warnings) == 1 and "NoSuchBucket" in warnings[0], result.stderr
-    trials = optuna.load_study(
-        study_name=yaml.safe_load(study.read_text())["study_name"],
-        storage=f"sqlite:///{tmp_path}/optuna.db",
-    ).trials
-    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
-    assert all("NoSuchBucket" in t.user_attrs[Attr.CHECKPOINT_ERROR] for t in trials)
 
 
 # --- last: it kills the module's MLflow server ------------------------------------------
