@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial
 
 from pipeline.config import ConfigError, StudyConfig, TrackingConfig
 from pipeline.masking import mask_url
+from pipeline.provenance import note
 from pipeline.trials import Attr
 
 RETRY_SECONDS = 60.0  # a backend that failed is tried again after this long
@@ -187,7 +188,9 @@ def open_tracking(config: StudyConfig, who: str, log: TextIO = sys.stderr) -> Tr
     if config.tracking.mlflow:
         from pipeline.tracking._mlflow import MLflowTracker
 
-        trackers.append(MLflowTracker(config.tracking.mlflow, config.study_name, config.metric))
+        tracker = MLflowTracker(config.tracking.mlflow, config.study_name, config.metric)
+        tracker.description = note(config)
+        trackers.append(tracker)
     if config.tracking.tensorboard:
         from pipeline.tracking._tensorboard import TensorBoardTracker
 

@@ -64,6 +64,7 @@ class MLflowTracker:
         self.experiment_id: str | None = None
         self.parent: str | None = None
         self.runs: dict[int, str] = {}  # trial number -> run id
+        self.description = ""  # Markdown; MLflow's UI shows it on the parent run
 
     @property
     def client(self) -> Any:
@@ -93,6 +94,8 @@ class MLflowTracker:
             "direction": study.direction.name.lower(),
             "metric": self.metric,
         }
+        if self.description:
+            self.client.set_tag(self.parent_id, "mlflow.note.content", self.description)
         for key, value in tags.items():
             if value is not None:
                 self.client.set_tag(self.parent_id, f"pipeline.{key}", str(value))
