@@ -122,8 +122,6 @@ def tune(
     device = resolve_device(config.device)  # refuse cuda without CUDA once, not per worker
     study, storage = open_with_retry(config, joining=False, branch_from=branch_from)
     tracking = open_tracking(config, "pipeline")
-    if tracking is not None:  # before the workers, which nest their runs under its record
-        tracking.start_study(study)
     _say_what_changed(study, branch_from, out)
     release_orphans(study, config.max_retries, lambda line: print(line, file=out))
     deadline = time.time() + config.timeout if config.timeout is not None else None
@@ -145,6 +143,8 @@ def tune(
     try:
         for slot in slots:
             procs.append(_start(ctx, config, slot, stop, deadline))
+        if tracking is not None:  # after the fork: MLflow's client starts threads
+            tracking.start_study(study)
         while any(p.is_alive() for p in procs):
             # During an outage the workers report and retry; the table resumes after it.
             with contextlib.suppress(*STORAGE_ERRORS):

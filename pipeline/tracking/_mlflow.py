@@ -79,11 +79,11 @@ class MLflowTracker:
 
     def start_study(self, study: optuna.Study) -> None:
         """Find or make the parent run; log the study's provenance on it."""
-        created = self._parent_run()
         attrs = study.user_attrs
         runs = attrs.get("runs") or []
         config = runs[-1]["config"] if runs else attrs.get("config") or {}
-        if created:  # MLflow parameters cannot change: the first run's file is logged
+        if not self.client.get_run(self.parent_id).data.params:
+            # MLflow parameters cannot change: the file of the run that began it is kept.
             self._log_params(self.parent_id, _flatten(config))
         self.client.update_run(self.parent_id, status="RUNNING")
         self.client.log_dict(self.parent_id, dict(attrs), "provenance.json")
@@ -144,12 +144,12 @@ class MLflowTracker:
         assert self.experiment_id is not None
         return self.experiment_id
 
-    def _parent_run(self) -> bool:
-        """Set ``self.parent``; return whether this call made the run."""
+    def _parent_run(self) -> None:
+        """Find the parent run, or make it; set ``self.parent``."""
         found = self._find_parent()
         if found is not None:
             self.parent = found
-            return False
+            return
         mine = self.client.create_run(
             self._experiment(),
             run_name=self.study_name,
@@ -158,13 +158,12 @@ class MLflowTracker:
         self.parent = self._find_parent() or mine
         if self.parent != mine:  # another worker's is older: keep that one
             self.client.delete_run(mine)
-        return self.parent == mine
 
     def _find_parent(self) -> str | None:
         runs = self.client.search_runs(
             [self._experiment()],
             filter_string=f"tags.`{ROLE}` = 'study'",
-            order_by=["attributes.start_time ASC"],
+            order_by=["attributes.start_time ASC", "attributes.run_id ASC"],
             max_results=1,
         )
         return str(runs[0].info.run_id) if runs else None
