@@ -172,6 +172,27 @@ def test_a_missing_tracking_package_is_one_line(
     assert not (tmp_path / "optuna.db").exists()
 
 
+def test_a_dead_tracking_server_is_one_warning_and_then_left_alone() -> None:
+    from pipeline.tracking import Tracking
+    from pipeline.tracking._mlflow import MLflowTracker
+
+    said: list[str] = []
+    tracking = Tracking(
+        [MLflowTracker(f"http://127.0.0.1:{free_port()}", "s", "loss")], said.append
+    )
+    study = optuna.create_study()
+    started = time.monotonic()
+    for _ in range(3):
+        trial = study.ask()
+        tracking.start_trial(trial.number, {"lr": 0.1})
+        tracking.log_epoch(trial.number, 1, {"loss": 0.5})
+        study.tell(trial, 0.5)
+        tracking(study, study.trials[-1])
+    assert time.monotonic() - started < 15  # one refused call, retried once; then paused
+    assert len(said) == 1 and said[0].startswith("MLflow at http://127.0.0.1:")
+    assert "trials go on without it" in said[0]
+
+
 # --- S3 ---------------------------------------------------------------------------------
 
 

@@ -143,9 +143,12 @@ class Tracking:
         return True
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, limit: int = 240) -> str:
     lines = str(exc).strip().splitlines()
-    return mask_url(lines[0][:300]) if lines else "(no message)"
+    if not lines:
+        return "(no message)"
+    line = mask_url(lines[0])
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def check(tracking: TrackingConfig) -> None:
