@@ -75,6 +75,26 @@ class PrunerConfig:
     patience: int | None = None
 
 
+# --- tracking (issue 15) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where trials are mirrored besides the Optuna storage; each backend is off when
+    null. See docs/tracking.md."""
+
+    mlflow: str | None = None  # an MLflow tracking URI: http(s)://host:port, file:, sqlite:
+    tensorboard: str | None = None  # a directory; one event directory per trial under it
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any backend is on."""
+        return bool(self.mlflow or self.tensorboard)
+
+
+# --- the study ---------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """Everything one study needs: what to train, what to search and how to run it."""
@@ -108,12 +128,15 @@ class StudyConfig:
     artifacts: str | None = None
     keep_checkpoints: int = 3
     enqueue: list[dict[str, Any]] = field(default_factory=list)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     source: str = field(default="<memory>", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved study as plain data (stored as provenance, printed by ``validate``)."""
         data = dataclasses.asdict(self)
         data.pop("source")
+        if not self.tracking.enabled:  # off: the record reads as before tracking existed
+            data.pop("tracking")
         data["search_space"] = {
             name: {
                 k: v
@@ -260,6 +283,7 @@ __all__ = [
     "SamplerConfig",
     "StudyConfig",
     "TaskConfig",
+    "TrackingConfig",
     "check_values",
     "convert",
 ]

@@ -9,7 +9,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial
 
-from pipeline.checkpoints import ArtifactStore, live_checkpoint
+from pipeline.checkpoints import ArtifactStore, live_checkpoint, where
 from pipeline.errors import NoResult, UsageError
 from pipeline.trials import Attr, last_metrics, outcome_of, reason_of
 
@@ -57,8 +57,7 @@ def _row(trial: FrozenTrial, metric: str, store: ArtifactStore | None) -> dict[s
     metrics |= {k: v for k, v in sorted(attrs.items()) if k.startswith("test_") and _number(v)}
     duration = trial.duration.total_seconds() if trial.duration is not None else None
     found = live_checkpoint(trial, store) if store is not None else None
-    folder = getattr(store, "path", None)
-    checkpoint = str(Path(folder) / found) if found and folder else found
+    checkpoint = where(store, found) if found and store is not None else found
     rest = {
         "epochs": attrs.get(Attr.EPOCHS, len(trial.intermediate_values)),
         "seconds": duration,

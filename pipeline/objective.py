@@ -27,6 +27,7 @@ from pipeline.checkpoints import ArtifactStore
 from pipeline.config import ParamSpec, StudyConfig
 from pipeline.liveness import process_identity
 from pipeline.session import Session, TrialInterrupted, read, remove_quietly
+from pipeline.tracking import Tracking
 from pipeline.trials import Attr, Outcome, frozen, original_number, retry_history
 
 Trainable = Callable[[dict[str, Any], Session], Any]
@@ -67,6 +68,7 @@ class Objective:
             and is re-queued.
         is_surplus: Checked before anything is sampled; when true the trial is skipped.
         store: Where checkpoints go; None for none.
+        tracking: Where trials are mirrored (MLflow, TensorBoard); None for nowhere.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class Objective:
         is_surplus: Callable[[FrozenTrial], bool] = lambda trial: False,
         worker: int = 0,
         store: ArtifactStore | None = None,
+        tracking: Tracking | None = None,
     ) -> None:
         self.plan = plan
         self.trainable = trainable
@@ -87,6 +90,7 @@ class Objective:
         self.is_surplus = is_surplus
         self.worker = worker
         self.store = store
+        self.tracking = tracking
         self.identity = process_identity()
         self.current: int | None = None  # the number of the trial being run
         self.warned = False
@@ -114,6 +118,7 @@ class Objective:
             attempts=[trials[n] for n in history if n < len(trials)],
             should_stop=self.should_stop,
             warn=self._warn,
+            on_epoch=self._epoch_logger(trial.number),
         )
         try:
             return self._run(trial, session)
@@ -130,6 +135,8 @@ class Objective:
 
     def _run(self, trial: optuna.Trial, session: Session) -> float:
         config = space.suggest(trial, self.plan.search_space)
+        if self.tracking is not None:
+            self.tracking.start_trial(trial.number, config)
         torch.manual_seed(session.seed)
         self.trainable(config, session)
         value = session.value()
@@ -146,6 +153,8 @@ class Objective:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / f"trial-{trial.number}.pt"
                 torch.save(read(self.store, working_id)["object"], path)
+                if self.tracking is not None:
+                    self.tracking.log_checkpoint(trial.number, path)
                 artifact_id = optuna.artifacts.upload_artifact(
                     artifact_store=self.store,
                     file_path=str(path),
@@ -159,6 +168,12 @@ class Objective:
             return
         trial.set_user_attr(Attr.CHECKPOINT, artifact_id)
         remove_quietly(self.store, working_id)
+
+    def _epoch_logger(self, number: int) -> Callable[[int, dict[str, float]], None]:
+        tracking = self.tracking
+        if tracking is None:
+            return lambda epoch, metrics: None
+        return lambda epoch, metrics: tracking.log_epoch(number, epoch, metrics)
 
     def _warn(self, text: str) -> None:
         if not self.warned:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from pipeline import pruners, samplers, space, storage, tasks, trainables
+from pipeline import pruners, s3, samplers, space, storage, tasks, tracking, trainables
 from pipeline.config import ConfigError, StudyConfig, convert
 
 
@@ -210,8 +210,11 @@ def check_components(config: StudyConfig) -> None:
         raise ConfigError("enqueue", "grid search runs its grid; list extra values in grid:")
     samplers.check_sampler(config.sampler, config.search_space)
     pruners.check_pruner(config.pruner)
-    if config.artifacts and config.keep_checkpoints:
+    if s3.is_s3(config.artifacts):
+        s3.check(str(config.artifacts))
+    elif config.artifacts and config.keep_checkpoints:
         _check_can_make(config.artifacts, "artifacts")
+    tracking.check(config.tracking)
 
 
 def _check_can_make(path: str, key: str) -> None:

@@ -251,6 +251,10 @@ CASES: list[Case] = [
     ("unknown driver", _set("storage=postgresql+foo://u@127.0.0.1/db"), 2, "driver"),
     ("missing driver", _set("storage=mysql://u@127.0.0.1/db"), 2, "mysql+pymysql"),
     ("artifacts nowhere", _set("artifacts=/proc/nope/artifacts"), 2, "artifacts"),
+    ("a bucket name S3 refuses", _set("artifacts=s3://My_Bucket/x"), 2, "bucket name"),
+    ("mlflow without a scheme", _set("tracking.mlflow=127.0.0.1:5000"), 2, "tracking.mlflow"),
+    ("an unknown tracker", _set("tracking.wandb=my-project"), 2, "tracking.wandb: unknown key"),
+    ("tensorboard in no directory", _set('tracking.tensorboard=""'), 2, "tracking.tensorboard"),
     ("corrupt sqlite (tune)", _tune(_corrupt), 4, "not a database"),
     (
         "corrupt sqlite (best)",
