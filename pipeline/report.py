@@ -4,8 +4,8 @@ visualization module (``pipeline report``)."""
 from __future__ import annotations
 
 import html
-import math
 import json
+import math
 import warnings
 from functools import partial
 from pathlib import Path
