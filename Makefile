@@ -15,7 +15,7 @@ PORT ?= 8080
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install tune worker storage-proxy compare validate best evaluate report export dashboard test test-fast lint bench bench-ray-env clean
+.PHONY: help install tune worker storage-proxy compare validate best evaluate report export dashboard tensorboard test test-fast lint bench bench-ray-env clean
 
 help: ## Show the targets and the variables they read
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,7 +24,7 @@ help: ## Show the targets and the variables they read
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -e '.[dev,tracking,s3]'
 	@touch $@
 
 install: $(STAMP) ## Create .venv and install the project with its dev tools
@@ -68,6 +68,14 @@ export: $(STAMP) ## One row per trial: make export [STUDY=... | NAME=...] [OUT=r
 
 dashboard: $(STAMP) ## optuna-dashboard (with checkpoints) on http://127.0.0.1:8080: make dashboard [STUDY=... | STORAGE=...]
 	$(BIN)/pipeline dashboard $(if $(GIVEN_STUDY),--study-file '$(STUDY)') $(STORAGE_FLAG) --host $(HOST) --port $(PORT) $(ARGS)
+
+# A study file's tracking.tensorboard directory; one subdirectory per study, one per trial.
+TB_DIR ?= runs/tensorboard
+# TensorBoard's own port unless PORT= is given (8080 is the dashboard's).
+TB_PORT = $(if $(filter command line environment,$(origin PORT)),$(PORT),6006)
+
+tensorboard: $(STAMP) ## TensorBoard (HParams tab: every trial) on http://127.0.0.1:6006: make tensorboard [TB_DIR=runs/tensorboard]
+	$(BIN)/tensorboard --logdir '$(TB_DIR)' --host $(HOST) --port $(TB_PORT) $(ARGS)
 
 test: $(STAMP) ## Run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest $(ARGS)

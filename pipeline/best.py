@@ -6,7 +6,7 @@ from typing import Any
 
 import optuna
 
-from pipeline.checkpoints import artifact_dir_for, live_checkpoint, open_store
+from pipeline.checkpoints import live_checkpoint, open_location, where
 from pipeline.errors import NoResult
 from pipeline.trials import Attr, best_trial, last_metrics
 
@@ -57,10 +57,10 @@ def best_with_checkpoint(
     best = best_trial(study)
     if record is None or best is None:
         raise NoResult(f"study {study.study_name!r} has no {_complete(study)} trial yet")
-    folder = artifact_dir_for(storage_url, artifacts)
-    artifact_id = live_checkpoint(best, open_store(folder, create=False))
+    store = open_location(storage_url, artifacts, create=False)
+    artifact_id = live_checkpoint(best, store)
     record["checkpoint"] = artifact_id
-    record["checkpoint_path"] = str(folder / artifact_id) if artifact_id else None
+    record["checkpoint_path"] = where(store, artifact_id) if artifact_id else None
     return record
 
 

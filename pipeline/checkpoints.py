@@ -6,6 +6,10 @@ so optuna-dashboard lists them and offers them for download. Only the best
 ``keep_checkpoints`` trials keep theirs: the others' files are removed from the store.
 (Optuna refuses to change a finished trial's attributes, so the link stays; a removed
 checkpoint is one whose file is gone.)
+
+The store is a directory (``artifacts: runs/artifacts``, by default beside a SQLite or
+journal file) or a bucket (``artifacts: s3://bucket/prefix``, see :mod:`pipeline.s3`),
+which every machine of a study reaches. :func:`open_location` opens either.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import optuna
 import torch
@@ -21,17 +25,29 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
+from pipeline import s3
 from pipeline.config import StudyConfig
 from pipeline.objectives import front
 from pipeline.storage import scheme_of
 from pipeline.trials import Attr, is_feasible, rank, retry_history
 
-ArtifactStore = FileSystemArtifactStore  # what readers accept: ours or Optuna's
+
+class ArtifactStore(Protocol):
+    """What the pipeline needs of an Optuna artifact store: a directory or a bucket."""
+
+    def open_reader(self, artifact_id: str) -> BinaryIO: ...
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None: ...
+
+    def remove(self, artifact_id: str) -> None: ...
 
 
-def artifact_dir(config: StudyConfig) -> Path:
-    """``artifacts`` from the study file, else the default for its storage."""
-    return artifact_dir_for(config.storage, config.artifacts)
+def location(config: StudyConfig) -> str:
+    """Where a study file's checkpoints are: its ``artifacts`` (a directory or an
+    ``s3://`` URL), else the default directory for its storage."""
+    if s3.is_s3(config.artifacts):
+        return str(config.artifacts)
+    return str(artifact_dir_for(config.storage, config.artifacts))
 
 
 def artifact_dir_for(storage: str, artifacts: str | None = None) -> Path:
@@ -68,24 +84,42 @@ def open_store(path: Path, create: bool = True) -> CheckpointStore:
     return CheckpointStore(path)
 
 
-def store_for(config: StudyConfig) -> CheckpointStore:
+def open_location(storage: str, artifacts: str | None, create: bool = True) -> ArtifactStore:
+    """The checkpoints' store of a study: the bucket ``artifacts`` names (``s3://``),
+    else the directory :func:`artifact_dir_for` gives. Readers pass ``create=False``."""
+    if artifacts and s3.is_s3(artifacts):
+        return s3.S3Store(artifacts)
+    return open_store(artifact_dir_for(storage, artifacts), create=create)
+
+
+def store_for(config: StudyConfig) -> ArtifactStore:
     """The artifact store of a study file's checkpoints."""
-    return open_store(artifact_dir(config))
+    return open_location(config.storage, config.artifacts)
 
 
-def live_checkpoint(trial: FrozenTrial, store: FileSystemArtifactStore) -> str | None:
+def where(store: ArtifactStore, artifact_id: str) -> str:
+    """Where a person finds an artifact: its file, or its ``s3://`` URL."""
+    if isinstance(store, s3.S3Store):
+        return store.location(artifact_id)
+    folder = getattr(store, "path", None)
+    return str(Path(folder) / artifact_id) if folder is not None else artifact_id
+
+
+def live_checkpoint(trial: FrozenTrial, store: ArtifactStore) -> str | None:
     """The trial's checkpoint artifact id, unless it was removed from ``store``."""
     artifact_id = trial.user_attrs.get(Attr.CHECKPOINT)
     if artifact_id is None:
         return None
     try:
+        if isinstance(store, s3.S3Store):  # a HEAD request, not a download
+            return str(artifact_id) if store.exists(str(artifact_id)) else None
         store.open_reader(str(artifact_id)).close()
     except (ArtifactNotFound, OSError):
         return None
     return str(artifact_id)
 
 
-def keep_top(study: optuna.Study, store: FileSystemArtifactStore, keep: int) -> list[int]:
+def keep_top(study: optuna.Study, store: ArtifactStore, keep: int) -> list[int]:
     """Remove the checkpoints of all but the ``keep`` best complete trials (feasible ones
     first; of several objectives, every Pareto-front member, however many, then the best
     in the first objective); return the numbers of the trials whose checkpoint was removed."""
@@ -106,7 +140,7 @@ def keep_top(study: optuna.Study, store: FileSystemArtifactStore, keep: int) -> 
     return removed
 
 
-def load(store: FileSystemArtifactStore, artifact_id: str) -> Any:
+def load(store: ArtifactStore, artifact_id: str) -> Any:
     """What the trial checkpointed (tensors on the CPU): for a task, its weights with
     what rebuilds the model (``task``, ``task_options``, ``hyperparameters``,
     ``state_dict``, ``metrics``); for a trainable, the object it gave
@@ -116,7 +150,7 @@ def load(store: FileSystemArtifactStore, artifact_id: str) -> Any:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
-def drop_working(study: optuna.Study, trial: FrozenTrial, store: FileSystemArtifactStore) -> None:
+def drop_working(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore) -> None:
     """Remove the working checkpoints of a trial that no retry will resume, and of the
     earlier attempts it re-ran (its own kept checkpoint, if any, stays)."""
     trials = study.get_trials(deepcopy=False)
@@ -130,11 +164,14 @@ def drop_working(study: optuna.Study, trial: FrozenTrial, store: FileSystemArtif
 __all__ = [
     "ArtifactStore",
     "CheckpointStore",
-    "artifact_dir",
+    "artifact_dir_for",
     "drop_working",
     "keep_top",
     "live_checkpoint",
     "load",
+    "location",
+    "open_location",
     "open_store",
     "store_for",
+    "where",
 ]

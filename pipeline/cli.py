@@ -144,11 +144,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     import yaml
 
-    from pipeline.masking import mask_url
+    from pipeline.provenance import masked
 
     config = _load(args)
-    resolved = config.to_dict()
-    resolved["storage"] = mask_url(resolved["storage"])
+    resolved = masked(config)
     print(f"{args.study}: OK")
     print(yaml.safe_dump(resolved, sort_keys=False), end="")
     return EXIT_OK
@@ -173,8 +172,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline import checkpoints, evaluate
 
     study = _open(args)
-    artifacts = checkpoints.artifact_dir_for(args.storage, args.artifacts)
-    store = checkpoints.open_store(artifacts, create=False)
+    store = checkpoints.open_location(args.storage, args.artifacts, create=False)
     result = evaluate.run(study, store, retrain_seeds=args.retrain_seeds)
     print(json.dumps(result, indent=2))
     return EXIT_OK
@@ -187,8 +185,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.export import export
 
     study = _open(args)
-    artifacts = checkpoints.artifact_dir_for(args.storage, args.artifacts)
-    store = checkpoints.open_store(artifacts, create=False)
+    store = checkpoints.open_location(args.storage, args.artifacts, create=False)
     out = _out(args, ".csv")
     with _writing(out):
         written = export(study, Path(out), curves=args.curves, store=store)

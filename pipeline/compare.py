@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from pipeline.compare_pareto import check_names, common_scale, hypervolume_curves
 from pipeline.config import ParamSpec, PrunerConfig, SamplerConfig, StudyConfig
 from pipeline.errors import EXIT_INTERRUPTED, EXIT_NO_RESULT, EXIT_OK, UsageError
-from pipeline.trials import FINISHED, best_trial
+from pipeline.trials import FINISHED, best_trial, test_score_name
 
 BudgetKind = Literal["trials", "epochs", "seconds"]
 # Pruner options used when the study file's own pruner is another one.
@@ -208,6 +208,14 @@ class Run:
             ys.append(sign * best if math.isfinite(best) else math.nan)
         return {k: (v, ys) for k, v in xs.items()}
 
+    def _test_score(self, best: optuna.trial.FrozenTrial | None) -> tuple[str | None, float]:
+        """The best trial's test score that stands for the study metric, by name."""
+        if best is None:
+            return None, math.nan
+        metric = (self.study.metric_names or [""])[0]
+        name = test_score_name(metric, best.user_attrs)
+        return name, float(best.user_attrs[name]) if name else math.nan
+
     def summary(self, target: float | None) -> dict[str, Any]:
         trials = self.finished()
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -225,7 +233,7 @@ class Run:
             value = seconds[1][-1] if seconds[1] else 0.0
         return {
             "best": value,
-            "test_accuracy": best.user_attrs.get("test_accuracy", math.nan) if best else math.nan,
+            "test": self._test_score(best),
             "complete": len(complete),
             "pruned": len(trials) - len(complete),
             "epochs": sum(

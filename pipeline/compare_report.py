@@ -179,7 +179,8 @@ def _row(members: list[Run], target: float | None) -> dict[str, Any]:
         "seeds": len(rows),
         "best_mean": statistics.fmean(bests) if bests else math.nan,
         "best_std": statistics.stdev(bests) if len(bests) > 1 else math.nan,
-        "test_mean": statistics.fmean(r["test_accuracy"] for r in rows),
+        "test_name": next((r["test"][0] for r in rows if r["test"][0]), None),
+        "test_mean": statistics.fmean(r["test"][1] for r in rows),
         "complete_mean": statistics.fmean(r["complete"] for r in rows),
         "pruned_mean": statistics.fmean(r["pruned"] for r in rows),
         "epochs_mean": statistics.fmean(r["epochs"] for r in rows),
@@ -203,9 +204,10 @@ def _markdown(
 ) -> str:
     # A spread needs two seeds: one seed's value stands alone, without "± 0.0000".
     seeded = any(v["seeds"] > 1 for v in table.values())
+    test_name = next((v["test_name"] for v in table.values() if v["test_name"]), "test score")
     header = (
         f"| sampler | pruner | seeds | best {metric}{' (mean ± std)' if seeded else ''} "
-        "| test accuracy of best | complete | pruned "
+        f"| {test_name} of best | complete | pruned "
         "| epochs | wall s | time to target |\n|---|---|---|---|---|---|---|---|---|---|"
     )
     rows_md = [

@@ -81,6 +81,26 @@ class PrunerConfig:
     patience: int | None = None
 
 
+# --- tracking (issue 15) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where trials are mirrored besides the Optuna storage; each backend is off when
+    null. See docs/tracking.md."""
+
+    mlflow: str | None = None  # an MLflow tracking URI: http(s)://host:port, file:, sqlite:
+    tensorboard: str | None = None  # a directory; one event directory per trial under it
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any backend is on."""
+        return bool(self.mlflow or self.tensorboard)
+
+
+# --- the study ---------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """Everything one study needs: what to train, what to search and how to run it."""
@@ -119,6 +139,7 @@ class StudyConfig:
     objectives: list[ObjectiveConfig] = field(default_factory=list)
     constraints: dict[str, LimitConfig] = field(default_factory=dict)
     inference_batch_size: int = 1  # the batch latency_ms is measured on
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     source: str = field(default="<memory>", compare=False)
 
     @property
@@ -151,6 +172,8 @@ class StudyConfig:
             data.pop("constraints")
         if "latency_ms" not in [*self.metric_names, *self.constraints]:
             data.pop("inference_batch_size")
+        if not self.tracking.enabled:  # off: the record reads as before tracking existed
+            data.pop("tracking")
         data["search_space"] = {
             name: {
                 k: v
@@ -318,6 +341,7 @@ __all__ = [
     "SamplerConfig",
     "StudyConfig",
     "TaskConfig",
+    "TrackingConfig",
     "check_values",
     "convert",
 ]

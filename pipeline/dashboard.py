@@ -21,7 +21,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import optuna
 import optuna_dashboard
 
-from pipeline.checkpoints import artifact_dir_for, open_store
+from pipeline.checkpoints import artifact_dir_for, open_location
 from pipeline.errors import UsageError
 from pipeline.masking import mask_url
 from pipeline.storage import open_storage
@@ -77,7 +77,8 @@ def serve(
     """Serve the dashboard until Ctrl-C.
 
     Args:
-        artifacts: The checkpoints' directory; None for the default beside the storage.
+        artifacts: The checkpoints' directory or ``s3://`` URL; None for the default
+            beside the storage.
         allow_writes: Let visitors on other machines change studies too.
         study_file: The study file the storage came from, for the hints.
 
@@ -95,10 +96,9 @@ def serve(
             file=sys.stderr,
             flush=True,
         )
-    artifact_dir = artifact_dir_for(storage_url, artifacts)
-    app: WSGIApp = optuna_dashboard.wsgi(
-        storage, artifact_store=open_store(artifact_dir, create=False)
-    )
+    store = open_location(storage_url, artifacts, create=False)
+    checkpoints = getattr(store, "url", None) or artifact_dir_for(storage_url, artifacts)
+    app: WSGIApp = optuna_dashboard.wsgi(storage, artifact_store=store)
     exposed = not is_loopback(host)
     if exposed and not allow_writes:
         app = read_only(app)
@@ -116,7 +116,7 @@ def serve(
             flush=True,
         )
     print(
-        f"optuna-dashboard for {mask_url(storage_url)} (checkpoints in {artifact_dir}) "
+        f"optuna-dashboard for {mask_url(storage_url)} (checkpoints in {checkpoints}) "
         f"on http://{host}:{port} (Ctrl-C stops it)",
         flush=True,
     )

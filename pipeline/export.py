@@ -9,7 +9,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.checkpoints import ArtifactStore, live_checkpoint
+from pipeline.checkpoints import ArtifactStore, live_checkpoint, where
 from pipeline.errors import NoResult, UsageError
 from pipeline.trials import Attr, is_feasible, last_metrics, outcome_of, reason_of
 
@@ -65,8 +65,7 @@ def _row(trial: FrozenTrial, objectives: list[str], store: ArtifactStore | None)
     metrics |= {k: v for k, v in sorted(attrs.items()) if k.startswith("test_") and _number(v)}
     duration = trial.duration.total_seconds() if trial.duration is not None else None
     found = live_checkpoint(trial, store) if store is not None else None
-    folder = getattr(store, "path", None)
-    checkpoint = str(Path(folder) / found) if found and folder else found
+    checkpoint = where(store, found) if found and store is not None else found
     rest = {
         "epochs": attrs.get(Attr.EPOCHS, len(trial.intermediate_values)),
         "seconds": duration,

@@ -44,6 +44,7 @@ from pipeline.signals import StopOnSignal, die_with_parent
 from pipeline.storage import release_connections, scheme_of
 from pipeline.storage_errors import STORAGE_ERRORS, report_thread_errors
 from pipeline.study import set_optuna_logging
+from pipeline.tracking import open_tracking
 from pipeline.worker import POLL_SECONDS, open_with_retry, run_worker
 
 
@@ -120,6 +121,7 @@ def tune(
     """
     device = resolve_device(config.device)  # refuse cuda without CUDA once, not per worker
     study, storage = open_with_retry(config, joining=False, branch_from=branch_from)
+    tracking = open_tracking(config, "pipeline")
     _say_what_changed(study, branch_from, out)
     release_orphans(study, config.max_retries, lambda line: print(line, file=out))
     deadline = time.time() + config.timeout if config.timeout is not None else None
@@ -141,6 +143,8 @@ def tune(
     try:
         for slot in slots:
             procs.append(_start(ctx, config, slot, stop, deadline))
+        if tracking is not None:  # after the fork: MLflow's client starts threads
+            tracking.start_study(study)
         while any(p.is_alive() for p in procs):
             # During an outage the workers report and retry; the table resumes after it.
             with contextlib.suppress(*STORAGE_ERRORS):
@@ -156,6 +160,8 @@ def tune(
             reporter.poll()
         print("Stopped. Run the same command again to resume the study.", file=out, flush=True)
         return exit_code_of(interrupt)
+    if tracking is not None:
+        tracking.end_study(study)
     return _finish(study, config, reporter, procs, device, out)
 
 
@@ -288,7 +294,7 @@ def _final_evaluation(
         scores = "; ".join(f"#{r['trial']} {evaluate.test_scores(r)}" for r in result["front"])
         print(
             f"Checkpoints of the {len(result['front'])} Pareto-front trials reloaded from "
-            f"{checkpoints.artifact_dir(config)} on {device}: {scores} "
+            f"{checkpoints.location(config)} on {device}: {scores} "
             "(stored as the study's final_evaluation)",
             file=out,
             flush=True,
@@ -296,7 +302,7 @@ def _final_evaluation(
         return
     print(
         f"Checkpoint of trial #{result['trial']} reloaded from "
-        f"{checkpoints.artifact_dir(config)} on {device}: {evaluate.test_scores(result)} "
+        f"{checkpoints.location(config)} on {device}: {evaluate.test_scores(result)} "
         "(stored as the study's final_evaluation)",
         file=out,
         flush=True,
@@ -324,6 +330,9 @@ def join_study(config: StudyConfig, worker: int, threads: int, timeout: float | 
     torch.set_num_threads(threads)
     deadline = time.time() + timeout if timeout is not None else None
     study, _ = open_with_retry(config, joining=True)
+    tracking = open_tracking(config, f"worker {worker}")
+    if tracking is not None:
+        tracking.start_study(study)
     release_orphans(study, config.max_retries, lambda line: print(line, file=sys.stderr))
     ran = run_worker(config, worker, deadline, should_stop=stop.is_set)
     if stop.is_set():
@@ -331,6 +340,8 @@ def join_study(config: StudyConfig, worker: int, threads: int, timeout: float | 
         return signals.exit_code
     if ran < 0:
         return EXIT_FAILING
+    if tracking is not None:
+        tracking.end_study(study)
     print(f"worker {worker}: the study's budget is met; this worker ran {ran} trial(s)")
     return EXIT_OK
 

@@ -29,6 +29,7 @@ from pipeline.liveness import process_identity
 from pipeline.measure import PeakMemory, count_params
 from pipeline.objectives import Limits, limits_of
 from pipeline.session import Session, TrialInterrupted, read, remove_quietly
+from pipeline.tracking import Tracking
 from pipeline.trials import Attr, Outcome, frozen, original_number, retry_history
 
 Trainable = Callable[[dict[str, Any], Session], Any]
@@ -82,6 +83,7 @@ class Objective:
             and is re-queued.
         is_surplus: Checked before anything is sampled; when true the trial is skipped.
         store: Where checkpoints go; None for none.
+        tracking: Where trials are mirrored (MLflow, TensorBoard); None for nowhere.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class Objective:
         is_surplus: Callable[[FrozenTrial], bool] = lambda trial: False,
         worker: int = 0,
         store: ArtifactStore | None = None,
+        tracking: Tracking | None = None,
     ) -> None:
         self.plan = plan
         self.trainable = trainable
@@ -102,6 +105,7 @@ class Objective:
         self.is_surplus = is_surplus
         self.worker = worker
         self.store = store
+        self.tracking = tracking
         self.identity = process_identity()
         self.current: int | None = None  # the number of the trial being run
         self.warned = False
@@ -131,6 +135,7 @@ class Objective:
             warn=self._warn,
             objectives=self.plan.objectives,
             limits=self.plan.limits,
+            on_epoch=self._epoch_logger(trial.number),
         )
         try:
             return self._run(trial, session)
@@ -147,6 +152,8 @@ class Objective:
 
     def _run(self, trial: optuna.Trial, session: Session) -> float | list[float]:
         config = space.suggest(trial, self.plan.search_space)
+        if self.tracking is not None:
+            self.tracking.start_trial(trial.number, config)
         torch.manual_seed(session.seed)
         if self.plan.model is not None:  # a trainable's network, counted before training
             session.measured(params=count_params(self.plan.model(config)))
@@ -172,6 +179,8 @@ class Objective:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / f"trial-{trial.number}.pt"
                 torch.save(read(self.store, working_id)["object"], path)
+                if self.tracking is not None:
+                    self.tracking.log_checkpoint(trial.number, path)
                 artifact_id = optuna.artifacts.upload_artifact(
                     artifact_store=self.store,
                     file_path=str(path),
@@ -185,6 +194,12 @@ class Objective:
             return
         trial.set_user_attr(Attr.CHECKPOINT, artifact_id)
         remove_quietly(self.store, working_id)
+
+    def _epoch_logger(self, number: int) -> Callable[[int, dict[str, float]], None]:
+        tracking = self.tracking
+        if tracking is None:
+            return lambda epoch, metrics: None
+        return lambda epoch, metrics: tracking.log_epoch(number, epoch, metrics)
 
     def _warn(self, text: str) -> None:
         if not self.warned:

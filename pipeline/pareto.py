@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 from optuna.study import StudyDirection
 
-from pipeline.checkpoints import artifact_dir_for, live_checkpoint, open_store
+from pipeline.checkpoints import live_checkpoint, open_location, where
 from pipeline.errors import NoResult
 from pipeline.objectives import front, metric_names
 from pipeline.trials import Attr, is_feasible, last_metrics
@@ -76,12 +76,11 @@ def front_with_checkpoints(
     result = front_result(study)
     if result is None:
         raise NoResult(f"study {study.study_name!r} has no complete trial yet")
-    folder = artifact_dir_for(storage_url, artifacts)
-    store = open_store(folder, create=False)
+    store = open_location(storage_url, artifacts, create=False)
     trials = study.get_trials(deepcopy=False)
     for record in result["front"]:
         artifact_id = live_checkpoint(trials[record["trial"]], store)
-        record["checkpoint"] = str(folder / artifact_id) if artifact_id else None
+        record["checkpoint"] = where(store, artifact_id) if artifact_id else None
     return result
 
 

@@ -60,12 +60,20 @@ def git_revision(path: Path | None = None) -> str | None:
     return rev or None
 
 
-def collect(config: StudyConfig) -> dict[str, Any]:
-    """The provenance record of one ``tune`` run; storage passwords are masked."""
+def masked(config: StudyConfig) -> dict[str, Any]:
+    """The resolved study as plain data, with the passwords of its URLs masked (the
+    storage's, and an MLflow server's given as ``http://user:password@host``)."""
     resolved = config.to_dict()
     resolved["storage"] = mask_url(resolved["storage"])
+    if resolved.get("tracking", {}).get("mlflow"):
+        resolved["tracking"]["mlflow"] = mask_url(resolved["tracking"]["mlflow"])
+    return resolved
+
+
+def collect(config: StudyConfig) -> dict[str, Any]:
+    """The provenance record of one ``tune`` run; storage passwords are masked."""
     return {
-        "config": resolved,
+        "config": masked(config),
         "study_file": config.source,
         "versions": versions(),
         "git_revision": git_revision(),
@@ -156,4 +164,4 @@ def note(config: StudyConfig) -> str:
     )
 
 
-__all__ = ["collect", "git_revision", "note", "record", "versions"]
+__all__ = ["collect", "git_revision", "masked", "note", "record", "versions"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import warnings
 from functools import partial
 from pathlib import Path
@@ -194,6 +195,24 @@ def _relabel_missing_mpl(ax: Any) -> Any:
     return ax
 
 
+def _pad_vertically(ax: Any, fraction: float = 0.06) -> None:
+    """Leave room above and below every axis of a parallel-coordinate plot, so that the
+    end ticks' labels sit inside the frame. The parameters' axes are twins of ``ax``,
+    placed over it; each gets the same margin, so the lines still meet their values."""
+    for axis in ax.get_figure().axes:
+        if axis is not ax and axis.get_position().bounds != ax.get_position().bounds:
+            continue  # the colour bar
+        log = axis.get_yscale() == "log"
+        low, high = (math.log10(v) for v in axis.get_ylim()) if log else axis.get_ylim()
+        pad = fraction * (high - low)
+        low, high = low - pad, high + pad
+        axis.set_ylim((10**low, 10**high) if log else (low, high))
+        if axis is not ax:
+            axis.grid(False)  # a twin's grid lines run across every other axis's labels
+        for label in axis.get_yticklabels():  # readable where a line crosses it
+            label.set_bbox({"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1})
+
+
 def summary_markdown(study: optuna.Study, evaluation: dict[str, Any] | None) -> str:
     """Best configuration, its validation and test metrics, and what pruning saved."""
     trials = study.trials
@@ -304,6 +323,7 @@ def _png(study: optuna.Study, name: str, mpl_fn: Any, path: Path) -> None:
         width, height = fig.get_size_inches()
         if name == "parallel":  # one axis per parameter, each with its own tick labels
             width = max(width, 1.6 * len(axes.get_xticks()) + 2)
+            _pad_vertically(axes)
         elif name == "contour" and hasattr(axes, "shape"):  # an n x n grid of contours
             width, height = max(width, 4 * axes.shape[0] + 2), max(height, 3.5 * axes.shape[0])
         fig.set_size_inches(max(8, width), max(5, height))

@@ -65,6 +65,7 @@ class Session:
         warn: Callable[[str], None] = lambda text: None,
         objectives: Sequence[str] = (),
         limits: Limits | None = None,
+        on_epoch: Callable[[int, dict[str, float]], None] = lambda epoch, metrics: None,
     ) -> None:
         self.trial = trial
         self.metric = metric  # the first objective: reported each epoch, pruned on
@@ -84,6 +85,7 @@ class Session:
         self.attempts = attempts or []  # earlier attempts at this trial, oldest first
         self._should_stop = should_stop
         self._warn = warn
+        self._on_epoch = on_epoch  # tracking: every epoch's metrics as reported
         self.history: list[dict[str, Any]] = []
         self.resume_id: str | None = None
         self.compute_seconds: float | None = None  # the built-in loop measures its own
@@ -112,6 +114,7 @@ class Session:
         # The history is written with each checkpoint and when the trial ends, not per
         # epoch: an epoch costs the storage one write (the report) and one read (prune).
         self.history.append(row)
+        self._on_epoch(epoch, values)
         value = values[self.metric]
         diverged = [k for k, v in values.items() if not math.isfinite(v) and k.endswith("loss")]
         if not math.isfinite(value) or diverged:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from pipeline import pruners, samplers, space, storage, tasks, trainables
+from pipeline import pruners, s3, samplers, space, storage, tasks, tracking, trainables
 from pipeline.config import MEASURED_DIRECTIONS, ConfigError, StudyConfig, convert
 
 
@@ -207,8 +207,11 @@ def check_components(config: StudyConfig) -> None:
     samplers.check_objectives(config.sampler, len(config.objectives))
     pruners.check_pruner(config.pruner)
     pruners.check_objectives(config.pruner, config.objectives)
-    if config.artifacts and config.keep_checkpoints:
+    if s3.is_s3(config.artifacts):
+        s3.check(str(config.artifacts))
+    elif config.artifacts and config.keep_checkpoints:
         _check_can_make(config.artifacts, "artifacts")
+    tracking.check(config.tracking)
 
 
 def _check_metrics(config: StudyConfig, task: str, reported: tuple[str, ...]) -> None:

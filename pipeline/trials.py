@@ -99,6 +99,17 @@ def last_metrics(trial: FrozenTrial) -> dict[str, Any]:
     return {k: trial.user_attrs[k] for k in KNOWN_DIRECTIONS if k in trial.user_attrs}
 
 
+def test_score_name(metric: str, names: Iterable[str]) -> str | None:
+    """The test score to show beside ``metric`` among stored ``names``: ``test_accuracy``
+    where there is one, else ``test_X`` for ``val_X``, else the first ``test_*``; or None."""
+    tests = sorted(n for n in names if n.startswith("test_"))
+    counterpart = "test_" + metric.removeprefix("val_")
+    for name in (Attr.TEST_ACCURACY, counterpart):
+        if name in tests:
+            return name
+    return tests[0] if tests else None
+
+
 def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
     """How many trials are in each state, by lower-case state name."""
     out = {state.name.lower(): 0 for state in TrialState}

@@ -101,7 +101,8 @@ def load_best(
 
     Args:
         storage: The study's storage URL, as in the study file.
-        artifacts: Where its checkpoints are, if not the default for the storage.
+        artifacts: Where its checkpoints are (a directory or ``s3://bucket/prefix``), if
+            not the default for the storage.
 
     Raises:
         NoResult: no complete trial has a checkpoint, or it cannot be rebuilt.
@@ -110,7 +111,7 @@ def load_best(
     from pipeline.tasks import resolve_task
 
     study = open_existing(storage, study_name)
-    store = checkpoints.open_store(checkpoints.artifact_dir_for(storage, artifacts), create=False)
+    store = checkpoints.open_location(storage, artifacts, create=False)
     best = best_trial(study, lambda t: checkpoints.live_checkpoint(t, store) is not None)
     if best is None:
         raise NoResult(f"study {study_name!r} has no complete trial with a checkpoint")

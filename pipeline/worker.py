@@ -29,6 +29,7 @@ from pipeline.resources import resolve_device
 from pipeline.storage_errors import STORAGE_ERRORS, Outage, storage_error_in
 from pipeline.study import load_study, prepare_study, storage_for
 from pipeline.tasks import check_labels, resolve_task
+from pipeline.tracking import open_tracking
 from pipeline.train import warm_up
 from pipeline.trials import Outcome, outcome_of, reason_of, requeue, retry_history
 
@@ -137,6 +138,7 @@ def run_worker(
         is_surplus=lambda trial: budget.is_surplus(study, trial),
         worker=worker,
         store=store,
+        tracking=open_tracking(config, f"worker {worker}", log),
     )
     policy = FailurePolicy(worker, config.max_retries, config.keep_checkpoints, store, log)
     ran = 0
@@ -200,8 +202,11 @@ def _step(
             outage.ok()
             time.sleep(POLL_SECONDS)
             return "idle"
+        callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [policy]
+        if objective.tracking is not None:
+            callbacks.insert(0, objective.tracking)
         study.optimize(
-            objective, n_trials=1, catch=(Exception,), callbacks=[policy], gc_after_trial=False
+            objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False
         )
         outage.ok()
         return "ran"

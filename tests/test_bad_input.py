@@ -252,6 +252,10 @@ CASES: list[Case] = [
     ("unknown driver", _set("storage=postgresql+foo://u@127.0.0.1/db"), 2, "driver"),
     ("missing driver", _set("storage=mysql://u@127.0.0.1/db"), 2, "mysql+pymysql"),
     ("artifacts nowhere", _set("artifacts=/proc/nope/artifacts"), 2, "artifacts"),
+    ("a bucket name S3 refuses", _set("artifacts=s3://My_Bucket/x"), 2, "bucket name"),
+    ("mlflow without a scheme", _set("tracking.mlflow=127.0.0.1:5000"), 2, "tracking.mlflow"),
+    ("an unknown tracker", _set("tracking.wandb=my-project"), 2, "tracking.wandb: unknown key"),
+    ("tensorboard in no directory", _set('tracking.tensorboard=""'), 2, "tracking.tensorboard"),
     ("corrupt sqlite (tune)", _tune(_corrupt), 4, "not a database"),
     (
         "corrupt sqlite (best)",
@@ -419,3 +423,39 @@ def test_a_busy_port_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
         port = taken.getsockname()[1]
         code, err = _run(capsys, "dashboard", "--storage", url, "--port", str(port))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "another --port" in err
+
+
+def test_a_dashboard_over_a_storage_without_studies_says_how_to_make_one(tmp_path: Path) -> None:
+    import http.client
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path}/empty.db"
+    optuna.create_study(study_name="gone", storage=url)
+    optuna.delete_study(study_name="gone", storage=url)
+    port = free_port()
+    argv = [sys.executable, "-m", "pipeline", "dashboard", "--storage", url, "--port", str(port)]
+    server = subprocess.Popen(argv, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180  # a loaded machine imports slowly
+        while True:  # it still serves: the study a `tune` starts shows up live
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5):
+                    break
+            except (OSError, http.client.HTTPException):  # not up yet
+                assert server.poll() is None, "the dashboard exited instead of serving"
+                assert time.monotonic() < deadline, "the dashboard never answered"
+                time.sleep(0.3)
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            _, err = server.communicate(timeout=60)
+        finally:
+            server.kill()  # never left behind, even when Ctrl-C did not stop it
+        print(err)  # shown when the test fails
+    notes = [line for line in err.splitlines() if "no study" in line]
+    assert notes == [
+        f"note: {url} holds no study yet; `make tune STUDY=studies/<file>.yaml` creates one "
+        "and it shows up here (or pass the --storage your study uses)"
+    ], err
+    assert "Traceback" not in err
