@@ -17,10 +17,10 @@ from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 from optuna.search_space import intersection_search_space
 from optuna.trial import TrialState
 
+from pipeline import report_pareto
 from pipeline.best import best_record
 from pipeline.errors import NoResult
 from pipeline.page import figure_html, markdown_html, page
-from pipeline.report_pareto import front_markdown, pareto_plots
 from pipeline.trials import FINISHED, Outcome, outcome_of, state_counts
 
 
@@ -124,7 +124,7 @@ def _plots(study: optuna.Study) -> dict[str, tuple[str, Any, Any]]:
     import optuna.visualization.matplotlib as pm
 
     if len(study.directions) > 1:
-        return pareto_plots(study)
+        return report_pareto.pareto_plots(study)
     metric = metric_name(study)
     plots: dict[str, tuple[str, Any, Any]] = {
         "history": (
@@ -225,9 +225,9 @@ def summary_markdown(study: optuna.Study, evaluation: dict[str, Any] | None) -> 
         f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed trials."
     )
     if max_epochs and pruned:
-        trained = sum(_epochs(t) for t in pruned)
+        trained = sum(report_pareto.epochs_trained(t) for t in pruned)
         saved = len(pruned) * int(max_epochs) - trained
-        total = sum(_epochs(t) for t in trials)
+        total = sum(report_pareto.epochs_trained(t) for t in trials)
         lines.append(
             f"Pruning stopped {len(pruned)} trials early, saving {saved} of "
             f"{total + saved} epochs ({100 * saved / (total + saved):.0f}%)."
@@ -238,7 +238,7 @@ def summary_markdown(study: optuna.Study, evaluation: dict[str, Any] | None) -> 
         )
     record = best_record(study) if len(study.directions) == 1 else None
     if len(study.directions) > 1:
-        lines += front_markdown(study)
+        lines += report_pareto.front_markdown(study)
     if record is not None:
         lines += [
             "",
@@ -256,11 +256,6 @@ def summary_markdown(study: optuna.Study, evaluation: dict[str, Any] | None) -> 
     return "\n".join(lines) + "\n"
 
 
-def _epochs(trial: optuna.trial.FrozenTrial) -> int:
-    """Epochs the trial trained (several objectives keep no intermediate values)."""
-    return len(trial.intermediate_values) or int(trial.user_attrs.get("epochs") or 0)
-
-
 def _cell(value: Any) -> str:
     """A parameter as a table cell: floats to 4 significant digits, pipes escaped."""
     text = f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -271,13 +266,7 @@ def _evaluation_lines(evaluation: dict[str, Any] | None) -> list[str]:
     if not evaluation:
         return []
     if "front" in evaluation:  # several objectives: every front member's checkpoint
-        return ["", "## Final evaluation", ""] + [
-            f"- trial #{r['trial']} on the test split: "
-            + ", ".join(
-                f"{k.removeprefix('test_')} {v:.4f}" for k, v in r.items() if k.startswith("test_")
-            )
-            for r in evaluation["front"]
-        ]
+        return report_pareto.front_evaluation_lines(evaluation)
     scores = ", ".join(
         f"{k.removeprefix('test_')} {v:.4f}" for k, v in evaluation.items() if k.startswith("test_")
     )

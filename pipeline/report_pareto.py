@@ -72,4 +72,20 @@ def front_markdown(study: optuna.Study) -> list[str]:
     return lines
 
 
-__all__ = ["front_markdown", "pareto_plots"]
+def front_evaluation_lines(evaluation: dict[str, Any]) -> list[str]:
+    """The final evaluation of every front member, one line each."""
+    return ["", "## Final evaluation", ""] + [
+        f"- trial #{r['trial']} on the test split: "
+        + ", ".join(
+            f"{k.removeprefix('test_')} {v:.4f}" for k, v in r.items() if k.startswith("test_")
+        )
+        for r in evaluation["front"]
+    ]
+
+
+def epochs_trained(trial: optuna.trial.FrozenTrial) -> int:
+    """Epochs the trial trained (several objectives keep no intermediate values)."""
+    return len(trial.intermediate_values) or int(trial.user_attrs.get("epochs") or 0)
+
+
+__all__ = ["epochs_trained", "front_evaluation_lines", "front_markdown", "pareto_plots"]
