@@ -1,0 +1,151 @@
+"""Packed studies: a study file with ``packing`` stores what the same study unpacked does.
+
+Real workers on SQLite, real training on the bundled digits (CPU, ``packing.on_cpu``):
+each member is its own trial with its own reports, pruning, attributes and checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+import yaml
+from conftest import minimal_study, run_cli
+from optuna.trial import TrialState
+
+import pipeline
+from pipeline import checkpoints
+from pipeline.config import ConfigError
+from pipeline.study import prepare_study, storage_for
+from pipeline.study_file import parse_study
+from pipeline.trials import Attr
+from pipeline.worker import run_worker
+
+SPACE = {
+    "lr": {"type": "float", "low": 0.001, "high": 1e10, "log": True},
+    "momentum": {"type": "float", "low": 0.0, "high": 0.95},
+    "l1": {"type": "int", "low": 4, "high": 128},
+    "l2": {"type": "int", "low": 4, "high": 64},
+    "batch_size": 32,
+}
+CONFIGS = [
+    {"lr": 0.05, "momentum": 0.9, "l1": 16, "l2": 8},
+    {"lr": 0.02, "momentum": 0.5, "l1": 120, "l2": 60},
+    {"lr": 1e9, "momentum": 0.0, "l1": 32, "l2": 32},  # diverges: pruned alone
+    {"lr": 0.1, "momentum": 0.0, "l1": 4, "l2": 40},
+]
+
+
+def _run(tmp_path: Path, name: str, **changes: Any) -> optuna.Study:
+    raw = minimal_study(
+        study_name=name,
+        storage=f"sqlite:///{tmp_path}/optuna.db",
+        artifacts=str(tmp_path / "artifacts"),
+        max_epochs=3,
+        n_trials=len(CONFIGS),
+        search_space=SPACE,
+        enqueue=CONFIGS,
+        keep_checkpoints=len(CONFIGS),
+    )
+    config = parse_study({**raw, **changes})
+    prepare_study(config, storage_for(config))
+    run_worker(config)
+    return optuna.load_study(study_name=name, storage=config.storage)
+
+
+PACKED = {"packing": {"max_members": 4, "on_cpu": True}}
+
+
+def test_a_packed_study_stores_what_the_unpacked_study_stores(tmp_path: Path) -> None:
+    alone = _run(tmp_path, "alone")
+    packed = _run(tmp_path, "packed", **PACKED)
+    assert [t.params for t in packed.trials] == [t.params for t in alone.trials]
+    assert [t.state for t in packed.trials] == [t.state for t in alone.trials]
+    assert packed.trials[2].state == TrialState.PRUNED  # the diverged member, alone
+    assert "non-finite" in packed.trials[2].user_attrs[Attr.PRUNED_REASON]
+    for mine, theirs in zip(packed.trials, alone.trials, strict=True):
+        assert mine.intermediate_values.keys() == theirs.intermediate_values.keys()
+        for step, value in theirs.intermediate_values.items():
+            assert mine.intermediate_values[step] == pytest.approx(value, rel=1e-4)
+        assert mine.user_attrs.keys() == theirs.user_attrs.keys()
+        if mine.state == TrialState.COMPLETE:
+            assert mine.value == pytest.approx(theirs.value, rel=1e-4)
+            for name in ("val_accuracy", "test_loss", "test_accuracy", "epochs"):
+                assert mine.user_attrs[name] == pytest.approx(theirs.user_attrs[name], rel=1e-4)
+            assert len(mine.user_attrs[Attr.HISTORY]) == 3
+
+
+def test_a_packed_trial_checkpoint_reads_back_as_an_unpacked_one(tmp_path: Path) -> None:
+    alone = _run(tmp_path, "alone")
+    packed = _run(tmp_path, "packed", **PACKED)
+    store = checkpoints.open_store(tmp_path / "artifacts", create=False)
+    for mine, theirs in zip(packed.trials, alone.trials, strict=True):
+        if mine.state != TrialState.COMPLETE:
+            continue
+        saved = checkpoints.load(store, mine.user_attrs[Attr.CHECKPOINT])
+        reference = checkpoints.load(store, theirs.user_attrs[Attr.CHECKPOINT])
+        assert saved.keys() == reference.keys()
+        assert saved["hyperparameters"] == reference["hyperparameters"]
+        for key, tensor in reference["state_dict"].items():
+            torch.testing.assert_close(saved["state_dict"][key], tensor, rtol=1e-3, atol=1e-3)
+    model = pipeline.load_best(
+        "packed", f"sqlite:///{tmp_path}/optuna.db", str(tmp_path / "artifacts")
+    )
+    assert model.head[1].out_features == packed.best_trial.params["l1"]
+
+
+def test_a_pruned_member_leaves_the_pack_and_its_neighbours_finish(tmp_path: Path) -> None:
+    pruner = {"name": "median", "options": {"n_startup_trials": 2, "n_warmup_steps": 0}}
+    more = [*CONFIGS[:2], CONFIGS[3], CONFIGS[1], {**CONFIGS[0], "lr": 0.002}, CONFIGS[3]]
+    alone = _run(tmp_path, "alone", enqueue=more, n_trials=len(more), pruner=pruner)
+    packed = _run(tmp_path, "packed", enqueue=more, n_trials=len(more), pruner=pruner, **PACKED)
+    pruned = [t for t in packed.trials if t.state == TrialState.PRUNED]
+    assert pruned, "the median pruner stopped no member of the second pack"
+    for trial in pruned:
+        assert len(trial.intermediate_values) < 3
+        assert "pruner stopped it" in trial.user_attrs[Attr.PRUNED_REASON]
+    # A member's values depend on nothing but its own run, pruned neighbours or not.
+    for mine, theirs in zip(packed.trials, alone.trials, strict=True):
+        for step in mine.intermediate_values.keys() & theirs.intermediate_values.keys():
+            assert mine.intermediate_values[step] == pytest.approx(
+                theirs.intermediate_values[step], rel=1e-4
+            )
+    complete = [t for t in packed.trials if t.state == TrialState.COMPLETE]
+    assert all(len(t.intermediate_values) == 3 for t in complete)
+    assert all(math.isfinite(t.user_attrs["test_loss"]) for t in complete)
+
+
+BAD = [
+    ({"packing": {"max_members": 0, "on_cpu": True}}, "packing.max_members: must be from 1"),
+    ({"packing": {"max_members": 4}}, "packing: packing is measured slower"),
+    ({"packing": {"max_members": 4, "spread": 2}}, "packing.spread"),
+    (
+        {"packing": {"on_cpu": True}, "task": {"name": "tiny_task:tiny"}},
+        "names no packable model family",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "message"), BAD)
+def test_packing_mistakes_are_refused_in_one_line(changes: dict[str, Any], message: str) -> None:
+    raw = {**minimal_study(), **changes}
+    with pytest.raises(ConfigError) as caught:
+        parse_study(raw, "s.yaml")
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_packing_on_the_cpu_is_refused_with_its_reason_and_exit_code_2(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    raw = minimal_study(storage=f"sqlite:///{tmp_path}/optuna.db", packing={"max_members": 8})
+    path.write_text(yaml.safe_dump(raw))
+    result = run_cli("tune", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {path}: packing: packing is measured slower than unpacked trials on the CPU "
+        "(0.56-0.93x); use device: cuda (or auto on a GPU machine), or set packing.on_cpu: "
+        "true to run it anyway"
+    ]
