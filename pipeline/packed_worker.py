@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -133,7 +134,9 @@ class Packer:
         """Ask for up to ``max_members`` trials (as many as the budget has room for),
         train them, and tell each one's end."""
         if getattr(self.storage, "get_heartbeat_interval", lambda: None)() is not None:
-            optuna.storages.fail_stale_trials(study)
+            with warnings.catch_warnings():  # experimental API, used on purpose
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
         self.beat = Heartbeat(self.storage, study)
         with self.beat.running():
             members = self._ask(study, max(1, min(self.max_members, budget.room(study))))
@@ -151,7 +154,10 @@ class Packer:
         members = []
         plan = self.objective.plan
         for _ in range(count):
-            trial = study.ask()
+            with warnings.catch_warnings():
+                # Optuna warns that heartbeats go with optimize(); Heartbeat beats for us.
+                warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+                trial = study.ask()
             try:
                 session = self.objective.begin(trial)
             except TrialSkipped:
@@ -238,7 +244,11 @@ class Packer:
         self._tell(study, member.trial, state, value)
 
     def _tell(
-        self, study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None = None
+        self,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        state: TrialState,
+        value: float | None = None,
     ) -> None:
         if self.beat is not None:
             self.beat.done(trial.number)

@@ -7,6 +7,7 @@ each member is its own trial with its own reports, pruning, attributes and check
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from optuna.trial import TrialState
 import pipeline
 from pipeline import checkpoints
 from pipeline.config import ConfigError
+from pipeline.packed_worker import Heartbeat
 from pipeline.study import prepare_study, storage_for
 from pipeline.study_file import parse_study
 from pipeline.trials import Attr
@@ -58,11 +60,19 @@ def _run(tmp_path: Path, name: str, **changes: Any) -> optuna.Study:
 
 
 PACKED = {"packing": {"max_members": 4, "on_cpu": True}}
+Pair = tuple[optuna.Study, optuna.Study, Path]
 
 
-def test_a_packed_study_stores_what_the_unpacked_study_stores(tmp_path: Path) -> None:
-    alone = _run(tmp_path, "alone")
-    packed = _run(tmp_path, "packed", **PACKED)
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Pair:
+    """The same enqueued study run unpacked, then packed, in one storage."""
+    tmp_path = tmp_path_factory.mktemp("pair")
+    return _run(tmp_path, "alone"), _run(tmp_path, "packed", **PACKED), tmp_path
+
+
+@pytest.mark.slow
+def test_a_packed_study_stores_what_the_unpacked_study_stores(pair: Pair) -> None:
+    alone, packed, _ = pair
     assert [t.params for t in packed.trials] == [t.params for t in alone.trials]
     assert [t.state for t in packed.trials] == [t.state for t in alone.trials]
     assert packed.trials[2].state == TrialState.PRUNED  # the diverged member, alone
@@ -79,9 +89,9 @@ def test_a_packed_study_stores_what_the_unpacked_study_stores(tmp_path: Path) ->
             assert len(mine.user_attrs[Attr.HISTORY]) == 3
 
 
-def test_a_packed_trial_checkpoint_reads_back_as_an_unpacked_one(tmp_path: Path) -> None:
-    alone = _run(tmp_path, "alone")
-    packed = _run(tmp_path, "packed", **PACKED)
+@pytest.mark.slow
+def test_a_packed_trial_checkpoint_reads_back_as_an_unpacked_one(pair: Pair) -> None:
+    alone, packed, tmp_path = pair
     store = checkpoints.open_store(tmp_path / "artifacts", create=False)
     for mine, theirs in zip(packed.trials, alone.trials, strict=True):
         if mine.state != TrialState.COMPLETE:
@@ -98,6 +108,7 @@ def test_a_packed_trial_checkpoint_reads_back_as_an_unpacked_one(tmp_path: Path)
     assert model.head[1].out_features == packed.best_trial.params["l1"]
 
 
+@pytest.mark.slow
 def test_a_pruned_member_leaves_the_pack_and_its_neighbours_finish(tmp_path: Path) -> None:
     pruner = {"name": "median", "options": {"n_startup_trials": 2, "n_warmup_steps": 0}}
     more = [*CONFIGS[:2], CONFIGS[3], CONFIGS[1], {**CONFIGS[0], "lr": 0.002}, CONFIGS[3]]
@@ -138,6 +149,7 @@ def test_packing_mistakes_are_refused_in_one_line(changes: dict[str, Any], messa
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
+@pytest.mark.slow
 def test_packing_on_the_cpu_is_refused_with_its_reason_and_exit_code_2(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     raw = minimal_study(storage=f"sqlite:///{tmp_path}/optuna.db", packing={"max_members": 8})
@@ -149,3 +161,48 @@ def test_packing_on_the_cpu_is_refused_with_its_reason_and_exit_code_2(tmp_path:
         "(0.56-0.93x); use device: cuda (or auto on a GPU machine), or set packing.on_cpu: "
         "true to run it anyway"
     ]
+
+
+@pytest.mark.slow
+def test_ctrl_c_interrupts_every_member_and_requeues_each(tmp_path: Path) -> None:
+    raw = minimal_study(
+        study_name="stopped",
+        storage=f"sqlite:///{tmp_path}/optuna.db",
+        max_epochs=3,
+        n_trials=len(CONFIGS),
+        search_space=SPACE,
+        enqueue=CONFIGS,
+        **PACKED,
+    )
+    config = parse_study(raw)
+    study = prepare_study(config, storage_for(config))
+
+    def stop() -> bool:  # Ctrl-C once the first member has reported its first epoch
+        return any(t.intermediate_values for t in study.get_trials(deepcopy=False))
+
+    run_worker(config, should_stop=stop)
+    trials = study.get_trials(deepcopy=False)
+    stopped = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.user_attrs[Attr.OUTCOME] for t in stopped] == ["interrupted"] * 3
+    assert trials[2].state == TrialState.PRUNED  # it diverged in the epoch before the stop
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    assert sorted(t.params["l1"] for t in waiting) == sorted(t.params["l1"] for t in stopped)
+
+
+def test_the_heartbeat_keeps_running_members_alive_and_stops_with_them(tmp_path: Path) -> None:
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{tmp_path}/beat.db", heartbeat_interval=1, grace_period=2
+    )
+    study = optuna.create_study(storage=storage)
+    with pytest.warns(UserWarning, match="Heartbeat"):
+        alive, ended = study.ask(), study.ask()
+    beat = Heartbeat(storage, study)
+    with beat.running():
+        beat.add(alive.number)
+        beat.add(ended.number)
+        beat.done(ended.number)  # it ended: no more beats
+        time.sleep(3.5)
+        with pytest.warns(optuna.exceptions.ExperimentalWarning):
+            optuna.storages.fail_stale_trials(study)
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states == {alive.number: TrialState.RUNNING, ended.number: TrialState.FAIL}
