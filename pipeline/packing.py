@@ -118,7 +118,9 @@ class Pack:
         self.base = template  # on the meta device: functional_call supplies every tensor
         self.batch_size = int(hps[0]["batch_size"])
         steps = max(math.ceil(len(splits.train) / self.batch_size), 1)
-        self.optimizer = PackedOptimizer(str(hps[0]["optimizer"]), hps, steps, epochs)
+        self.optimizer = PackedOptimizer(str(hps[0]["optimizer"]), hps, steps, epochs, device)
+        clips = [float(hp["grad_clip"]) for hp in hps]
+        self.clips = torch.tensor(clips, device=device) if any(c > 0 for c in clips) else None
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
         self.loss_fn = loss_function(task, float(hps[0]["label_smoothing"]))
         self.eval_loss = loss_function(task)
@@ -164,12 +166,13 @@ class Pack:
         perms = torch.stack(
             [torch.randperm(len(y), device=x.device, generator=g) for g in self.generators]
         )
-        clips = [float(hp["grad_clip"]) for hp in self.hps]
+        self.optimizer.begin_epoch(math.ceil(len(y) / self.batch_size))
         loss_sum = torch.zeros(len(self.members), device=x.device)
         for start in range(0, len(y), self.batch_size):
             index = perms[:, start : start + self.batch_size]
             grads, loss = self.gradients(x[index], y[index])
-            clip_members(grads, clips)
+            if self.clips is not None:
+                clip_members(grads, self.clips)
             self.optimizer.step(self.params, grads)
             loss_sum += loss.detach() * index.shape[1]
         train_losses = (loss_sum / max(len(y), 1)).tolist()
@@ -210,6 +213,8 @@ class Pack:
             for name, stacked in tensors.items():
                 tensors[name] = stacked.index_select(0, at)
         self.optimizer.keep(keep)
+        if self.clips is not None:
+            self.clips = self.clips.index_select(0, at)
         for attr in ("members", "hps", "shapes", "generators"):
             setattr(self, attr, [getattr(self, attr)[i] for i in keep])
 
