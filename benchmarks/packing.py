@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import multiprocessing as mp
 import subprocess
 import sys
@@ -124,7 +125,7 @@ def unpacked_rate(processes: int, batch: int, steps: int, device: str) -> float:
     """Images per second of ``processes`` unpacked trials at once, one process each."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    start_at = time.time() + 5.0 + processes
+    start_at = time.time() + 10.0 + processes  # after every process has imported torch
     procs = [
         ctx.Process(target=_process, args=(batch, steps, device, start_at, out))
         for _ in range(processes)
@@ -153,9 +154,14 @@ def throughput(args: argparse.Namespace, device: torch.device) -> list[str]:
         lines.append((f"fractional ({args.fractional} processes)", args.fractional, fraction, 0.0))
         best = 0.0
         for k in args.members:
-            rate, peak = packed_rate(k, batch, max(steps // max(k // 16, 1), 2), device)
+            try:
+                rate, peak = packed_rate(k, batch, max(steps // max(k // 16, 1), 20), device)
+            except torch.cuda.OutOfMemoryError:
+                rate, peak = float("nan"), float("nan")
+                torch.cuda.empty_cache()
             lines.append((f"packed K={k}", k, rate, peak))
-            best = max(best, rate)
+            if not math.isnan(rate):
+                best = max(best, rate)
         for path, k, rate, peak in lines:
             row = (
                 f"| {batch} | {path} | {k} | {rate:,.0f} | {rate * 3600 / args.trial_images:,.1f} "
@@ -167,6 +173,7 @@ def throughput(args: argparse.Namespace, device: torch.device) -> list[str]:
             f"batch {batch}: best packed {best:,.0f} img/s = {best / solo:.1f}x unpacked "
             f"(target 10x), {best / fraction:.1f}x fractional (target 3x)"
         )
+        print(targets[-1], flush=True)
     return [*rows, "", *targets]
 
 
@@ -180,13 +187,20 @@ def _study(args: argparse.Namespace, data: Path, storage: str, name: str, *extra
         "--set", f"device={args.device}", "--set", "cpus_per_trial=null", *extra,
     ]  # fmt: skip
     started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    done = subprocess.run(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return f"| {name} | failed (exit {done.returncode}: {last}) | {seconds:.0f} | | |"
     study = optuna.load_study(study_name=name, storage=storage)
-    done = [t for t in study.trials if t.state.is_finished() and t.value is not None]
-    best = min((t.value for t in study.trials if t.state.name == "COMPLETE"), default=np.nan)
+    ended = [t for t in study.trials if t.state.is_finished() and t.value is not None]
+    values = [float(t.value) for t in ended if t.state.name == "COMPLETE" and t.value is not None]
+    best = min(values, default=math.nan)
     return (
-        f"| {name} | {len(done)} | {seconds:.0f} | {len(done) * 3600 / seconds:,.0f} | {best:.4f} |"
+        f"| {name} | {len(ended)} | {seconds:.0f} | {len(ended) * 3600 / seconds:,.0f} "
+        f"| {best:.4f} |"
     )
 
 
@@ -234,10 +248,16 @@ def main() -> None:
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     title = f"## Trial packing, {card}, {datetime.date.today()} (benchmarks/packing.py)"
     print(title, f"torch {torch.__version__}", sep="\n", flush=True)
-    text = [title, "", *throughput(args, device), "", *end_to_end(args)]
-    if args.markdown is not None and not args.smoke:
-        with open(args.markdown, "a") as f:
-            f.write("\n" + "\n".join(text) + "\n")
+    save = args.markdown if not args.smoke else None
+    _append(save, [title, f"torch {torch.__version__}", "", *throughput(args, device)])
+    _append(save, ["", *end_to_end(args)])
+
+
+def _append(path: Path | None, lines: list[str]) -> None:
+    """Add ``lines`` to the Markdown file as soon as they are measured."""
+    if path is not None:
+        with open(path, "a") as f:
+            f.write("\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

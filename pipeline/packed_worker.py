@@ -20,6 +20,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import optuna
@@ -33,6 +34,7 @@ from pipeline.builtin import TaskTrainable, hyperparameters
 from pipeline.config import CPU_PACKING, ConfigError, StudyConfig
 from pipeline.objective import Objective, TrialSkipped, record_end
 from pipeline.packing import Pack, family
+from pipeline.resources import too_large
 from pipeline.session import Session
 from pipeline.trials import frozen
 
@@ -147,8 +149,28 @@ class Packer:
             for key, group in groups.items():
                 if isinstance(key, Member):
                     self._alone(study, key)
-                else:
-                    self._packed(study, group)
+                    continue
+                for part in self._fitting(group):
+                    if len(part) == 1:  # nothing to share: as without packing
+                        self._alone(study, part[0])
+                    else:
+                        self._packed(study, part)
+
+    def _fitting(self, group: list[Member]) -> list[list[Member]]:
+        """``group`` cut into packs whose weights, gradients and optimizer state fit in the
+        device's memory, halving the pack until they do (a member left alone trains as
+        without packing, and fails with the reason if even it does not fit)."""
+        task, splits = self.trainable.task, self.trainable.splits
+        widths = task.pack_widths(group[0].hp) if task.pack_widths is not None else None
+        widest = {**group[0].hp, **{w: max(m.hp[w] for m in group) for w in widths or ()}}
+
+        def stacked(members: int) -> torch.nn.Module:
+            return torch.nn.ModuleList(task.build_model(widest, splits) for _ in range(members))
+
+        size = len(group)
+        while size > 1 and too_large(partial(stacked, size), self.objective.device) is not None:
+            size = (size + 1) // 2
+        return [group[i : i + size] for i in range(0, len(group), size)]
 
     def _ask(self, study: optuna.Study, count: int) -> list[Member]:
         members = []
@@ -165,8 +187,14 @@ class Packer:
                 break
             assert self.beat is not None
             self.beat.add(trial.number)
-            config = space.suggest(trial, plan.search_space)
-            members.append(Member(trial, session, hyperparameters(self.trainable.task, config)))
+            try:
+                config = space.suggest(trial, plan.search_space)
+                hp = hyperparameters(self.trainable.task, config)
+            except Exception as exc:  # ends this trial as an unpacked one's would
+                record_end(trial, exc)
+                self._end(study, Member(trial, session, {}), TrialState.FAIL)
+                continue
+            members.append(Member(trial, session, hp))
         return members
 
     def _alone(self, study: optuna.Study, member: Member) -> None:

@@ -190,9 +190,10 @@ def test_ctrl_c_interrupts_every_member_and_requeues_each(tmp_path: Path) -> Non
 
 
 def test_the_heartbeat_keeps_running_members_alive_and_stops_with_them(tmp_path: Path) -> None:
-    storage = optuna.storages.RDBStorage(
-        f"sqlite:///{tmp_path}/beat.db", heartbeat_interval=1, grace_period=2
-    )
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        storage = optuna.storages.RDBStorage(
+            f"sqlite:///{tmp_path}/beat.db", heartbeat_interval=1, grace_period=2
+        )
     study = optuna.create_study(storage=storage)
     with pytest.warns(UserWarning, match="Heartbeat"):
         alive, ended = study.ask(), study.ask()
@@ -206,3 +207,28 @@ def test_the_heartbeat_keeps_running_members_alive_and_stops_with_them(tmp_path:
             optuna.storages.fail_stale_trials(study)
     states = {t.number: t.state for t in study.get_trials()}
     assert states == {alive.number: TrialState.RUNNING, ended.number: TrialState.FAIL}
+
+
+ROOM = [
+    # (n_trials, max_total_epochs, finished trials of 2 epochs, running trials, room)
+    (10, None, 3, 2, 5),
+    (10, None, 10, 0, 0),
+    (None, None, 0, 0, 10**6),
+    (None, 20, 3, 2, 5),  # 6 epochs trained, 2 running reserve 4: 10 left, 5 trials of 2
+    (4, 20, 0, 0, 4),
+]
+
+
+@pytest.mark.parametrize(("n_trials", "epochs", "finished", "running", "room"), ROOM)
+def test_a_packing_worker_asks_for_no_more_trials_than_the_budget_has_room_for(
+    n_trials: int | None, epochs: int | None, finished: int, running: int, room: int
+) -> None:
+    from pipeline.budget import Budget
+
+    study = optuna.create_study()
+    for _ in range(finished):
+        study.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values={1: 1.0, 2: 1.0}))
+    for _ in range(running):
+        study.ask()
+    budget = Budget(n_trials, max_total_epochs=epochs, max_epochs=2)
+    assert min(budget.room(study), 10**6) == room
