@@ -284,6 +284,17 @@ class Packer:
         self.policy(study, frozen(trial))
 
 
+def check_device(config: StudyConfig, device: torch.device) -> None:
+    """Refuse packing on the CPU (``device: auto`` on a machine without a GPU, say)
+    unless ``packing.on_cpu`` allows it.
+
+    Raises:
+        ConfigError: naming ``packing``, in one line.
+    """
+    if config.packing is not None and device.type == "cpu" and not config.packing.on_cpu:
+        raise ConfigError("packing", CPU_PACKING)
+
+
 def packer_for(
     config: StudyConfig,
     trainable: object,
@@ -298,11 +309,9 @@ def packer_for(
     """
     if config.packing is None:
         return None
-    device: torch.device = objective.device
-    if device.type == "cpu" and not config.packing.on_cpu:
-        raise ConfigError("packing", CPU_PACKING)
+    check_device(config, objective.device)
     assert isinstance(trainable, TaskTrainable)  # the schema refuses packing a trainable
     return Packer(config, trainable, objective, policy, storage)
 
 
-__all__ = ["Heartbeat", "Member", "Packer", "packer_for"]
+__all__ = ["Heartbeat", "Member", "Packer", "check_device", "packer_for"]

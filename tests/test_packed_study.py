@@ -150,9 +150,15 @@ def test_packing_mistakes_are_refused_in_one_line(changes: dict[str, Any], messa
 
 
 @pytest.mark.slow
-def test_packing_on_the_cpu_is_refused_with_its_reason_and_exit_code_2(tmp_path: Path) -> None:
+@pytest.mark.skipif(torch.cuda.is_available(), reason="device: auto finds a GPU here")
+@pytest.mark.parametrize("device", ["cpu", "auto"])  # refused when read / when resolved
+def test_packing_on_the_cpu_is_refused_with_its_reason_and_exit_code_2(
+    tmp_path: Path, device: str
+) -> None:
     path = tmp_path / "s.yaml"
-    raw = minimal_study(storage=f"sqlite:///{tmp_path}/optuna.db", packing={"max_members": 8})
+    raw = minimal_study(
+        storage=f"sqlite:///{tmp_path}/optuna.db", packing={"max_members": 8}, device=device
+    )
     path.write_text(yaml.safe_dump(raw))
     result = run_cli("tune", str(path))
     assert result.returncode == 2
@@ -161,6 +167,7 @@ def test_packing_on_the_cpu_is_refused_with_its_reason_and_exit_code_2(tmp_path:
         "(0.56-0.93x); use device: cuda (or auto on a GPU machine), or set packing.on_cpu: "
         "true to run it anyway"
     ]
+    assert not (tmp_path / "optuna.db").exists()  # refused before the study is made
 
 
 @pytest.mark.slow
