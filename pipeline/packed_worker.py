@@ -41,7 +41,7 @@ from pipeline.trials import frozen
 Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: a member that fits no pack is its own group
 class Member:
     """One asked trial of a round: its session and its resolved hyperparameters."""
 

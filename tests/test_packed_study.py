@@ -130,6 +130,24 @@ def test_a_pruned_member_leaves_the_pack_and_its_neighbours_finish(tmp_path: Pat
     assert all(math.isfinite(t.user_attrs["test_loss"]) for t in complete)
 
 
+@pytest.mark.slow
+def test_a_trial_that_fits_no_pack_trains_alone_beside_the_pack(tmp_path: Path) -> None:
+    space = {**SPACE, "optimizer": {"type": "categorical", "choices": ["sgd", "rmsprop"]}}
+    configs = [
+        {**CONFIGS[0], "optimizer": "sgd"},
+        {**CONFIGS[1], "optimizer": "rmsprop", "lr": 0.001},  # no packed rmsprop update
+        {**CONFIGS[3], "optimizer": "sgd"},
+    ]
+    same = {"search_space": space, "enqueue": configs, "n_trials": 3}
+    alone = _run(tmp_path, "alone", **same)
+    packed = _run(tmp_path, "packed", **same, **PACKED)
+    assert [t.state for t in packed.trials] == [TrialState.COMPLETE] * 3
+    for mine, theirs in zip(packed.trials, alone.trials, strict=True):
+        assert mine.params == theirs.params
+        for step, value in theirs.intermediate_values.items():
+            assert mine.intermediate_values[step] == pytest.approx(value, rel=1e-4)
+
+
 BAD = [
     ({"packing": {"max_members": 0, "on_cpu": True}}, "packing.max_members: must be from 1"),
     ({"packing": {"max_members": 4}}, "packing: packing is measured slower"),
