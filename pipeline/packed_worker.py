@@ -150,13 +150,13 @@ class Packer:
                 if isinstance(key, Member):
                     self._alone(study, key)
                     continue
-                for part in self._fitting(group):
+                for part in self.packs(group):
                     if len(part) == 1:  # nothing to share: as without packing
                         self._alone(study, part[0])
                     else:
                         self._packed(study, part)
 
-    def _fitting(self, group: list[Member]) -> list[list[Member]]:
+    def packs(self, group: list[Member]) -> list[list[Member]]:
         """``group`` cut into packs whose weights, gradients and optimizer state fit in the
         device's memory, halving the pack until they do (a member left alone trains as
         without packing, and fails with the reason if even it does not fit)."""

@@ -20,10 +20,14 @@ from optuna.trial import TrialState
 
 import pipeline
 from pipeline import checkpoints
+from pipeline.builtin import TaskTrainable, hyperparameters
 from pipeline.config import ConfigError
-from pipeline.packed_worker import Heartbeat
+from pipeline.objective import Objective, TrialPlan
+from pipeline.packed_worker import Heartbeat, Member, Packer
+from pipeline.resources import available_memory
 from pipeline.study import prepare_study, storage_for
 from pipeline.study_file import parse_study
+from pipeline.tasks import resolve_task
 from pipeline.trials import Attr
 from pipeline.worker import run_worker
 
@@ -146,6 +150,28 @@ def test_a_trial_that_fits_no_pack_trains_alone_beside_the_pack(tmp_path: Path) 
         assert mine.params == theirs.params
         for step, value in theirs.intermediate_values.items():
             assert mine.intermediate_values[step] == pytest.approx(value, rel=1e-4)
+
+
+def test_a_group_too_large_for_memory_is_cut_into_packs_that_fit() -> None:
+    config = parse_study({**minimal_study(), **PACKED})
+    assert config.task is not None
+    task = resolve_task(config.task)
+    trainable = TaskTrainable(task, task.load(task.resolve_options({})), {})
+    objective = Objective(TrialPlan.of(config), trainable, torch.device("cpu"))
+    storage = optuna.storages.InMemoryStorage()
+    packer = Packer(config, trainable, objective, lambda study, trial: None, storage)
+    free = available_memory(torch.device("cpu"))
+    assert free is not None
+    # digits' fc layers hold about 97 x l1 weights; 4 copies each (weights, gradients,
+    # optimizer state) of 4 bytes. One such member takes 60% of the free memory.
+    wide = int(0.6 * free / (97 * 4 * 4))
+
+    def group(l1: int) -> list[Member]:
+        hp = hyperparameters(task, {"l1": l1})
+        return [Member(None, None, hp) for _ in range(4)]  # type: ignore[arg-type]
+
+    assert [len(part) for part in packer.packs(group(16))] == [4]
+    assert [len(part) for part in packer.packs(group(wide))] == [1, 1, 1, 1]
 
 
 BAD = [
