@@ -79,6 +79,20 @@ class Budget:
         busy = sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials)
         return max(waiting, self.n_trials - busy)
 
+    def room(self, study: optuna.Study) -> int:
+        """How many trials may start together now: :meth:`remaining`, and no more than the
+        epoch budget leaves room for (a packing worker asks for this many at once)."""
+        most = self.remaining(study)
+        if self.max_total_epochs is not None:
+            trials = study.get_trials(deepcopy=False)
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            trained = sum(
+                len(t.intermediate_values) for t in trials if t.state != TrialState.RUNNING
+            )
+            left = (self.max_total_epochs - trained) // self.max_epochs - running
+            most = min(most, left)
+        return max(most, 0)
+
     def is_surplus(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         """Whether a just-created trial is one more than the budget allows."""
         if self.queue_only:

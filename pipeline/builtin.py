@@ -97,11 +97,16 @@ class TaskTrainable:
             augment=augment,
             autocast=self.autocast,
         )
+        self.finish(model, hp, session)
+
+    def finish(self, model: torch.nn.Module, hp: Mapping[str, Any], session: Session) -> None:
+        """After training: score the test split and checkpoint the final weights (a
+        packed trial's model, unpacked, comes here too)."""
         started = time.perf_counter()
         workers = int(hp["loader_workers"])
-        scores = evaluate(model, self.task, s.test, self.autocast, loader_workers=workers)
+        scores = evaluate(model, self.task, self.splits.test, self.autocast, loader_workers=workers)
         test = {f"test_{name}": value for name, value in scores.items()}
-        session.compute_seconds += time.perf_counter() - started
+        session.compute_seconds = (session.compute_seconds or 0.0) + time.perf_counter() - started
         session.record(**test)
         if self.save:
             last = session.last or {}
@@ -110,7 +115,7 @@ class TaskTrainable:
                 {
                     "task": self.target,
                     "task_options": self.task_options,
-                    "hyperparameters": hp,
+                    "hyperparameters": dict(hp),
                     "metrics": {**metrics, **test},
                     "trial": session.trial_number,
                     "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},

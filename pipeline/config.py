@@ -22,6 +22,12 @@ from pipeline.config_objectives import (
     ObjectiveConfig,
     check_objectives,
 )
+from pipeline.config_running import (
+    CPU_PACKING,
+    PackingConfig,
+    TrackingConfig,
+    check_packing,
+)
 from pipeline.strict import ConfigError
 
 DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
@@ -81,23 +87,6 @@ class PrunerConfig:
     patience: int | None = None
 
 
-# --- tracking (issue 15) --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrackingConfig:
-    """Where trials are mirrored besides the Optuna storage; each backend is off when
-    null. See docs/tracking.md."""
-
-    mlflow: str | None = None  # an MLflow tracking URI: http(s)://host:port, file:, sqlite:
-    tensorboard: str | None = None  # a directory; one event directory per trial under it
-
-    @property
-    def enabled(self) -> bool:
-        """Whether any backend is on."""
-        return bool(self.mlflow or self.tensorboard)
-
-
 # --- the study ---------------------------------------------------------------------------
 
 
@@ -140,6 +129,7 @@ class StudyConfig:
     constraints: dict[str, LimitConfig] = field(default_factory=dict)
     inference_batch_size: int = 1  # the batch latency_ms is measured on
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    packing: PackingConfig | None = None  # off unless the study file sets it
     source: str = field(default="<memory>", compare=False)
 
     @property
@@ -174,6 +164,8 @@ class StudyConfig:
             data.pop("inference_batch_size")
         if not self.tracking.enabled:  # off: the record reads as before tracking existed
             data.pop("tracking")
+        if self.packing is None:  # likewise
+            data.pop("packing")
         data["search_space"] = {
             name: {
                 k: v
@@ -322,6 +314,13 @@ def _check_what_to_train(config: StudyConfig) -> None:
             "metric", f"expected a metric name such as val_loss, got {config.metric!r}"
         )
     check_objectives(config.objectives, config.constraints, config.inference_batch_size)
+    check_packing(
+        config.packing,
+        device=config.device,
+        trainable=config.trainable is not None,
+        one_objective=not (config.multi_objective or config.constraints),
+        tracking=config.tracking.enabled,
+    )
 
 
 def _is_cuda_index(device: str) -> bool:
@@ -330,18 +329,21 @@ def _is_cuda_index(device: str) -> bool:
 
 
 __all__ = [
+    "CPU_PACKING",
     "DEFAULT_STORAGE",
     "KNOWN_DIRECTIONS",
     "MEASURED_DIRECTIONS",
     "ConfigError",
     "LimitConfig",
     "ObjectiveConfig",
+    "PackingConfig",
     "ParamSpec",
     "PrunerConfig",
     "SamplerConfig",
     "StudyConfig",
     "TaskConfig",
     "TrackingConfig",
+    "check_packing",
     "check_values",
     "convert",
 ]

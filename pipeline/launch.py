@@ -22,7 +22,7 @@ from typing import TextIO
 import optuna
 import torch
 
-from pipeline import checkpoints, drift, evaluate
+from pipeline import checkpoints, drift, evaluate, packed_worker
 from pipeline.budget import budget_for
 from pipeline.config import ConfigError, StudyConfig
 from pipeline.errors import (
@@ -120,6 +120,7 @@ def tune(
         StorageLost: the storage stayed unreachable before any worker started.
     """
     device = resolve_device(config.device)  # refuse cuda without CUDA once, not per worker
+    packed_worker.check_device(config, device)  # and packing without a GPU
     study, storage = open_with_retry(config, joining=False, branch_from=branch_from)
     tracking = open_tracking(config, "pipeline")
     _say_what_changed(study, branch_from, out)

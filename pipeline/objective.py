@@ -111,6 +111,15 @@ class Objective:
         self.warned = False
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        return self.run(trial, self.begin(trial))
+
+    def begin(self, trial: optuna.Trial) -> Session:
+        """Record who runs ``trial`` and open its session (a packed worker calls this for
+        each trial it asks for, then trains them together).
+
+        Raises:
+            TrialSkipped: the budget was already met; the trial is marked skipped.
+        """
         self.current = trial.number
         record = frozen(trial)
         if self.is_surplus(record):
@@ -123,7 +132,7 @@ class Objective:
             trial.set_user_attr(Attr.RETRY_OF, original_number(record))
             trial.set_user_attr(Attr.RETRY_COUNT, len(history))
         trials = trial.study.get_trials(deepcopy=False)
-        session = Session(
+        return Session(
             trial,
             self.plan.metric,
             self.plan.max_epochs,
@@ -137,15 +146,15 @@ class Objective:
             limits=self.plan.limits,
             on_epoch=self._epoch_logger(trial.number),
         )
+
+    def run(self, trial: optuna.Trial, session: Session) -> float | list[float]:
+        """Train ``trial`` alone with the trainable and return its value."""
         try:
             return self._run(trial, session)
         except (optuna.TrialPruned, TrialSkipped):
             raise
-        except TrialInterrupted:
-            _end(trial, Outcome.INTERRUPTED, "interrupted")
-            raise
         except Exception as exc:
-            _end(trial, Outcome.FAILED, describe(exc)[:500])
+            record_end(trial, exc)
             raise
         finally:
             session.store_bookkeeping()
@@ -165,6 +174,10 @@ class Objective:
         finally:  # a pruned trial's peak too: a constraint on it steers the sampler
             if peak.mb is not None and "peak_memory_mb" not in session.recorded:
                 session.record(peak_memory_mb=peak.mb)
+        return self.complete(trial, session)
+
+    def complete(self, trial: optuna.Trial, session: Session) -> float | list[float]:
+        """The value of a trial that trained to the end; its last checkpoint is kept."""
         value: float | list[float] = session.values() if self.plan.objectives else session.value()
         if self.store is not None and session.resume_id is not None:
             self._keep(trial, session.resume_id)
@@ -233,10 +246,27 @@ def _last_user_frame(exc: BaseException) -> str | None:
     return None
 
 
+def record_end(trial: optuna.Trial, exc: Exception) -> None:
+    """Record how a trial that raised ``exc`` ended: interrupted (it will be re-queued) or
+    failed, with the reason."""
+    if isinstance(exc, TrialInterrupted):
+        _end(trial, Outcome.INTERRUPTED, "interrupted")
+    else:
+        _end(trial, Outcome.FAILED, describe(exc)[:500])
+
+
 def _end(trial: optuna.Trial, outcome: Outcome, reason: str) -> None:
     """Record why a trial that Optuna will mark FAIL ended."""
     trial.set_user_attr(Attr.OUTCOME, outcome.value)
     trial.set_user_attr(Attr.FAIL_REASON, reason)
 
 
-__all__ = ["Objective", "Trainable", "TrialInterrupted", "TrialPlan", "TrialSkipped", "describe"]
+__all__ = [
+    "Objective",
+    "Trainable",
+    "TrialInterrupted",
+    "TrialPlan",
+    "TrialSkipped",
+    "describe",
+    "record_end",
+]

@@ -64,6 +64,9 @@ def convert(tp: Any, value: Any, key: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        others = [arg for arg in args if arg is not type(None)]
+        if len(others) == 1 and dataclasses.is_dataclass(others[0]) and isinstance(value, dict):
+            return convert(others[0], value, key)  # its own message: the unknown key, say
         for arg in args:
             if arg is type(None):
                 continue

@@ -196,6 +196,12 @@ def check_components(config: StudyConfig) -> None:
     if config.task is not None:
         task = tasks.resolve_task(config.task)
         space.check_space(config.search_space, task)
+        if config.packing is not None and task.pack_widths is None:
+            raise ConfigError(
+                "packing",
+                f"task {task.name} names no packable model family (Task.pack_widths); "
+                "remove packing",
+            )
         _check_metrics(config, task.name, task.metric_names())
     else:
         trainables.check(config)

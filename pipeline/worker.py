@@ -25,6 +25,7 @@ from pipeline.builtin import TaskTrainable
 from pipeline.config import StudyConfig
 from pipeline.liveness import release_orphans
 from pipeline.objective import Objective, Trainable, TrialPlan
+from pipeline.packed_worker import Packer, packer_for
 from pipeline.resources import resolve_device
 from pipeline.storage_errors import STORAGE_ERRORS, Outage, storage_error_in
 from pipeline.study import load_study, prepare_study, storage_for
@@ -123,7 +124,8 @@ def run_worker(
     outage = Outage(config.storage, config.storage_retry_seconds, f"worker {worker}", log)
     while True:
         try:
-            study = load_study(config, storage_for(config), worker)
+            storage = storage_for(config)
+            study = load_study(config, storage, worker)
             budget = budget_for(config, study, deadline)
             break
         except STORAGE_ERRORS as exc:
@@ -141,9 +143,10 @@ def run_worker(
         tracking=open_tracking(config, f"worker {worker}", log),
     )
     policy = FailurePolicy(worker, config.max_retries, config.keep_checkpoints, store, log)
+    packer = packer_for(config, trainable, objective, policy, storage)
     ran = 0
     while not should_stop():
-        step = _step(study, budget, objective, policy, outage)
+        step = _step(study, budget, objective, policy, outage, packer)
         if step == "stop":
             break
         ran += step == "ran"
@@ -188,8 +191,10 @@ def _step(
     objective: Objective,
     policy: FailurePolicy,
     outage: Outage,
+    packer: Packer | None = None,
 ) -> Literal["ran", "idle", "stop"]:
-    """Run one trial, or wait a moment for room in the budget, or say it is met."""
+    """Run one trial (a round of packed ones with ``packer``), or wait a moment for room
+    in the budget, or say it is met."""
     try:
         decision = budget.admit(study)
         if decision == "stop":
@@ -202,12 +207,15 @@ def _step(
             outage.ok()
             time.sleep(POLL_SECONDS)
             return "idle"
-        callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [policy]
-        if objective.tracking is not None:
-            callbacks.insert(0, objective.tracking)
-        study.optimize(
-            objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False
-        )
+        if packer is not None:  # study files with tracking or several objectives never pack
+            packer.run(study, budget)
+        else:
+            callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [policy]
+            if objective.tracking is not None:
+                callbacks.insert(0, objective.tracking)
+            study.optimize(
+                objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False
+            )
         outage.ok()
         return "ran"
     except optuna.exceptions.UpdateFinishedTrialError:

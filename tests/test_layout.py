@@ -39,7 +39,11 @@ def _package_imports(name: str) -> set[str]:
     [
         ("pipeline.strict", ()),
         ("pipeline.config_objectives", ("pipeline.strict",)),
-        ("pipeline.config", ("pipeline.strict", "pipeline.config_objectives")),
+        ("pipeline.config_running", ("pipeline.strict",)),
+        (
+            "pipeline.config",
+            ("pipeline.strict", "pipeline.config_objectives", "pipeline.config_running"),
+        ),
     ],
 )
 def test_the_schema_imports_nothing_from_the_package_torch_or_optuna(

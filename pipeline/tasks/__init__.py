@@ -55,6 +55,11 @@ class Task:
         outputs: ``model output -> tensor`` for models that return a structure. Without
             it a tuple or list gives its first element and an object with ``.logits``
             (a Hugging Face output) gives that.
+        pack_widths: ``hyperparameters -> names`` of the hyperparameters that only widen
+            the model (layer widths), for trial packing (see :mod:`pipeline.packing`):
+            members that differ only in these are padded to the widest. None for a
+            configuration that cannot share a packed model; a task without the hook is
+            never packed.
     """
 
     name: str
@@ -70,6 +75,7 @@ class Task:
     metrics: Mapping[str, Metric] | None = None
     optimizer: Callable[[nn.Module, Mapping[str, Any]], torch.optim.Optimizer] | None = None
     outputs: Callable[[Any], torch.Tensor] | None = None
+    pack_widths: Callable[[Mapping[str, Any]], tuple[str, ...] | None] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KIND_METRICS:

@@ -68,4 +68,5 @@ def digits() -> Task:
         hyperparameters={"conv1": 6, "conv2": 16, "l1": 64, "l2": 32},
         options={"val_fraction": 0.2, "test_fraction": 0.2, "split_seed": 0},
         training_defaults={"lr": 0.01, "batch_size": 32},
+        pack_widths=lambda hp: ("conv1", "conv2", "l1", "l2"),
     )

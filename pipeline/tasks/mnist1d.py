@@ -150,6 +150,14 @@ def build_model(hp: Mapping[str, Any], splits: Splits) -> nn.Module:
     )
 
 
+def pack_widths(hp: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """``arch: tutorial`` packs with l1/l2 padded; ``arch: cnn`` with its width padded,
+    unless dropout is on (a packed member cannot draw its solo run's dropout masks)."""
+    if hp["arch"] == "tutorial":
+        return ("l1", "l2")
+    return ("width",) if hp["dropout"] == 0 else None
+
+
 def mnist1d() -> Task:
     """The ``mnist1d`` task."""
     return Task(
@@ -172,4 +180,5 @@ def mnist1d() -> Task:
             "cache_dir": default_cache_dir(),  # null: regenerate in every process
         },
         training_defaults={"lr": 0.01, "batch_size": 64, "optimizer": "adamw"},
+        pack_widths=pack_widths,
     )

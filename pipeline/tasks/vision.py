@@ -220,6 +220,11 @@ _FASHION_FILES = tuple(
 )
 
 
+def _pack_widths(hp: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The tutorial network packs with its l1/l2 padded; a ResNet-18 does not pack."""
+    return ("l1", "l2") if hp["arch"] == "tutorial" else None
+
+
 def cifar10() -> Task:
     """The ``cifar10`` task: the tutorial's data set and network (or a ResNet-18)."""
     return Task(
@@ -231,6 +236,7 @@ def cifar10() -> Task:
         training_defaults={"lr": 0.001, "batch_size": 4, "momentum": 0.9},
         augment=random_crop_flip,
         check=_check("cifar10", _CIFAR_FILES),
+        pack_widths=_pack_widths,
     )
 
 
@@ -245,4 +251,5 @@ def fashion_mnist() -> Task:
         training_defaults={"lr": 0.01, "batch_size": 32, "momentum": 0.9},
         augment=random_crop_flip,
         check=_check("fashion_mnist", _FASHION_FILES),
+        pack_widths=_pack_widths,
     )
