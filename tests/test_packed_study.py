@@ -182,12 +182,32 @@ BAD = [
         {"packing": {"on_cpu": True}, "task": {"name": "tiny_task:tiny"}},
         "names no packable model family",
     ),
+    (
+        {
+            "packing": {"on_cpu": True},
+            "objectives": [
+                {"metric": "val_accuracy", "direction": "maximize"},
+                {"metric": "params", "direction": "minimize"},
+            ],
+        },
+        "packed trials have one objective and no constraints",
+    ),
+    (
+        {"packing": {"on_cpu": True}, "constraints": {"params": {"max": 1000}}},
+        "packed trials have one objective and no constraints",
+    ),
+    (
+        {"packing": {"on_cpu": True}, "tracking": {"tensorboard": "runs/tb"}},
+        "packed trials are not mirrored to tracking yet",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("changes", "message"), BAD)
 def test_packing_mistakes_are_refused_in_one_line(changes: dict[str, Any], message: str) -> None:
     raw = {**minimal_study(), **changes}
+    if "objectives" in changes:  # they replace metric and direction
+        del raw["metric"], raw["direction"]
     with pytest.raises(ConfigError) as caught:
         parse_study(raw, "s.yaml")
     assert message in str(caught.value) and "\n" not in str(caught.value)
