@@ -76,7 +76,7 @@ class TaskTrainable:
         model = self.task.build_model(hp, s).to(device)
         if self.channels_last and s.train.x is not None and s.train.x.dim() == 4:
             model = model.to(memory_format=torch.channels_last)
-        self._measure(model, session)
+        self.measure(model, session)
         augment = self.task.augment if hp.get("augment") else None
         generator = torch.Generator(device=device).manual_seed(session.seed)
         session.compute_seconds = 0.0
@@ -122,7 +122,7 @@ class TaskTrainable:
                 }
             )
 
-    def _measure(self, model: torch.nn.Module, session: Session) -> None:
+    def measure(self, model: torch.nn.Module, session: Session) -> None:
         """Size and latency, known before training: a constraint on them rejects the
         trial before its first epoch."""
         batch = _first_inputs(self.splits.val, self.inference_batch, session.device)

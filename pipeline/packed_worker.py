@@ -224,6 +224,10 @@ class Packer:
                 self.objective.device,
                 trainable.autocast,
             )
+            # Size and latency of each member's solo model, as an unpacked trial records
+            # them (not peak_memory_mb: the members share one pack's memory).
+            for index, member in live.items():
+                trainable.measure(pack.model(index), member.session)
             for _ in range(self.objective.plan.max_epochs):
                 ended = []
                 for index, result in zip(pack.members, pack.train_epoch(), strict=True):

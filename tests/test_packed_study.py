@@ -85,10 +85,13 @@ def test_a_packed_study_stores_what_the_unpacked_study_stores(pair: Pair) -> Non
         assert mine.intermediate_values.keys() == theirs.intermediate_values.keys()
         for step, value in theirs.intermediate_values.items():
             assert mine.intermediate_values[step] == pytest.approx(value, rel=1e-4)
-        assert mine.user_attrs.keys() == theirs.user_attrs.keys()
+        # Members share one pack's memory: peak_memory_mb is a solo trial's alone.
+        assert mine.user_attrs.keys() == theirs.user_attrs.keys() - {"peak_memory_mb"}
+        for name in ("params", "latency_ms"):
+            assert name in mine.user_attrs
         if mine.state == TrialState.COMPLETE:
             assert mine.value == pytest.approx(theirs.value, rel=1e-4)
-            for name in ("val_accuracy", "test_loss", "test_accuracy", "epochs"):
+            for name in ("val_accuracy", "test_loss", "test_accuracy", "epochs", "params"):
                 assert mine.user_attrs[name] == pytest.approx(theirs.user_attrs[name], rel=1e-4)
             assert len(mine.user_attrs[Attr.HISTORY]) == 3
 
