@@ -361,14 +361,7 @@ def test_a_multi_objective_trial_is_pruned_on_its_first_objective(
             )
         )
     trial = study.ask()
-    session = Session(
-        trial,
-        "val_accuracy",
-        3,
-        device=torch.device("cpu"),
-        seed=0,
-        objectives=["val_accuracy", "params"],
-    )
+    session = _session(trial)
     if pruned:
         with pytest.raises(optuna.TrialPruned):
             session.report(1, val_accuracy=accuracy)
@@ -379,11 +372,9 @@ def test_a_multi_objective_trial_is_pruned_on_its_first_objective(
     assert trial.study.trials[-1].intermediate_values == {}  # Optuna keeps none here
 
 
-def test_a_constraint_known_before_training_rejects_the_trial() -> None:
-    limits = Limits.of(parse_study(pareto_study(constraints={"params": {"max": 100}})).constraints)
-    study = optuna.create_study(directions=["maximize", "minimize"])
-    trial = study.ask()
-    session = Session(
+def _session(trial: optuna.Trial, limits: Any = None) -> Session:
+    """A session of 3 epochs on val_accuracy against params, as the objective opens it."""
+    return Session(
         trial,
         "val_accuracy",
         3,
@@ -392,6 +383,13 @@ def test_a_constraint_known_before_training_rejects_the_trial() -> None:
         objectives=["val_accuracy", "params"],
         limits=limits,
     )
+
+
+def test_a_constraint_known_before_training_rejects_the_trial() -> None:
+    limits = Limits.of(parse_study(pareto_study(constraints={"params": {"max": 100}})).constraints)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    trial = study.ask()
+    session = _session(trial, limits)
     with pytest.raises(optuna.TrialPruned):
         session.measured(params=1000, latency_ms=0.1)
     assert trial.user_attrs[Attr.PRUNED_REASON] == (
