@@ -140,7 +140,7 @@ def keep_top(study: optuna.Study, store: ArtifactStore, keep: int) -> list[int]:
     return removed
 
 
-def load(store: ArtifactStore, artifact_id: str) -> Any:
+def load_checkpoint(store: ArtifactStore, artifact_id: str) -> Any:
     """What the trial checkpointed (tensors on the CPU): for a task, its weights with
     what rebuilds the model (``task``, ``task_options``, ``hyperparameters``,
     ``state_dict``, ``metrics``); for a trainable, the object it gave
@@ -168,7 +168,7 @@ __all__ = [
     "drop_working",
     "keep_top",
     "live_checkpoint",
-    "load",
+    "load_checkpoint",
     "location",
     "open_location",
     "open_store",

@@ -128,10 +128,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     config = _load(args, storage=args.storage)
     budget = compare.CompareBudget.parse(args.budget)
-    samplers, pruners = compare.names(args.samplers, args.pruners)
+    samplers, pruners = compare.parse_names(args.samplers, args.pruners)
     compare.check_names(config, samplers, pruners)
     if not args.report_only:
-        code = compare.run(config, samplers, pruners, args.seeds, budget, quiet=not args.verbose)
+        code = compare.run_comparison(config, samplers, pruners, args.seeds, budget, quiet=not args.verbose)
         if code:
             return code
     runs = compare.load_runs(config, samplers, pruners, args.seeds)
@@ -173,7 +173,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     study = _open(args)
     store = checkpoints.open_location(args.storage, args.artifacts, create=False)
-    result = evaluate.run(study, store, retrain_seeds=args.retrain_seeds)
+    result = evaluate.evaluate_best(study, store, retrain_seeds=args.retrain_seeds)
     print(json.dumps(result, indent=2))
     return EXIT_OK
 

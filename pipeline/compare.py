@@ -56,7 +56,7 @@ class CompareBudget:
         return f"{self.amount} {self.kind}"
 
 
-def names(samplers: str, pruners: str) -> tuple[list[str], list[str]]:
+def parse_names(samplers: str, pruners: str) -> tuple[list[str], list[str]]:
     """The ``--samplers`` and ``--pruners`` lists, each name checked against its table."""
     from pipeline.pruners import PRUNERS
     from pipeline.samplers import SAMPLERS
@@ -244,7 +244,7 @@ class Run:
         }
 
 
-def run(
+def run_comparison(
     config: StudyConfig,
     samplers: Sequence[str],
     pruners: Sequence[str],
@@ -305,7 +305,7 @@ __all__ = [
     "check_names",
     "grid_space",
     "load_runs",
-    "names",
-    "run",
+    "parse_names",
+    "run_comparison",
     "variants",
 ]

@@ -32,9 +32,9 @@ def check_names(config: StudyConfig, samplers: Sequence[str], pruners: Sequence[
 
     try:
         for sampler in samplers:
-            samplers_mod.check_objectives(SamplerConfig(sampler), len(config.objectives))
+            samplers_mod.check_sampler_objectives(SamplerConfig(sampler), len(config.objectives))
         for pruner in pruners:
-            pruners_mod.check_objectives(PrunerConfig(pruner), config.objectives)
+            pruners_mod.check_pruner_objectives(PrunerConfig(pruner), config.objectives)
     except ConfigError as exc:
         flag = "--samplers" if exc.key.startswith("sampler") else "--pruners"
         raise UsageError(f"{flag}: {exc.message}") from None

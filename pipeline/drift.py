@@ -174,7 +174,7 @@ def _fits(trial: FrozenTrial, config: StudyConfig) -> dict[str, Any] | None:
     return dists if set(dists) == set(trial.params) else None
 
 
-def grid_values(config: StudyConfig) -> dict[str, list[Any]]:
+def grid_values_of(config: StudyConfig) -> dict[str, list[Any]]:
     """The values the grid takes per searched parameter (stored with a grid study)."""
     return {
         name: space.grid_values(name, spec)
@@ -201,7 +201,7 @@ __all__ = [
     "changes",
     "check_resume",
     "definition",
-    "grid_values",
+    "grid_values_of",
     "import_trials",
     "new_grid_points",
 ]

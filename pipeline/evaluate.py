@@ -40,7 +40,7 @@ def best_with_checkpoint(study: optuna.Study, store: Any) -> optuna.trial.Frozen
     return best
 
 
-def run(
+def evaluate_best(
     study: optuna.Study, store: Any, retrain_seeds: int = 0, device: torch.device | None = None
 ) -> dict[str, Any]:
     """Evaluate the best checkpoint on the test split (and retrain with seeds); store the
@@ -83,7 +83,7 @@ def _score(
     """One trial's checkpoint on the validation and test splits (and retrained)."""
     artifact_id = checkpoints.live_checkpoint(best, store)
     assert artifact_id is not None
-    ckpt = checkpoints.load(store, artifact_id)
+    ckpt = checkpoints.load_checkpoint(store, artifact_id)
     if not (isinstance(ckpt, dict) and "task" in ckpt):  # a trainable's own checkpoint
         return _run_trainable(study, best, artifact_id, ckpt, retrain_seeds, device)
     try:
@@ -173,4 +173,4 @@ def _first(split: Split) -> Split:
     return Split(dataset=Subset(split.dataset, [0]))  # type: ignore[arg-type]
 
 
-__all__ = ["RETRAIN_SCORE", "best_with_checkpoint", "run", "test_scores"]
+__all__ = ["RETRAIN_SCORE", "best_with_checkpoint", "evaluate_best", "test_scores"]

@@ -287,7 +287,7 @@ def _final_evaluation(
     """Reload the best trial's checkpoint and score it on the test split, on the study's
     device: proof that the stored model is the one that was selected."""
     try:
-        result = evaluate.run(study, checkpoints.store_for(config), device=device)
+        result = evaluate.evaluate_best(study, checkpoints.store_for(config), device=device)
     except NoResult as exc:
         print(f"(no final evaluation: {exc})", file=out)
         return

@@ -28,7 +28,7 @@ from pipeline.config import ParamSpec, StudyConfig
 from pipeline.liveness import process_identity
 from pipeline.measure import PeakMemory, count_params
 from pipeline.objectives import Limits, limits_of
-from pipeline.session import Session, TrialInterrupted, read, remove_quietly
+from pipeline.session import Session, TrialInterrupted, read_checkpoint, remove_quietly
 from pipeline.tracking import Tracking
 from pipeline.trials import Attr, Outcome, frozen, original_number, retry_history
 

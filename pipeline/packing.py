@@ -37,7 +37,7 @@ from pipeline.packed_optim import (
     clip_members,
 )
 from pipeline.tasks import Splits, Task
-from pipeline.train import EVAL_BATCH, EpochResult, _autocast, loss_function
+from pipeline.train import EVAL_BATCH, EpochResult, autocast_context, loss_function
 
 Tensors = dict[str, torch.Tensor]
 

@@ -59,7 +59,7 @@ def check_pruner(config: PrunerConfig) -> None:
 _ONE_OBJECTIVE = {"asha", "hyperband"}
 
 
-def check_objectives(config: PrunerConfig, objectives: Sequence[ObjectiveConfig]) -> None:
+def check_pruner_objectives(config: PrunerConfig, objectives: Sequence[ObjectiveConfig]) -> None:
     """Refuse a pruner that cannot prune this study: in a study of several objectives the
     pipeline prunes on the first one, which must then be a metric reported every epoch."""
     if len(objectives) < 2 or config.name == "none":
@@ -133,4 +133,4 @@ def make_pruner(config: PrunerConfig, max_epochs: int) -> BasePruner:
     return pruner
 
 
-__all__ = ["PRUNERS", "FirstObjectivePruning", "check_objectives", "check_pruner", "make_pruner"]
+__all__ = ["PRUNERS", "FirstObjectivePruning", "check_pruner_objectives", "check_pruner", "make_pruner"]

@@ -53,7 +53,7 @@ def parse(url: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def check(url: str) -> None:
+def check_s3_url(url: str) -> None:
     """The study-file check of an ``s3://`` location: its form, and boto3 installed.
 
     Raises:
@@ -156,4 +156,4 @@ def _as_oserror(where: str) -> Iterator[None]:
         raise S3Error(f"{where}: {text}") from exc
 
 
-__all__ = ["SCHEME", "S3Error", "S3Store", "check", "is_s3", "parse"]
+__all__ = ["SCHEME", "S3Error", "S3Store", "check_s3_url", "is_s3", "parse"]

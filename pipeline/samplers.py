@@ -65,7 +65,7 @@ def check_sampler(config: SamplerConfig, space: Mapping[str, ParamSpec]) -> None
         raise ConfigError("sampler.options", f"{factory.__name__}: {exc}") from None
 
 
-def check_objectives(config: SamplerConfig, objectives: int) -> None:
+def check_sampler_objectives(config: SamplerConfig, objectives: int) -> None:
     """Refuse a sampler that cannot optimize the study's number of objectives."""
     if objectives > 1 and config.name in _ONE_OBJECTIVE:
         usable = ", ".join(n for n in SAMPLERS if n not in _ONE_OBJECTIVE)
@@ -112,7 +112,7 @@ def make_sampler(
 
 __all__ = [
     "SAMPLERS",
-    "check_objectives",
+    "check_sampler_objectives",
     "check_sampler",
     "make_sampler",
     "sampler_seed",

@@ -211,7 +211,7 @@ class Session:
             if not isinstance(resume, dict):
                 continue
             try:
-                saved = read(self.store, str(resume["artifact"]))
+                saved = read_checkpoint(self.store, str(resume["artifact"]))
             except (ArtifactNotFound, OSError, KeyError):
                 continue
             epoch = int(saved["epoch"])
@@ -306,7 +306,7 @@ class Session:
                 self.trial.set_user_attr(name, value)
 
 
-def read(store: ArtifactStore, artifact_id: str) -> dict[str, Any]:
+def read_checkpoint(store: ArtifactStore, artifact_id: str) -> dict[str, Any]:
     """A checkpoint written by :meth:`Session.checkpoint`: ``{"epoch", "object"}``."""
     with store.open_reader(artifact_id) as reader:
         data = reader.read()
@@ -319,4 +319,4 @@ def remove_quietly(store: ArtifactStore, artifact_id: str) -> None:
         store.remove(artifact_id)
 
 
-__all__ = ["Session", "TrainableError", "TrialInterrupted", "read", "remove_quietly"]
+__all__ = ["Session", "TrainableError", "TrialInterrupted", "read_checkpoint", "remove_quietly"]

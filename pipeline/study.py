@@ -137,13 +137,13 @@ def _queue_grid(study: optuna.Study, config: StudyConfig) -> None:
             points = random.Random(config.sampler.seed).sample(points, config.n_trials)
         total = len(points)
     else:
-        stored = study.user_attrs.get(GRID_VALUES_ATTR, drift.grid_values(config))
+        stored = study.user_attrs.get(GRID_VALUES_ATTR, drift.grid_values_of(config))
         points = drift.new_grid_points(stored, config)
         total = int(study.user_attrs[GRID_ATTR]) + len(points)
     for point in points:
         study.enqueue_trial(point)
     study.set_user_attr(GRID_ATTR, total)
-    study.set_user_attr(GRID_VALUES_ATTR, drift.grid_values(config))
+    study.set_user_attr(GRID_VALUES_ATTR, drift.grid_values_of(config))
 
 
 def open_existing(storage_url: str, name: str, study_file: str | None = None) -> optuna.Study:

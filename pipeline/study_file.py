@@ -204,20 +204,20 @@ def check_components(config: StudyConfig) -> None:
             )
         _check_metrics(config, task.name, task.metric_names())
     else:
-        trainables.check(config)
+        trainables.check_trainable(config)
         space.check_space(config.search_space, None)
     space.check_enqueued(config.enqueue, config.search_space)
     if config.enqueue and config.sampler.name == "grid":
         raise ConfigError("enqueue", "grid search runs its grid; list extra values in grid:")
     samplers.check_sampler(config.sampler, config.search_space)
-    samplers.check_objectives(config.sampler, len(config.objectives))
+    samplers.check_sampler_objectives(config.sampler, len(config.objectives))
     pruners.check_pruner(config.pruner)
-    pruners.check_objectives(config.pruner, config.objectives)
+    pruners.check_pruner_objectives(config.pruner, config.objectives)
     if s3.is_s3(config.artifacts):
-        s3.check(str(config.artifacts))
+        s3.check_s3_url(str(config.artifacts))
     elif config.artifacts and config.keep_checkpoints:
         _check_can_make(config.artifacts, "artifacts")
-    tracking.check(config.tracking)
+    tracking.check_tracking(config.tracking)
 
 
 def _check_metrics(config: StudyConfig, task: str, reported: tuple[str, ...]) -> None:

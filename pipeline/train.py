@@ -94,7 +94,7 @@ def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(align(outputs, targets), targets.to(outputs.dtype))
 
 
-def _autocast(
+def autocast_context(
     device: torch.device, dtype: torch.dtype | None
 ) -> contextlib.AbstractContextManager[Any]:
     if dtype is None:
@@ -167,7 +167,7 @@ def _score(
     loss_fn = loss_function(task)
     kept: list[tuple[torch.Tensor, torch.Tensor]] = []
     for xb, yb in batches():
-        with _autocast(device, autocast):
+        with autocast_context(device, autocast):
             out = model_outputs(task, model(xb)).float()
         meter.update(out, yb, loss_fn(out, yb))
         if task.metrics:
@@ -268,7 +268,7 @@ def fit(
         for xb, yb in batches():
             if augment is not None:
                 xb = augment(xb, generator)
-            with _autocast(device, autocast):
+            with autocast_context(device, autocast):
                 out = model_outputs(task, model(xb))
             loss = loss_fn(out.float(), yb)
             _step(model, loss, optimizer, scheduler, clip)

@@ -24,7 +24,7 @@ SIGNATURES = {
 }
 
 
-def load(config: StudyConfig, key: str) -> Callable[..., Any] | None:
+def load_user_function(config: StudyConfig, key: str) -> Callable[..., Any] | None:
     """The function the study file names under ``key`` (trainable, model or test),
     imported and checked; None where the key is not set.
 
@@ -32,10 +32,10 @@ def load(config: StudyConfig, key: str) -> Callable[..., Any] | None:
         ConfigError: naming ``key``, in one line.
     """
     target = getattr(config, key)
-    return None if target is None else function(target, key)
+    return None if target is None else import_user_function(target, key)
 
 
-def function(target: str, key: str) -> Callable[..., Any]:
+def import_user_function(target: str, key: str) -> Callable[..., Any]:
     """``package.module:function`` imported and checked against the signature of
     ``key`` (trainable, model or test).
 
@@ -49,14 +49,14 @@ def function(target: str, key: str) -> Callable[..., Any]:
     return found
 
 
-def check(config: StudyConfig) -> None:
+def check_trainable(config: StudyConfig) -> None:
     """Import and check every function a trainable study names.
 
     Raises:
         ConfigError: naming the key.
     """
     for key in SIGNATURES:
-        load(config, key)
+        load_user_function(config, key)
 
 
-__all__ = ["SIGNATURES", "check", "function", "load"]
+__all__ = ["SIGNATURES", "check_trainable", "import_user_function", "load_user_function"]

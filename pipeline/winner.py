@@ -73,7 +73,7 @@ def rebuild_trainable(
         )
     config = trial_config(study, trial)
     try:
-        model = trainables.function(str(target), "model")(config)
+        model = trainables.import_user_function(str(target), "model")(config)
     except ConfigError as exc:
         raise NoResult(str(exc)) from None
     model.load_state_dict(state_dict_in(saved, model))
@@ -88,7 +88,7 @@ def test_trainable(
     if not target:
         return {}
     try:
-        scores = trainables.function(str(target), "test")(model.to(device), config, device)
+        scores = trainables.import_user_function(str(target), "test")(model.to(device), config, device)
     except ConfigError as exc:
         raise NoResult(str(exc)) from None
     return {str(k): float(v) for k, v in dict(scores).items()}
@@ -117,7 +117,7 @@ def load_best(
         raise NoResult(f"study {study_name!r} has no complete trial with a checkpoint")
     artifact_id = checkpoints.live_checkpoint(best, store)
     assert artifact_id is not None
-    saved = checkpoints.load(store, artifact_id)
+    saved = checkpoints.load_checkpoint(store, artifact_id)
     if not (isinstance(saved, dict) and "task" in saved and "state_dict" in saved):
         return rebuild_trainable(study, best, saved)[0].to(device)
     task = resolve_task(TaskConfig(saved["task"], saved["task_options"]))

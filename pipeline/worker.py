@@ -133,7 +133,7 @@ def run_worker(
     outage.ok()
     store = checkpoints.store_for(config) if config.keep_checkpoints else None
     objective = Objective(
-        TrialPlan.of(config, trainables.load(config, "model") if config.task is None else None),
+        TrialPlan.of(config, trainables.load_user_function(config, "model") if config.task is None else None),
         trainable,
         device,
         should_stop=should_stop,
@@ -163,7 +163,7 @@ def _trainable(config: StudyConfig, device: torch.device) -> Trainable:
     """The study's trainable: the user's function, or the built-in loop over the task's
     data, loaded once onto the device for all the trials this worker runs."""
     if config.task is None:
-        function = trainables.load(config, "trainable")
+        function = trainables.load_user_function(config, "trainable")
         assert function is not None
         return function
     task = resolve_task(config.task)

@@ -536,9 +536,9 @@ def test_a_trainable_gets_measured_objectives_and_reports_its_own() -> None:
     for key in ("task", "metric", "direction"):
         del data[key]
     config = parse_study(data)
-    function = trainables.load(config, "trainable")
+    function = trainables.load_user_function(config, "trainable")
     assert function is not None
-    plan = TrialPlan.of(config, trainables.load(config, "model"))
+    plan = TrialPlan.of(config, trainables.load_user_function(config, "model"))
     study = optuna.create_study(directions=config.directions)
     study.optimize(Objective(plan, function, torch.device("cpu")), n_trials=1)
     trial = study.trials[0]

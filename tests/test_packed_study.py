@@ -103,8 +103,8 @@ def test_a_packed_trial_checkpoint_reads_back_as_an_unpacked_one(pair: Pair) -> 
     for mine, theirs in zip(packed.trials, alone.trials, strict=True):
         if mine.state != TrialState.COMPLETE:
             continue
-        saved = checkpoints.load(store, mine.user_attrs[Attr.CHECKPOINT])
-        reference = checkpoints.load(store, theirs.user_attrs[Attr.CHECKPOINT])
+        saved = checkpoints.load_checkpoint(store, mine.user_attrs[Attr.CHECKPOINT])
+        reference = checkpoints.load_checkpoint(store, theirs.user_attrs[Attr.CHECKPOINT])
         assert saved.keys() == reference.keys()
         assert saved["hyperparameters"] == reference["hyperparameters"]
         for key, tensor in reference["state_dict"].items():

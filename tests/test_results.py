@@ -90,7 +90,7 @@ def test_checkpoints_are_artifacts_of_the_top_k_trials_and_reload(
         metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
         assert [m.artifact_id for m in metas] == [t.user_attrs["checkpoint"]]
     best = live[0]
-    ckpt = checkpoints.load(store, best.user_attrs["checkpoint"])
+    ckpt = checkpoints.load_checkpoint(store, best.user_attrs["checkpoint"])
     task = resolve_task(TaskConfig(ckpt["task"], ckpt["task_options"]))
     splits = task.load(ckpt["task_options"])
     model = task.build_model(ckpt["hyperparameters"], splits)
@@ -351,7 +351,7 @@ def test_a_checkpoint_directory_deleted_mid_study_is_made_again(tmp_path: Path) 
     study.optimize(Objective(plan, trainable, torch.device("cpu"), store=store), n_trials=2)
     last = study.trials[-1]
     assert last.state == TrialState.COMPLETE
-    saved = checkpoints.load(store, last.user_attrs["checkpoint"])
+    saved = checkpoints.load_checkpoint(store, last.user_attrs["checkpoint"])
     assert torch.equal(saved["weights"], torch.full((2,), last.params["x"]))
     # Only the kept checkpoint is left: the working copy it came from is gone.
     assert [p.name for p in (tmp_path / "artifacts").iterdir()] == [last.user_attrs["checkpoint"]]

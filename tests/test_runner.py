@@ -337,7 +337,7 @@ def test_the_final_evaluation_runs_on_the_study_device(
     # Stand in for a CUDA machine in the parent only: the spawned worker trains on the CPU.
     study_device = torch.device("cpu", 0)
     seen: list[torch.device | None] = []
-    real_run = evaluate.run
+    real_run = evaluate.evaluate_best
 
     def run(*args: object, device: torch.device | None = None, **kwargs: object) -> object:
         seen.append(device)

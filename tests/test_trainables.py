@@ -45,7 +45,7 @@ def _objective(tmp_path: Path, **overrides: Any) -> Objective:
     from pipeline import trainables
 
     config = parse_study(_trainable_study(**overrides))
-    function = trainables.load(config, "trainable")
+    function = trainables.load_user_function(config, "trainable")
     assert function is not None
     store = checkpoints.open_store(tmp_path / "artifacts")
     return Objective(TrialPlan.of(config), function, torch.device("cpu"), store=store)
@@ -89,7 +89,7 @@ def test_every_metric_of_every_epoch_is_kept_and_the_study_metric_reported(
         assert trial.value == history[-1]["mse"] == trial.user_attrs["mse"]
         assert trial.user_attrs["epochs"] == 6
         # The last checkpoint is kept as an artifact linked to the trial.
-        saved = checkpoints.load(
+        saved = checkpoints.load_checkpoint(
             checkpoints.open_store(tmp_path / "artifacts"), trial.user_attrs["checkpoint"]
         )
         assert saved["epoch"] == 6 and set(saved["model"]) == {"weight", "bias"}

@@ -151,7 +151,7 @@ def _first_line(exc: BaseException, limit: int = 240) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def check(tracking: TrackingConfig) -> None:
+def check_tracking(tracking: TrackingConfig) -> None:
     """The study-file checks of ``tracking:``: the values' form, the packages installed.
 
     Raises:
@@ -205,4 +205,4 @@ def open_tracking(config: StudyConfig, who: str, log: TextIO = sys.stderr) -> Tr
     return Tracking(trackers, say)
 
 
-__all__ = ["RETRY_SECONDS", "Tracker", "Tracking", "check", "open_tracking"]
+__all__ = ["RETRY_SECONDS", "Tracker", "Tracking", "check_tracking", "open_tracking"]
