@@ -131,7 +131,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     samplers, pruners = compare.parse_names(args.samplers, args.pruners)
     compare.check_names(config, samplers, pruners)
     if not args.report_only:
-        code = compare.run_comparison(config, samplers, pruners, args.seeds, budget, quiet=not args.verbose)
+        code = compare.run_comparison(
+            config, samplers, pruners, args.seeds, budget, quiet=not args.verbose
+        )
         if code:
             return code
     runs = compare.load_runs(config, samplers, pruners, args.seeds)

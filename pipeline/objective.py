@@ -191,7 +191,7 @@ class Objective:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / f"trial-{trial.number}.pt"
-                torch.save(read(self.store, working_id)["object"], path)
+                torch.save(read_checkpoint(self.store, working_id)["object"], path)
                 if self.tracking is not None:
                     self.tracking.log_checkpoint(trial.number, path)
                 artifact_id = optuna.artifacts.upload_artifact(

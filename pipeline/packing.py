@@ -140,7 +140,7 @@ class Pack:
         return masks
 
     def _forward(self, params: Tensors, buffers: Tensors, x: torch.Tensor) -> torch.Tensor:
-        with _autocast(self.device, self.autocast):
+        with autocast_context(self.device, self.autocast):
             out = functional_call(self.base, (params, buffers), (x,))
         return out.float()
 

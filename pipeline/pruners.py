@@ -133,4 +133,10 @@ def make_pruner(config: PrunerConfig, max_epochs: int) -> BasePruner:
     return pruner
 
 
-__all__ = ["PRUNERS", "FirstObjectivePruning", "check_pruner_objectives", "check_pruner", "make_pruner"]
+__all__ = [
+    "PRUNERS",
+    "FirstObjectivePruning",
+    "check_pruner",
+    "check_pruner_objectives",
+    "make_pruner",
+]

@@ -112,8 +112,8 @@ def make_sampler(
 
 __all__ = [
     "SAMPLERS",
-    "check_sampler_objectives",
     "check_sampler",
+    "check_sampler_objectives",
     "make_sampler",
     "sampler_seed",
 ]

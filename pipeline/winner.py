@@ -88,7 +88,9 @@ def test_trainable(
     if not target:
         return {}
     try:
-        scores = trainables.import_user_function(str(target), "test")(model.to(device), config, device)
+        scores = trainables.import_user_function(str(target), "test")(
+            model.to(device), config, device
+        )
     except ConfigError as exc:
         raise NoResult(str(exc)) from None
     return {str(k): float(v) for k, v in dict(scores).items()}

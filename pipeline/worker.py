@@ -133,7 +133,9 @@ def run_worker(
     outage.ok()
     store = checkpoints.store_for(config) if config.keep_checkpoints else None
     objective = Objective(
-        TrialPlan.of(config, trainables.load_user_function(config, "model") if config.task is None else None),
+        TrialPlan.of(
+            config, trainables.load_user_function(config, "model") if config.task is None else None
+        ),
         trainable,
         device,
         should_stop=should_stop,
