@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.tasks import Split
-from pipeline.tasks.vision import CIFAR10_MEAN, CIFAR10_STD, TutorialNet, cifar10
-from pipeline.train import fit
+from pipeline.tasks._vision import CIFAR10_MEAN, CIFAR10_STD, TutorialNet, cifar10
+from pipeline.training import fit
 
 WARMUP_STEPS = 20
 TASK = cifar10()  # classification: the loop's loss and metrics

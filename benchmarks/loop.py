@@ -22,8 +22,8 @@ import torch
 from common import write_results
 from tutorial_task import build_model, load_data, make_optimizer, train_epoch, validate
 
-from pipeline.tasks.mnist1d import mnist1d
-from pipeline.train import fit, warm_up
+from pipeline.tasks._mnist1d import mnist1d
+from pipeline.training import fit, warm_up
 
 
 def main() -> None:

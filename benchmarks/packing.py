@@ -37,11 +37,10 @@ import numpy as np
 import optuna
 import torch
 
-from pipeline.builtin import hyperparameters
 from pipeline.packing import Pack
 from pipeline.tasks import Split, Splits
-from pipeline.tasks.vision import cifar10
-from pipeline.train import fit
+from pipeline.tasks._vision import cifar10
+from pipeline.training import fit, hyperparameters
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = cifar10()

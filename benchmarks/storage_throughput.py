@@ -22,7 +22,7 @@ import uuid
 import optuna
 import sqlalchemy
 
-from pipeline.storage import open_storage
+from pipeline.storages import open_storage
 
 POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"

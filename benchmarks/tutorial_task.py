@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.tasks import Splits
-from pipeline.tasks.mnist1d import TutorialNet1d, mnist1d
+from pipeline.tasks._mnist1d import TutorialNet1d, mnist1d
 
 N_TRIALS = 20
 MAX_EPOCHS = 10

@@ -14,9 +14,9 @@ def load_best(
     """The best trial's model of a study, with its weights, ready to use in Python.
 
     ``pipeline.load_best("digits-tpe-median", "sqlite:///runs/optuna.db")``; see
-    :func:`pipeline.winner.load_best`. (Imported lazily: ``import pipeline`` stays cheap.)
+    :func:`pipeline.results.load_best`. (Imported lazily: ``import pipeline`` stays cheap.)
     """
-    from pipeline.winner import load_best as load
+    from pipeline.results import load_best as load
 
     return load(study_name, storage, artifacts, device)
 

@@ -21,10 +21,10 @@ import pytest
 import yaml
 from conftest import REPO, free_port, minimal_study
 
-from pipeline import cli
-from pipeline.config import ConfigError
-from pipeline.dashboard import is_loopback, read_only
-from pipeline.study_file import load_study_file
+from pipeline.cli import main
+from pipeline.exceptions import ConfigError
+from pipeline.results._dashboard import is_loopback, read_only
+from pipeline.study import load_study_file
 
 ALIAS_BOMB = "a: &a [1, 2]\n" + "".join(
     f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n"
@@ -34,7 +34,7 @@ ALIAS_BOMB = "a: &a [1, 2]\n" + "".join(
 
 @pytest.fixture(autouse=True)
 def _keep_signal_handlers() -> Iterator[None]:
-    """cli.main installs its own handlers; give pytest its own back."""
+    """main installs its own handlers; give pytest its own back."""
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     yield
     for signum, handler in saved.items():
@@ -51,7 +51,7 @@ def _study(tmp_path: Path, text: str | None = None, **overrides: Any) -> Path:
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    code = cli.main(list(argv))
+    code = main(list(argv))
     captured = capsys.readouterr()
     return code, captured.err
 

@@ -18,9 +18,8 @@ import torch
 import yaml
 from conftest import REPO, free_port, run_cli
 
-from pipeline import live
-from pipeline.live import LiveReporter
-from pipeline.trials import Attr
+from pipeline.runner import LiveReporter
+from pipeline.trial import Attr
 
 
 @pytest.mark.slow
@@ -170,7 +169,7 @@ class _Terminal(io.StringIO):
 def _study_with_trials(tmp_path: Path) -> tuple[optuna.Study, optuna.Trial]:
     """Two finished trials and two running ones, as the workers leave them in a storage;
     and the first running trial, to report more epochs."""
-    study = optuna.create_study(study_name="live", storage=f"sqlite:///{tmp_path}/live.db")
+    study = optuna.create_study(study_name="live", storage=f"sqlite:///{tmp_path}/db")
     lr = {"lr": optuna.distributions.FloatDistribution(1e-5, 1.0, log=True)}
     for value, rate in ((0.5, 0.01), (0.01234, 0.25)):
         study.enqueue_trial({"lr": rate})
@@ -229,7 +228,7 @@ def test_in_a_log_running_trials_are_a_plain_line_printed_when_they_change(
     running_trial.report(0.25, 4)  # a running trial reports another epoch
     reporter.poll()  # changed, but within RUNNING_EVERY seconds of the last line
     assert sum(line.startswith("running") for line in out.getvalue().splitlines()) == 1
-    monkeypatch.setattr(live, "RUNNING_EVERY", 0.0)
+    monkeypatch.setattr("pipeline.runner._live.RUNNING_EVERY", 0.0)
     reporter.poll()
     last = out.getvalue().splitlines()[-1]
     assert last.startswith("running (epoch, best val_loss so far): #2  4/12    0.2500")
@@ -308,7 +307,7 @@ def test_make_help_names_the_variables_and_every_result_target(
 
 @pytest.mark.parametrize("flag", ["--cpus-per-trial", "--threads"])
 def test_worker_takes_cpus_per_trial_as_the_study_file_says_it(flag: str) -> None:
-    from pipeline.arguments import parse_args
+    from pipeline.cli._arguments import parse_args
 
     assert parse_args(["worker", "studies/default.yaml", flag, "3"]).threads == 3
     assert "--cpus-per-trial N" in run_cli("worker", "--help").stdout

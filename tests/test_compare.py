@@ -11,12 +11,12 @@ from browser import page_width
 from conftest import minimal_study, run_cli
 from optuna.trial import TrialState
 
-from pipeline import compare_report
-from pipeline.compare import CompareBudget, Run, grid_space, variants
+from pipeline.compare import CompareBudget, Run, write_report
+from pipeline.compare._run import grid_space, variants
 from pipeline.config import ParamSpec
-from pipeline.errors import UsageError
-from pipeline.space import grid_size
-from pipeline.study_file import parse_study
+from pipeline.exceptions import UsageError
+from pipeline.search import grid_size
+from pipeline.study._file import parse_study
 
 SPACE = {
     "lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True},
@@ -230,7 +230,7 @@ def _runs(seeds: int, metric: str = "val_loss", test: str = "test_accuracy") -> 
 
 @pytest.mark.parametrize("seeds", [1, 2])
 def test_the_compare_report_claims_a_spread_only_with_seeds(tmp_path: Path, seeds: int) -> None:
-    index = compare_report.write_report(_runs(seeds), tmp_path, CompareBudget("trials", 5), None)
+    index = write_report(_runs(seeds), tmp_path, CompareBudget("trials", 5), None)
     page, summary = index.read_text(), (tmp_path / "summary.md").read_text()
     assert "<table>" in page and "<th>sampler</th>" in page and "<h2>Verdict</h2>" in page
     assert "<pre" not in page and "|---|" not in page  # no Markdown left raw
@@ -246,7 +246,7 @@ def test_the_compare_report_claims_a_spread_only_with_seeds(tmp_path: Path, seed
 
 def test_the_compare_report_shows_the_test_score_a_regression_study_has(tmp_path: Path) -> None:
     runs = _runs(1, metric="val_rmse", test="test_rmse")
-    compare_report.write_report(runs, tmp_path, CompareBudget("trials", 5), None)
+    write_report(runs, tmp_path, CompareBudget("trials", 5), None)
     header, _, first = (tmp_path / "summary.md").read_text().splitlines()[2:5]
     assert "| test_rmse of best |" in header
     best = runs[0].study.best_trial
@@ -255,6 +255,6 @@ def test_the_compare_report_shows_the_test_score_a_regression_study_has(tmp_path
 
 @pytest.mark.slow
 def test_the_compare_report_fits_a_1400_px_page(tmp_path: Path) -> None:
-    index = compare_report.write_report(_runs(2), tmp_path / "r", CompareBudget("trials", 5), None)
+    index = write_report(_runs(2), tmp_path / "r", CompareBudget("trials", 5), None)
     scroll, viewport = page_width(index, tmp_path / "profile")
     assert viewport == 1400 and scroll <= viewport

@@ -11,8 +11,9 @@ import pytest
 import yaml
 from conftest import minimal_study, run_cli
 
-from pipeline.config import ConfigError
-from pipeline.study_file import apply_override, load_study_file, parse_study
+from pipeline.exceptions import ConfigError
+from pipeline.study import load_study_file
+from pipeline.study._file import apply_override, parse_study
 
 
 def _mutate(path: str, value: Any) -> Callable[[dict[str, Any]], None]:

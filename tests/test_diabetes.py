@@ -13,7 +13,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.metrics import r2_score
 
 from pipeline.examples.diabetes import diabetes
-from pipeline.study_file import load_study_file
+from pipeline.study import load_study_file
 
 STUDY = REPO / "studies" / "diabetes.yaml"
 

@@ -98,7 +98,7 @@ def _finish(procs: list[subprocess.Popen[str]], timeout: float = 240) -> list[tu
 
 
 def _trials(storage: str, name: str) -> list[optuna.trial.FrozenTrial]:
-    from pipeline.storage import open_storage
+    from pipeline.storages import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(storage)).trials
 

@@ -13,9 +13,9 @@ import yaml
 from conftest import run_cli
 from optuna.trial import TrialState
 
+from pipeline.runner import run_worker
 from pipeline.study import prepare_study, storage_for
-from pipeline.study_file import parse_study
-from pipeline.worker import run_worker
+from pipeline.study._file import parse_study
 
 
 def _run(path: Path, **changes: Any) -> optuna.Study:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.tasks import mnist1d
+from pipeline.tasks import _mnist1d as mnist1d
 
 
 @pytest.fixture

@@ -20,15 +20,26 @@ import yaml
 from conftest import _storage_url, minimal_study, run_cli
 from optuna.trial import TrialState
 
-from pipeline import cli, space
-from pipeline.compare_pareto import common_scale, scaled_hypervolume
+from pipeline.cli import main
+from pipeline.compare import write_report
+from pipeline.compare._pareto import common_scale, scaled_hypervolume
 from pipeline.config import MEASURED_DIRECTIONS
-from pipeline.measure import PeakMemory, count_params, latency_ms
-from pipeline.objectives import Limits, front, hypervolume, minimized, study_front
-from pipeline.session import Session
+from pipeline.search import suggest
 from pipeline.study import prepare_study
-from pipeline.study_file import parse_study
-from pipeline.trials import Attr, Outcome, best_trial, is_feasible, outcome_of
+from pipeline.study._file import parse_study
+from pipeline.training import PeakMemory, Session, count_params, latency_ms, load_user_function
+from pipeline.trial import (
+    Attr,
+    Limits,
+    Outcome,
+    best_trial,
+    front,
+    hypervolume,
+    is_feasible,
+    minimized,
+    outcome_of,
+    study_front,
+)
 
 PARETO = {
     "objectives": [
@@ -159,7 +170,7 @@ REFUSALS: list[tuple[str, dict[str, Any], str]] = [
 def test_impossible_combinations_are_refused_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], data: dict[str, Any], fragment: str
 ) -> None:
-    code = cli.main(["validate", str(_study(tmp_path, data))])
+    code = main(["validate", str(_study(tmp_path, data))])
     err = capsys.readouterr().err
     assert code == 2 and fragment in err, err
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
@@ -170,7 +181,7 @@ def test_compare_refuses_a_one_objective_sampler_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = _study(tmp_path, pareto_study())
-    code = cli.main(["compare", str(path), "--samplers", "tpe,cmaes", "--pruners", "none"])
+    code = main(["compare", str(path), "--samplers", "tpe,cmaes", "--pruners", "none"])
     err = capsys.readouterr().err
     assert code == 2 and "--samplers: cmaes optimizes one objective" in err, err
     assert len(err.strip().splitlines()) == 1
@@ -257,7 +268,6 @@ def test_compare_scores_a_dominating_front_higher() -> None:
 
 
 def test_compare_report_ranks_runs_by_hypervolume(tmp_path: Path) -> None:
-    from pipeline import compare_report
     from pipeline.compare import CompareBudget, Run
 
     studies = {}
@@ -270,7 +280,7 @@ def test_compare_report_ranks_runs_by_hypervolume(tmp_path: Path) -> None:
     scale = common_scale(list(studies.values()))
     runs = [Run(name, "none", 0, study, scale) for name, study in studies.items()]
     assert runs[0].summary(None)["best"] > runs[1].summary(None)["best"] > 0
-    compare_report.write_report(runs, tmp_path, CompareBudget.parse("trials:3"), None)
+    write_report(runs, tmp_path, CompareBudget.parse("trials:3"), None)
     summary = (tmp_path / "summary.md").read_text()
     assert "best hypervolume" in summary and "nsga2 with pruner none" in summary
 
@@ -313,7 +323,7 @@ def test_every_sampler_runs_two_objectives_with_a_constraint(url: str, sampler: 
     limits = Limits.of(config.constraints)
     for _ in range(8):
         trial = study.ask()
-        values = space.suggest(trial, config.search_space)
+        values = suggest(trial, config.search_space)
         l1, lr = values["l1"], values["lr"]
         params = 64 * l1 + 10 * l1
         accuracy = 1 - 1 / l1 - abs(math.log10(lr) + 1.5) / 10
@@ -518,8 +528,7 @@ def test_a_resume_that_changes_the_objectives_is_refused(tmp_path: Path) -> None
 
 
 def test_a_trainable_gets_measured_objectives_and_reports_its_own() -> None:
-    from pipeline import trainables
-    from pipeline.objective import Objective, TrialPlan
+    from pipeline.training import Objective, TrialPlan
 
     data = minimal_study(
         trainable="tiny_trainables:fit_line_timed",
@@ -536,9 +545,9 @@ def test_a_trainable_gets_measured_objectives_and_reports_its_own() -> None:
     for key in ("task", "metric", "direction"):
         del data[key]
     config = parse_study(data)
-    function = trainables.load_user_function(config, "trainable")
+    function = load_user_function(config, "trainable")
     assert function is not None
-    plan = TrialPlan.of(config, trainables.load_user_function(config, "model"))
+    plan = TrialPlan.of(config, load_user_function(config, "model"))
     study = optuna.create_study(directions=config.directions)
     study.optimize(Objective(plan, function, torch.device("cpu")), n_trials=1)
     trial = study.trials[0]

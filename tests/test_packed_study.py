@@ -19,17 +19,18 @@ from conftest import minimal_study, run_cli
 from optuna.trial import TrialState
 
 import pipeline
-from pipeline import checkpoints
-from pipeline.builtin import TaskTrainable, hyperparameters
-from pipeline.config import ConfigError
-from pipeline.objective import Objective, TrialPlan
-from pipeline.packed_worker import Heartbeat, Member, Packer
-from pipeline.resources import available_memory
+from pipeline.artifacts import load_checkpoint
+from pipeline.artifacts._checkpoints import open_store
+from pipeline.exceptions import ConfigError
+from pipeline.packing import Packer
+from pipeline.packing._worker import Heartbeat, Member
+from pipeline.runner import run_worker
 from pipeline.study import prepare_study, storage_for
-from pipeline.study_file import parse_study
+from pipeline.study._file import parse_study
 from pipeline.tasks import resolve_task
-from pipeline.trials import Attr
-from pipeline.worker import run_worker
+from pipeline.training import Objective, TaskTrainable, TrialPlan, hyperparameters
+from pipeline.training._memory import available_memory
+from pipeline.trial import Attr
 
 SPACE = {
     "lr": {"type": "float", "low": 0.001, "high": 1e10, "log": True},
@@ -99,12 +100,12 @@ def test_a_packed_study_stores_what_the_unpacked_study_stores(pair: Pair) -> Non
 @pytest.mark.slow
 def test_a_packed_trial_checkpoint_reads_back_as_an_unpacked_one(pair: Pair) -> None:
     alone, packed, tmp_path = pair
-    store = checkpoints.open_store(tmp_path / "artifacts", create=False)
+    store = open_store(tmp_path / "artifacts", create=False)
     for mine, theirs in zip(packed.trials, alone.trials, strict=True):
         if mine.state != TrialState.COMPLETE:
             continue
-        saved = checkpoints.load_checkpoint(store, mine.user_attrs[Attr.CHECKPOINT])
-        reference = checkpoints.load_checkpoint(store, theirs.user_attrs[Attr.CHECKPOINT])
+        saved = load_checkpoint(store, mine.user_attrs[Attr.CHECKPOINT])
+        reference = load_checkpoint(store, theirs.user_attrs[Attr.CHECKPOINT])
         assert saved.keys() == reference.keys()
         assert saved["hyperparameters"] == reference["hyperparameters"]
         for key, tensor in reference["state_dict"].items():
@@ -297,7 +298,7 @@ ROOM = [
 def test_a_packing_worker_asks_for_no_more_trials_than_the_budget_has_room_for(
     n_trials: int | None, epochs: int | None, finished: int, running: int, room: int
 ) -> None:
-    from pipeline.budget import Budget
+    from pipeline.study import Budget
 
     study = optuna.create_study()
     for _ in range(finished):

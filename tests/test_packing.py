@@ -13,14 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.builtin import hyperparameters
 from pipeline.config import TaskConfig
 from pipeline.packing import Pack, family
 from pipeline.tasks import Splits, Task, resolve_task
-from pipeline.tasks.digits import digits as digits_task
-from pipeline.tasks.mnist1d import mnist1d as mnist1d_task
-from pipeline.tasks.vision import cifar10 as cifar10_task
-from pipeline.train import fit
+from pipeline.tasks._digits import digits as digits_task
+from pipeline.tasks._mnist1d import mnist1d as mnist1d_task
+from pipeline.tasks._vision import cifar10 as cifar10_task
+from pipeline.training import fit, hyperparameters
 
 CPU = torch.device("cpu")
 EPOCHS = 2

@@ -19,7 +19,7 @@ import pytest
 from conftest import POSTGRES_URL
 from optuna.trial import TrialState
 
-from pipeline.storage import open_storage
+from pipeline.storages import open_storage
 
 WORKERS = 4
 QUEUED = 40

@@ -20,11 +20,11 @@ from sklearn.metrics import f1_score, mean_absolute_error, mean_squared_error, r
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from pipeline.config import ConfigError
-from pipeline.optim import make_optimizer, make_scheduler
-from pipeline.study_file import parse_study
+from pipeline.exceptions import ConfigError
+from pipeline.study._file import parse_study
 from pipeline.tasks import Split, Splits, Task, check_labels
-from pipeline.train import EpochResult, evaluate, fit, model_outputs
+from pipeline.training import EpochResult, evaluate, fit, make_optimizer, make_scheduler
+from pipeline.training._loop import model_outputs
 
 
 def _task(kind: str = "classification", **hooks: Any) -> Task:
@@ -51,7 +51,7 @@ def _fit(
 
 
 def test_classification_metrics_match_sklearn(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("pipeline.train.EVAL_BATCH", 7)  # sums must carry across batches
+    monkeypatch.setattr("pipeline.training._loop.EVAL_BATCH", 7)  # sums must carry across batches
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(50, 5, generator=g)
     labels = torch.randint(0, 4, (50,), generator=g)  # class 4 never occurs: still predicted
@@ -69,7 +69,7 @@ def test_classification_metrics_match_sklearn(monkeypatch: pytest.MonkeyPatch) -
 def test_regression_metrics_match_sklearn(
     monkeypatch: pytest.MonkeyPatch, outputs_shape: tuple[int, ...], labels_shape: tuple[int, ...]
 ) -> None:
-    monkeypatch.setattr("pipeline.train.EVAL_BATCH", 6)
+    monkeypatch.setattr("pipeline.training._loop.EVAL_BATCH", 6)
     g = torch.Generator().manual_seed(1)
     y = torch.randn(labels_shape, generator=g) * 3 + 1
     predictions = (y.reshape(outputs_shape) + torch.randn(outputs_shape, generator=g)).float()

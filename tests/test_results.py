@@ -23,13 +23,14 @@ from browser import page_width, render
 from conftest import REPO, run_cli
 from optuna.trial import TrialState
 
-from pipeline import checkpoints, report
+from pipeline.artifacts import live_checkpoint, load_checkpoint
+from pipeline.artifacts._checkpoints import open_store
 from pipeline.config import ParamSpec, TaskConfig
-from pipeline.errors import NoResult
-from pipeline.objective import Objective, TrialPlan
-from pipeline.session import Session
+from pipeline.exceptions import NoResult
 from pipeline.tasks import resolve_task
-from pipeline.train import evaluate
+from pipeline.training import Objective, Session, TrialPlan, evaluate
+from pipeline.visualization import write_report
+from pipeline.visualization._report import contour_params
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +81,8 @@ def test_checkpoints_are_artifacts_of_the_top_k_trials_and_reload(
     complete = sorted(
         study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: (t.value, t.number)
     )
-    store = checkpoints.open_store(tmp / "artifacts")
-    live = [t for t in complete if checkpoints.live_checkpoint(t, store)]
+    store = open_store(tmp / "artifacts")
+    live = [t for t in complete if live_checkpoint(t, store)]
     assert [t.number for t in live] == [t.number for t in complete[:2]]
     files = sorted(p.name for p in (tmp / "artifacts").iterdir())
     assert files == sorted(t.user_attrs["checkpoint"] for t in live)  # the others' files are gone
@@ -90,7 +91,7 @@ def test_checkpoints_are_artifacts_of_the_top_k_trials_and_reload(
         metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
         assert [m.artifact_id for m in metas] == [t.user_attrs["checkpoint"]]
     best = live[0]
-    ckpt = checkpoints.load_checkpoint(store, best.user_attrs["checkpoint"])
+    ckpt = load_checkpoint(store, best.user_attrs["checkpoint"])
     task = resolve_task(TaskConfig(ckpt["task"], ckpt["task_options"]))
     splits = task.load(ckpt["task_options"])
     model = task.build_model(ckpt["hyperparameters"], splits)
@@ -206,7 +207,7 @@ def test_a_study_without_finished_trials_gets_a_message(tmp_path: Path) -> None:
     study = optuna.create_study(study_name="empty", storage=url)
     study.ask()  # one running trial, none finished
     with pytest.raises(NoResult, match="no finished trial"):
-        report.write_report(study, tmp_path / "out")
+        write_report(study, tmp_path / "out")
     result = run_cli("report", "--storage", url, "--study", "empty", "--out", str(tmp_path / "out"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "has no finished trial to report on" in result.stderr
@@ -261,22 +262,22 @@ def _wide_study(numeric: int = 6) -> optuna.Study:
 def test_contour_is_drawn_only_over_numeric_parameters_every_trial_set(tmp_path: Path) -> None:
     study = _wide_study()
     # Optimizer names have no order to interpolate along; momentum is missing without SGD.
-    top = report.contour_params(study)
+    top = contour_params(study)
     assert len(top) == 3 and set(top) <= {f"x{i}" for i in range(6)}
     assert top[0] == "x5"  # the steepest term of the loss matters most
-    report.write_report(study, tmp_path / "r")
+    write_report(study, tmp_path / "r")
     page = (tmp_path / "r" / "index.html").read_text()
     assert f"({', '.join(top)})" in page and (tmp_path / "r" / "contour.png").is_file()
     # One numeric parameter is not enough for a contour: none is drawn.
     narrow = _wide_study(numeric=1)
-    assert report.contour_params(narrow) == []
-    report.write_report(narrow, tmp_path / "n")
+    assert contour_params(narrow) == []
+    write_report(narrow, tmp_path / "n")
     assert 'id="contour"' not in (tmp_path / "n" / "index.html").read_text()
     assert not (tmp_path / "n" / "contour.png").exists()
 
 
 def test_the_report_reads_as_html_named_by_the_metric(tmp_path: Path) -> None:
-    index = report.write_report(_wide_study(), tmp_path / "r")
+    index = write_report(_wide_study(), tmp_path / "r")
     page = index.read_text()
     assert "<table>" in page and "<th>parameter</th>" in page and "<h2>Best trial: #" in page
     assert "<pre" not in page and "|---|" not in page  # no Markdown left raw
@@ -288,7 +289,7 @@ def test_the_report_reads_as_html_named_by_the_metric(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_every_plot_fits_a_1400_px_page(tmp_path: Path) -> None:
     # Six numeric parameters: Optuna sizes the slice plot 300 px a panel, 2100 px here.
-    index = report.write_report(_wide_study(), tmp_path / "r")
+    index = write_report(_wide_study(), tmp_path / "r")
     scroll, viewport = page_width(index, tmp_path / "profile")
     assert viewport == 1400 and scroll <= viewport
 
@@ -339,7 +340,7 @@ def test_a_checkpoint_that_cannot_be_saved_costs_the_checkpoint_not_the_trial(
 
 
 def test_a_checkpoint_directory_deleted_mid_study_is_made_again(tmp_path: Path) -> None:
-    store = checkpoints.open_store(tmp_path / "artifacts")
+    store = open_store(tmp_path / "artifacts")
 
     def trainable(config: dict[str, Any], session: Session) -> None:
         shutil.rmtree(tmp_path / "artifacts", ignore_errors=True)
@@ -351,7 +352,7 @@ def test_a_checkpoint_directory_deleted_mid_study_is_made_again(tmp_path: Path) 
     study.optimize(Objective(plan, trainable, torch.device("cpu"), store=store), n_trials=2)
     last = study.trials[-1]
     assert last.state == TrialState.COMPLETE
-    saved = checkpoints.load_checkpoint(store, last.user_attrs["checkpoint"])
+    saved = load_checkpoint(store, last.user_attrs["checkpoint"])
     assert torch.equal(saved["weights"], torch.full((2,), last.params["x"]))
     # Only the kept checkpoint is left: the working copy it came from is gone.
     assert [p.name for p in (tmp_path / "artifacts").iterdir()] == [last.user_attrs["checkpoint"]]

@@ -19,11 +19,11 @@ import torch
 from conftest import REPO, free_port, minimal_study, run_cli
 from optuna.trial import TrialState
 
-from pipeline.budget import Budget
-from pipeline.launch import start_method
-from pipeline.study import prepare_study, storage_for
-from pipeline.study_file import parse_study
-from pipeline.worker import run_worker
+from pipeline.results import evaluate_best
+from pipeline.runner import run_worker, tune
+from pipeline.runner._placement import start_method
+from pipeline.study import Budget, prepare_study, storage_for
+from pipeline.study._file import parse_study
 
 
 def _load(url: str, name: str) -> optuna.Study:
@@ -144,7 +144,7 @@ def test_workers_fork_only_where_it_is_safe(
     device: str, storage: str, fresh: bool, method: str
 ) -> None:
     config = parse_study(minimal_study(device=device, storage=storage))
-    assert start_method(config, fresh_process=fresh) == method
+    assert start_method(config.device, config.storage, fresh_process=fresh) == method
 
 
 def test_enqueued_configurations_run_first_and_only_once(tmp_path: Path) -> None:
@@ -327,7 +327,6 @@ def test_no_more_workers_than_trials_left(write_study: Callable[..., Path]) -> N
 def test_the_final_evaluation_runs_on_the_study_device(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline import evaluate, launch
 
     config = parse_study(
         minimal_study(
@@ -337,15 +336,15 @@ def test_the_final_evaluation_runs_on_the_study_device(
     # Stand in for a CUDA machine in the parent only: the spawned worker trains on the CPU.
     study_device = torch.device("cpu", 0)
     seen: list[torch.device | None] = []
-    real_run = evaluate.evaluate_best
+    real_run = evaluate_best
 
     def run(*args: object, device: torch.device | None = None, **kwargs: object) -> object:
         seen.append(device)
         return real_run(*args, device=torch.device("cpu"), **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(launch, "resolve_device", lambda name: study_device)
-    monkeypatch.setattr(evaluate, "run", run)
-    assert launch.tune(config, quiet=True) == 0
+    monkeypatch.setattr("pipeline.runner._launch.resolve_device", lambda name: study_device)
+    monkeypatch.setattr("pipeline.runner._launch.evaluate_best", run)
+    assert tune(config, quiet=True) == 0
     assert seen == [study_device]
 
 

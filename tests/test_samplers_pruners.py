@@ -7,9 +7,7 @@ import pytest
 from optuna.trial import TrialState
 
 from pipeline.config import ParamSpec, PrunerConfig, SamplerConfig
-from pipeline.pruners import PRUNERS, make_pruner
-from pipeline.samplers import SAMPLERS, make_sampler
-from pipeline.space import suggest
+from pipeline.search import PRUNERS, SAMPLERS, make_pruner, make_sampler, suggest
 
 SPACE = {
     "lr": ParamSpec("float", 1e-4, 1e-1, log=True, grid=[1e-3, 1e-2]),

@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, TESTS
 from optuna.trial import TrialState
 
-from pipeline.study_file import load_study_file
+from pipeline.study import load_study_file
 
 LONG_TRIALS = {
     "n_trials": 4,

@@ -9,7 +9,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from pipeline.config import ParamSpec
-from pipeline.space import grid_points, suggest, to_distribution
+from pipeline.search import grid_points, suggest, to_distribution
 
 CASES = [
     (ParamSpec("float", 1e-4, 1e-1, log=True), FloatDistribution(1e-4, 1e-1, log=True)),

@@ -5,9 +5,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from pipeline.config import ConfigError
-from pipeline.masking import mask_url
-from pipeline.storage import check_url, open_storage
+from pipeline.exceptions import ConfigError
+from pipeline.storages import check_url, mask_url, open_storage
 
 
 @pytest.mark.parametrize(

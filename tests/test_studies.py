@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO, run_cli
 from optuna.trial import TrialState
 
-from pipeline.study_file import load_study_file
+from pipeline.study import load_study_file
 
 STUDIES = sorted((REPO / "studies").glob("*.yaml"))
 # The CIFAR-10 ones need the data set: tests/test_vision.py and tests/test_trainables.py

@@ -21,9 +21,9 @@ import pytest
 import yaml
 from conftest import POSTGRES_URL, REPO, TESTS, free_port, minimal_study
 
-from pipeline import cli
-from pipeline.trials import Attr, outcome_of
-from pipeline.winner import load_best
+from pipeline.cli import main
+from pipeline.results import load_best
+from pipeline.trial import Attr, outcome_of
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -271,7 +271,7 @@ def _cli_here(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str,
     handlers it sets are put back)."""
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        code = cli.main(list(argv))
+        code = main(list(argv))
     finally:
         for signum, handler in saved.items():
             signal.signal(signum, handler)

@@ -8,11 +8,9 @@ import torch
 from conftest import minimal_study
 from optuna.trial import TrialState
 
-from pipeline.builtin import TaskTrainable
-from pipeline.objective import Objective, TrialPlan
-from pipeline.study_file import parse_study
+from pipeline.study._file import parse_study
 from pipeline.tasks import resolve_task
-from pipeline.train import evaluate, fit
+from pipeline.training import Objective, TaskTrainable, TrialPlan, evaluate, fit
 
 
 def _objective(**overrides: object) -> Objective:

@@ -21,11 +21,13 @@ from conftest import REPO, TESTS, minimal_study, run_cli
 from optuna.trial import TrialState
 from vision_data import write_cifar10
 
-from pipeline import checkpoints, load_best
-from pipeline.config import ConfigError
-from pipeline.objective import Objective, TrialPlan
-from pipeline.study_file import parse_study
-from pipeline.worker import FailurePolicy
+from pipeline import load_best
+from pipeline.artifacts import load_checkpoint
+from pipeline.artifacts._checkpoints import open_store
+from pipeline.exceptions import ConfigError
+from pipeline.runner._worker import FailurePolicy
+from pipeline.study._file import parse_study
+from pipeline.training import Objective, TrialPlan, load_user_function
 
 
 def _trainable_study(**overrides: Any) -> dict[str, Any]:
@@ -42,12 +44,11 @@ def _trainable_study(**overrides: Any) -> dict[str, Any]:
 
 
 def _objective(tmp_path: Path, **overrides: Any) -> Objective:
-    from pipeline import trainables
 
     config = parse_study(_trainable_study(**overrides))
-    function = trainables.load_user_function(config, "trainable")
+    function = load_user_function(config, "trainable")
     assert function is not None
-    store = checkpoints.open_store(tmp_path / "artifacts")
+    store = open_store(tmp_path / "artifacts")
     return Objective(TrialPlan.of(config), function, torch.device("cpu"), store=store)
 
 
@@ -89,9 +90,7 @@ def test_every_metric_of_every_epoch_is_kept_and_the_study_metric_reported(
         assert trial.value == history[-1]["mse"] == trial.user_attrs["mse"]
         assert trial.user_attrs["epochs"] == 6
         # The last checkpoint is kept as an artifact linked to the trial.
-        saved = checkpoints.load_checkpoint(
-            checkpoints.open_store(tmp_path / "artifacts"), trial.user_attrs["checkpoint"]
-        )
+        saved = load_checkpoint(open_store(tmp_path / "artifacts"), trial.user_attrs["checkpoint"])
         assert saved["epoch"] == 6 and set(saved["model"]) == {"weight", "bias"}
 
 

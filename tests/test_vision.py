@@ -10,11 +10,13 @@ import torch
 from conftest import REPO, minimal_study, run_cli
 from vision_data import write_cifar10, write_fashion_mnist
 
-from pipeline.config import ConfigError, TaskConfig
-from pipeline.resources import Slot, gpu_capacity, plan
-from pipeline.study_file import parse_study
+from pipeline.config import TaskConfig
+from pipeline.exceptions import ConfigError
+from pipeline.runner import Slot, plan
+from pipeline.runner._placement import gpu_capacity
+from pipeline.study._file import parse_study
 from pipeline.tasks import resolve_task
-from pipeline.tasks.vision import random_crop_flip
+from pipeline.tasks._vision import random_crop_flip
 
 
 def test_cifar10_loads_through_torchvision_without_downloading(tmp_path: Path) -> None:

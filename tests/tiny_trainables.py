@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.session import Session
+from pipeline.training import Session
 
 
 def fit_line(config: Mapping[str, Any], session: Session) -> None:

@@ -32,7 +32,7 @@ from torch.utils.data import random_split
 from torchvision import transforms
 from torchvision.datasets import CIFAR10
 
-from pipeline.session import Session
+from pipeline.training import Session
 
 
 class _UncheckedCIFAR10(CIFAR10):

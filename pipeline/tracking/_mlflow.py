@@ -20,8 +20,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from pipeline.masking import mask_url
-from pipeline.trials import Attr, Outcome, best_trial, outcome_of, reason_of
+from pipeline.storages import mask_url
+from pipeline.trial import Attr, Outcome, best_trial, outcome_of, reason_of
 
 # MLflow retries a failed request 7 times with a growing backoff and waits 120 s for an
 # answer: minutes per call against a dead server. Here a call that fails is retried once,

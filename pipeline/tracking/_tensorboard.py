@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from pipeline.trials import Outcome, outcome_of, reason_of
+from pipeline.trial import Outcome, outcome_of, reason_of
 
 
 class TensorBoardTracker:

@@ -1,0 +1,9 @@
+"""The ``pipeline`` command: argparse, and errors turned into one line and an exit code."""
+
+from __future__ import annotations
+
+from pipeline.cli._main import main
+
+__all__ = [
+    "main",
+]

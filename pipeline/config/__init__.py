@@ -1,0 +1,40 @@
+"""The study-file schema: typed dataclasses, the strict converter of YAML data to them, and
+references to user code (``package.module:function``). A leaf: it imports nothing from
+the package but :mod:`pipeline.exceptions`, nor torch or optuna.
+"""
+
+from __future__ import annotations
+
+from pipeline.config._objectives import MEASURED_DIRECTIONS, LimitConfig, ObjectiveConfig
+from pipeline.config._packing import CPU_PACKING
+from pipeline.config._plugins import check_arity, import_function, required_arguments
+from pipeline.config._schema import (
+    DEFAULT_STORAGE,
+    KNOWN_DIRECTIONS,
+    ParamSpec,
+    PrunerConfig,
+    SamplerConfig,
+    StudyConfig,
+    TaskConfig,
+    convert,
+)
+from pipeline.config._tracking import TrackingConfig
+
+__all__ = [
+    "CPU_PACKING",
+    "DEFAULT_STORAGE",
+    "KNOWN_DIRECTIONS",
+    "MEASURED_DIRECTIONS",
+    "LimitConfig",
+    "ObjectiveConfig",
+    "ParamSpec",
+    "PrunerConfig",
+    "SamplerConfig",
+    "StudyConfig",
+    "TaskConfig",
+    "TrackingConfig",
+    "check_arity",
+    "convert",
+    "import_function",
+    "required_arguments",
+]

@@ -1,0 +1,73 @@
+"""User code named in a study file: ``package.module:function``, imported and checked.
+
+A study file names code, as any Python configuration does, but it may only name a plain
+Python function defined in the module it names. Whatever goes wrong while importing or
+checking it is one :class:`ConfigError` line naming the key, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from pipeline.exceptions import ConfigError
+
+
+def import_function(target: str, key: str, expected: str) -> Callable[..., Any]:
+    """Import ``package.module:function`` and return the function.
+
+    Args:
+        key: The study-file key that names it, for the message.
+        expected: What the key accepts, for the message ("a function(config, session)").
+
+    Raises:
+        ConfigError: naming ``key``, in one line.
+    """
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(key, f"unknown {key.split('.')[0]} {target!r}; expected {expected}")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # a module may fail to import in any way: say so in one line
+        raise ConfigError(
+            key, f"cannot import {module_name!r} ({type(exc).__name__}: {exc})"
+        ) from None
+    function = getattr(module, attr, None)
+    if function is None:
+        raise ConfigError(key, f"{module_name!r} has no function {attr!r}")
+    if not inspect.isfunction(function) or function.__module__ != module.__name__:
+        raise ConfigError(
+            key,
+            f"{target} is not a Python function defined in {module_name!r}; expected {expected}",
+        )
+    return function
+
+
+def required_arguments(function: Callable[..., Any]) -> list[str]:
+    """The names of the arguments a call must give ``function``."""
+    return [
+        p.name
+        for p in inspect.signature(function).parameters.values()
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+
+
+def check_arity(function: Callable[..., Any], target: str, key: str, names: list[str]) -> None:
+    """Refuse a function that cannot be called with ``len(names)`` positional arguments.
+
+    Raises:
+        ConfigError: naming ``key`` and the signature it needs.
+    """
+    params = list(inspect.signature(function).parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+    required = required_arguments(function)
+    if len(required) > len(names) or (len(positional) < len(names) and not varargs):
+        wanted = f"{target.partition(':')[2]}({', '.join(names)})"
+        have = ", ".join(p.name for p in params) or "no arguments"
+        raise ConfigError(key, f"{target} must be def {wanted}; it takes {have}")
+
+
+__all__ = ["check_arity", "import_function", "required_arguments"]

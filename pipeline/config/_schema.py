@@ -1,0 +1,345 @@
+"""The study-file schema: typed dataclasses and the checks of their values.
+
+A study file is data. :mod:`pipeline.study_file` reads it; :mod:`pipeline.strict` turns
+it into the frozen dataclasses below, and the checks here refuse impossible values: each
+mistake is a :class:`ConfigError` whose one-line message names the dotted key and what
+was expected. Apart from :mod:`pipeline.strict`, this module imports nothing from the
+package, nor torch or optuna, so anything may import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pipeline.config._objectives import (
+    MEASURED_DIRECTIONS,
+    LimitConfig,
+    ObjectiveConfig,
+    check_objectives,
+)
+from pipeline.config._packing import CPU_PACKING, PackingConfig, check_packing
+from pipeline.config._strict import convert as convert_value
+from pipeline.config._tracking import TrackingConfig
+from pipeline.exceptions import ConfigError
+
+DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
+
+# The metrics the built-in loop reports, and which way is better. A study of any other
+# metric (a trainable's own, a task's custom one) must say its direction.
+KNOWN_DIRECTIONS: dict[str, str] = {
+    "train_loss": "minimize",
+    "val_loss": "minimize",
+    "val_accuracy": "maximize",
+    "val_macro_f1": "maximize",
+    "val_rmse": "minimize",
+    "val_mae": "minimize",
+    "val_r2": "maximize",
+}
+MAX_STUDY_NAME = 512  # Optuna's RDB schema: studies.study_name is VARCHAR(512)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One entry of ``search_space``; see :mod:`pipeline.space` for its meaning."""
+
+    type: Literal["float", "int", "categorical", "pow2", "fixed"]
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    step: int | float | None = None
+    choices: list[Any] | None = None
+    value: Any = None
+    grid: list[Any] | None = None
+    when: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """A registered task name or a ``package.module:function`` that returns a Task."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """An Optuna sampler by name; ``options`` go to its constructor unchanged."""
+
+    name: str = "tpe"
+    seed: int | None = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PrunerConfig:
+    """An Optuna pruner by name, optionally wrapped in ``PatientPruner(patience)``."""
+
+    name: str = "median"
+    options: dict[str, Any] = field(default_factory=dict)
+    patience: int | None = None
+
+
+# --- the study ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything one study needs: what to train, what to search and how to run it."""
+
+    study_name: str
+    search_space: dict[str, ParamSpec]
+    task: TaskConfig | None = None
+    trainable: str | None = None  # package.module:function(config, session)
+    model: str | None = None  # a trainable's package.module:function(config) -> nn.Module
+    test: str | None = None  # a trainable's package.module:function(model, config, device)
+    metric: str = "val_loss"
+    direction: Literal["minimize", "maximize"] | None = None  # None: the metric's own
+    max_epochs: int = 10
+    n_trials: int | None = 20
+    timeout: float | None = None
+    max_total_epochs: int | None = None
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    storage: str = DEFAULT_STORAGE
+    workers: int | None = None
+    device: str = "cpu"
+    cpus_per_trial: int | None = None
+    gpus_per_trial: float = 0.0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    channels_last: bool = False
+    seed: int = 0
+    max_retries: int = 0
+    heartbeat_interval: int | None = 10
+    grace_period: int | None = None
+    storage_retry_seconds: float = 120.0
+    artifacts: str | None = None
+    keep_checkpoints: int = 3
+    enqueue: list[dict[str, Any]] = field(default_factory=list)
+    # Several objectives (metric/direction is the one-objective short form, and after
+    # loading always equals the first objective) and constraints on any metric.
+    objectives: list[ObjectiveConfig] = field(default_factory=list)
+    constraints: dict[str, LimitConfig] = field(default_factory=dict)
+    inference_batch_size: int = 1  # the batch latency_ms is measured on
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    packing: PackingConfig | None = None  # off unless the study file sets it
+    source: str = field(default="<memory>", compare=False)
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the study optimizes more than one objective."""
+        return len(self.objectives) > 1
+
+    @property
+    def directions(self) -> list[Literal["minimize", "maximize"]]:
+        """The direction of every objective, in order."""
+        return [o.direction or "minimize" for o in self.objectives]
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The metric of every objective, in order."""
+        return [o.metric for o in self.objectives]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved study as plain data (stored as provenance, printed by ``validate``).
+        A one-objective study without constraints reads as before they existed."""
+        data = dataclasses.asdict(self)
+        data.pop("source")
+        if not self.multi_objective:
+            data.pop("objectives")
+        data["constraints"] = {
+            name: {k: v for k, v in limit.items() if v is not None}
+            for name, limit in data["constraints"].items()
+        }
+        if not self.constraints:
+            data.pop("constraints")
+        if "latency_ms" not in [*self.metric_names, *self.constraints]:
+            data.pop("inference_batch_size")
+        if not self.tracking.enabled:  # off: the record reads as before tracking existed
+            data.pop("tracking")
+        if self.packing is None:  # likewise
+            data.pop("packing")
+        data["search_space"] = {
+            name: {
+                k: v
+                for k, v in spec.items()
+                if v not in (None, False) or (k == "value" and spec["type"] == "fixed")
+            }
+            for name, spec in data["search_space"].items()
+        }
+        return data
+
+
+def convert(raw: Mapping[str, Any]) -> StudyConfig:
+    """Raw study data (as loaded from YAML) to a :class:`StudyConfig`, checked for types,
+    unknown keys and the values that need no component (ranges, budgets, devices).
+
+    Raises:
+        ConfigError: naming the dotted key, without the file (see :meth:`ConfigError.located`).
+    """
+    raw = dict(raw)
+    if isinstance(raw.get("search_space"), dict):
+        # `name: value` is shorthand for `name: {type: fixed, value: value}`.
+        raw["search_space"] = {
+            name: spec if isinstance(spec, dict) else {"type": "fixed", "value": spec}
+            for name, spec in raw["search_space"].items()
+        }
+    if "objectives" in raw and ("metric" in raw or "direction" in raw):
+        raise ConfigError(
+            "objectives", "replaces metric and direction; remove them (the first objective is both)"
+        )
+    config: StudyConfig = convert_value(StudyConfig, raw, "")
+    check_values(config)
+    if not config.objectives:
+        short = ObjectiveConfig(config.metric, _direction(config.metric, config.direction, ""))
+        return dataclasses.replace(config, direction=short.direction, objectives=[short])
+    objectives = [
+        ObjectiveConfig(o.metric, _direction(o.metric, o.direction, f"objectives[{i}]."))
+        for i, o in enumerate(config.objectives)
+    ]
+    first = objectives[0]
+    return dataclasses.replace(
+        config, metric=first.metric, direction=first.direction, objectives=objectives
+    )
+
+
+def _direction(
+    metric: str, direction: Literal["minimize", "maximize"] | None, prefix: str
+) -> Literal["minimize", "maximize"]:
+    known = KNOWN_DIRECTIONS.get(metric) or MEASURED_DIRECTIONS.get(metric)
+    key = f"{prefix}direction"
+    if direction is None:
+        if known is None:
+            raise ConfigError(
+                key,
+                f"is required: is a higher or a lower {metric} better? "
+                f"Set {key}: minimize or {key}: maximize",
+            )
+        return "maximize" if known == "maximize" else "minimize"
+    if known is not None and direction != known:
+        raise ConfigError(key, f"{metric} is {known}d; use {key}: {known}")
+    return direction
+
+
+# --- checks that need more than types ------------------------------------------------
+
+
+def check_values(config: StudyConfig) -> None:
+    """The checks that need only the values: budgets, counts, seconds, the device.
+    (Checks against the task, sampler, pruner and storage live in ``study_file``.)"""
+    if not config.study_name.strip():
+        raise ConfigError("study_name", "must not be empty")
+    if any(ord(c) < 32 for c in config.study_name):
+        raise ConfigError("study_name", "must not hold control characters (a newline, a NUL...)")
+    if len(config.study_name) > MAX_STUDY_NAME:
+        raise ConfigError(
+            "study_name",
+            f"is {len(config.study_name)} characters long; storages keep at most {MAX_STUDY_NAME}",
+        )
+    if config.max_epochs < 1:
+        raise ConfigError("max_epochs", f"must be at least 1, got {config.max_epochs}")
+    budgets = (config.n_trials, config.timeout, config.max_total_epochs)
+    if all(b is None for b in budgets) and config.sampler.name != "grid":
+        raise ConfigError(
+            "n_trials", "set n_trials, timeout or max_total_epochs, so the study can end"
+        )
+    if config.max_total_epochs is not None and config.max_total_epochs < config.max_epochs:
+        raise ConfigError("max_total_epochs", "must allow at least one trial's max_epochs")
+    if config.n_trials is not None and config.n_trials < 1:
+        raise ConfigError("n_trials", f"must be at least 1, got {config.n_trials}")
+    if config.timeout is not None and config.timeout <= 0:
+        raise ConfigError("timeout", f"must be a positive number of seconds, got {config.timeout}")
+    if config.workers is not None and config.workers < 1:
+        raise ConfigError("workers", f"must be at least 1, got {config.workers}")
+    if config.cpus_per_trial is not None and config.cpus_per_trial < 1:
+        raise ConfigError("cpus_per_trial", f"must be at least 1, got {config.cpus_per_trial}")
+    cores = os.cpu_count() or 1
+    if config.cpus_per_trial is not None and config.cpus_per_trial > cores:
+        raise ConfigError(
+            "cpus_per_trial", f"is {config.cpus_per_trial}, but this machine has {cores} cores"
+        )
+    if config.gpus_per_trial < 0:
+        raise ConfigError("gpus_per_trial", f"must be 0 or more, got {config.gpus_per_trial:g}")
+    if config.gpus_per_trial > 1 and config.gpus_per_trial != int(config.gpus_per_trial):
+        raise ConfigError("gpus_per_trial", "above 1 it must be a whole number of GPUs")
+    for key, seed in (("seed", config.seed), ("sampler.seed", config.sampler.seed)):
+        if seed is not None and not 0 <= seed < 2**32:
+            raise ConfigError(key, f"must be between 0 and 2**32 - 1, got {seed}")
+    if config.max_retries < 0:
+        raise ConfigError("max_retries", f"must be 0 or more, got {config.max_retries}")
+    if config.heartbeat_interval is not None and config.heartbeat_interval < 1:
+        raise ConfigError("heartbeat_interval", "must be at least 1 second, or null to disable")
+    if config.grace_period is not None and config.grace_period < 1:
+        raise ConfigError("grace_period", "must be at least 1 second, or null for the default")
+    if (
+        config.heartbeat_interval is not None
+        and config.grace_period is not None
+        and config.grace_period < 2 * config.heartbeat_interval
+    ):
+        raise ConfigError(
+            "grace_period",
+            f"must be at least twice heartbeat_interval ({2 * config.heartbeat_interval} s), "
+            f"got {config.grace_period}: a live trial would be failed as stale between beats",
+        )
+    if config.keep_checkpoints < 0:
+        raise ConfigError("keep_checkpoints", "must be 0 (no checkpoints) or more")
+    if config.storage_retry_seconds < 0:
+        raise ConfigError("storage_retry_seconds", "must be 0 or more seconds")
+    _check_what_to_train(config)
+    if config.device not in ("auto", "cpu", "cuda") and not _is_cuda_index(config.device):
+        raise ConfigError("device", f"expected auto, cpu, cuda or cuda:N, got {config.device!r}")
+
+
+def _check_what_to_train(config: StudyConfig) -> None:
+    if (config.task is None) == (config.trainable is None):
+        raise ConfigError(
+            "task",
+            "set either task (a data set and model the built-in loop trains) or trainable "
+            "(your own training function), not both"
+            if config.task
+            else "is missing: set task (name: digits, ...) or trainable: package.module:function",
+        )
+    for key in ("model", "test"):
+        if config.trainable is None and getattr(config, key) is not None:
+            raise ConfigError(key, "is for trainables; a task builds and tests its own model")
+    if not config.metric.strip() or not config.metric.isidentifier():
+        raise ConfigError(
+            "metric", f"expected a metric name such as val_loss, got {config.metric!r}"
+        )
+    check_objectives(config.objectives, config.constraints, config.inference_batch_size)
+    check_packing(
+        config.packing,
+        device=config.device,
+        trainable=config.trainable is not None,
+        one_objective=not (config.multi_objective or config.constraints),
+        tracking=config.tracking.enabled,
+    )
+
+
+def _is_cuda_index(device: str) -> bool:
+    prefix, _, index = device.partition(":")
+    return prefix == "cuda" and index.isdigit()
+
+
+__all__ = [
+    "CPU_PACKING",
+    "DEFAULT_STORAGE",
+    "KNOWN_DIRECTIONS",
+    "MEASURED_DIRECTIONS",
+    "ConfigError",
+    "LimitConfig",
+    "ObjectiveConfig",
+    "PackingConfig",
+    "ParamSpec",
+    "PrunerConfig",
+    "SamplerConfig",
+    "StudyConfig",
+    "TaskConfig",
+    "TrackingConfig",
+    "check_packing",
+    "check_values",
+    "convert",
+]

@@ -1,0 +1,27 @@
+"""What a finished study gives: the best trial and the Pareto front as records, the final
+evaluation of the best checkpoint, the winner rebuilt in Python, export to CSV/Parquet,
+and optuna-dashboard with the checkpoints.
+"""
+
+from __future__ import annotations
+
+from pipeline.results._best import best_record, best_with_checkpoint, format_best
+from pipeline.results._dashboard import serve
+from pipeline.results._evaluate import evaluate_best, test_scores
+from pipeline.results._export import export
+from pipeline.results._pareto import format_front, front_result, front_with_checkpoints
+from pipeline.results._winner import load_best
+
+__all__ = [
+    "best_record",
+    "best_with_checkpoint",
+    "evaluate_best",
+    "export",
+    "format_best",
+    "format_front",
+    "front_result",
+    "front_with_checkpoints",
+    "load_best",
+    "serve",
+    "test_scores",
+]

@@ -1,0 +1,100 @@
+"""The best trial of a study, as a record for printing or JSON (``pipeline best``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from pipeline.artifacts import live_checkpoint, open_location, where
+from pipeline.exceptions import NoResult
+from pipeline.trial import Attr, best_trial, last_metrics
+
+
+def label(name: str) -> str:
+    """How a metric's name reads in a summary: ``val_macro_f1`` -> ``validation macro f1``."""
+    return ("validation_" + name[4:] if name.startswith("val_") else name).replace("_", " ")
+
+
+def best_record(study: optuna.Study) -> dict[str, Any] | None:
+    """The best complete trial's number, parameters and metrics; None if none finished.
+
+    ``metrics`` are those of its last epoch, as reported (the study metric first);
+    ``test`` its held-out scores. Both are also given at the top level, by name.
+    """
+    best = best_trial(study)
+    if best is None:
+        return None
+    attrs = best.user_attrs
+    metric = (study.metric_names or ["value"])[0]
+    last = last_metrics(best)
+    metrics = {metric: last.pop(metric, best.value), **last}
+    test = {k: v for k, v in attrs.items() if k.startswith("test_") and isinstance(v, float)}
+    return {
+        "study": study.study_name,
+        "trial": best.number,
+        "metric": metric,
+        "value": best.value,
+        "params": best.params,
+        **metrics,
+        **test,
+        "metrics": metrics,
+        "test": test,
+        "epochs": attrs.get(Attr.EPOCHS),
+        "checkpoint_error": attrs.get(Attr.CHECKPOINT_ERROR),
+    }
+
+
+def best_with_checkpoint(
+    study: optuna.Study, storage_url: str, artifacts: str | None = None
+) -> dict[str, Any]:
+    """:func:`best_record` with where its checkpoint is (``pipeline best``).
+
+    Raises:
+        NoResult: no trial completed yet.
+    """
+    record = best_record(study)
+    best = best_trial(study)
+    if record is None or best is None:
+        raise NoResult(f"study {study.study_name!r} has no {_complete(study)} trial yet")
+    store = open_location(storage_url, artifacts, create=False)
+    artifact_id = live_checkpoint(best, store)
+    record["checkpoint"] = artifact_id
+    record["checkpoint_path"] = where(store, artifact_id) if artifact_id else None
+    return record
+
+
+def _complete(study: optuna.Study) -> str:
+    """``complete``, or ``feasible complete`` where complete trials broke a constraint."""
+    some = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return "feasible complete" if some else "complete"
+
+
+def format_best(record: dict[str, Any]) -> str:
+    """A few lines a person reads at the end of a study."""
+    params = "\n".join(f"    {name}: {value}" for name, value in record["params"].items())
+
+    def num(value: Any) -> str:
+        if value is None:
+            return "n/a"
+        return str(int(value)) if float(value).is_integer() and abs(value) >= 1 else f"{value:.4f}"
+
+    lines = [f"Best trial #{record['trial']} of study {record['study']!r}:", f"  config:\n{params}"]
+    for name, value in {**record["metrics"], **record["test"]}.items():
+        lines.append(f"  {label(name) + ':':21s}{num(value)}")
+    if "test_accuracy" not in record["test"] and "val_accuracy" in record["metrics"]:
+        lines.append(f"  {'test accuracy:':21s}n/a")
+    lines.append(f"  {'epochs trained:':21s}{record['epochs']}")
+    return "\n".join(lines) + _checkpoint_line(record)
+
+
+def _checkpoint_line(record: dict[str, Any]) -> str:
+    if "checkpoint_path" not in record:  # the caller did not look for one
+        return ""
+    if record["checkpoint_path"]:
+        return f"\n  checkpoint:          {record['checkpoint_path']}"
+    error = record.get("checkpoint_error")
+    return "\n  checkpoint:          none" + (f" (not saved: {error})" if error else "")
+
+
+__all__ = ["best_record", "best_with_checkpoint", "format_best"]

@@ -1,0 +1,22 @@
+"""Running a study: ``tune`` (local worker processes, the exit code) and ``worker``, each
+worker's loop, placement on CPU threads and GPUs, the live console table and stop
+signals.
+"""
+
+from __future__ import annotations
+
+from pipeline.runner._launch import join_study, tune
+from pipeline.runner._live import LiveReporter
+from pipeline.runner._placement import Slot, plan
+from pipeline.runner._signals import raise_on_stop_signals
+from pipeline.runner._worker import run_worker
+
+__all__ = [
+    "LiveReporter",
+    "Slot",
+    "join_study",
+    "plan",
+    "raise_on_stop_signals",
+    "run_worker",
+    "tune",
+]

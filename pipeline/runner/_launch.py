@@ -1,0 +1,336 @@
+"""Starting workers: ``pipeline tune`` (N local processes and the live table) and
+``pipeline worker`` (this process joins a study that may run on other machines too).
+
+``tune`` prepares the study, places its workers on CPU threads and GPUs, starts them,
+polls the live reporter until they end, and turns how they ended into an exit code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import multiprocessing as mp
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from multiprocessing.synchronize import Event
+from typing import TextIO
+
+import optuna
+import torch
+
+from pipeline.artifacts import location, store_for
+from pipeline.config import StudyConfig
+from pipeline.exceptions import (
+    EXIT_FAILING,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STORAGE_LOST,
+    EXIT_USAGE,
+    ConfigError,
+    NoResult,
+    StorageLost,
+    exit_code_of,
+)
+from pipeline.packing import check_device
+from pipeline.results import evaluate_best, test_scores
+from pipeline.runner._live import LiveReporter
+from pipeline.runner._placement import Slot, plan, resolve_device, start_method
+from pipeline.runner._signals import StopOnSignal, die_with_parent
+from pipeline.runner._worker import POLL_SECONDS, open_with_retry, run_worker
+from pipeline.storages import (
+    STORAGE_ERRORS,
+    mask_url,
+    release_connections,
+    report_thread_errors,
+)
+from pipeline.study import BRANCH_ATTR, RUNS_ATTR, budget_for, note, set_optuna_logging
+from pipeline.tracking import open_tracking
+from pipeline.trial import release_orphans
+
+
+def worker_slots(config: StudyConfig, remaining: int) -> list[Slot]:
+    """Where this machine's workers run: threads each and, on CUDA, which GPU(s)."""
+    gpu_ids: list[str] = []
+    pinned = None
+    gpus_per_trial = config.gpus_per_trial
+    if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()):
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        gpu_ids = (
+            [v.strip() for v in visible.split(",") if v.strip()]
+            if visible is not None
+            else [str(i) for i in range(torch.cuda.device_count())]
+        )
+        if ":" in config.device:
+            pinned = gpu_ids[int(config.device.split(":")[1])]
+        gpus_per_trial = gpus_per_trial or 1.0
+    placement = {
+        "cores": os.cpu_count() or 1,
+        "cpus_per_trial": config.cpus_per_trial,
+        "gpu_ids": gpu_ids,
+        "gpus_per_trial": gpus_per_trial,
+        "pinned_gpu": pinned,
+    }
+    try:
+        capacity = len(plan(workers=config.workers, **placement))  # type: ignore[arg-type]
+        # No more workers than trials left to run: a worker without a trial would only
+        # race the others for one and record it as skipped.
+        return plan(workers=min(capacity, max(1, remaining)), **placement)  # type: ignore[arg-type]
+    except (ValueError, IndexError) as exc:
+        raise ConfigError("gpus_per_trial", f"cannot place workers: {exc}") from None
+
+
+def tune(
+    config: StudyConfig,
+    quiet: bool = False,
+    out: TextIO = sys.stdout,
+    fresh_process: bool = False,
+    branch_from: str | None = None,
+) -> int:
+    """Run a study with ``config.workers`` local worker processes; return an exit code.
+
+    Args:
+        fresh_process: This process has run no torch computation yet, so workers may be
+            forked from it (see :func:`start_method`).
+        branch_from: Create ``config.study_name`` from this study's valid trials.
+
+    Raises:
+        ConfigError: the study cannot run here (CUDA asked for and missing, GPUs short).
+        StorageLost: the storage stayed unreachable before any worker started.
+    """
+    device = resolve_device(config.device)  # refuse cuda without CUDA once, not per worker
+    check_device(config, device)  # and packing without a GPU
+    study, storage = open_with_retry(config, joining=False, branch_from=branch_from)
+    tracking = open_tracking(
+        config.tracking, config.study_name, config.metric, lambda: note(config), "pipeline"
+    )
+    _say_what_changed(study, branch_from, out)
+    release_orphans(study, config.max_retries, lambda line: print(line, file=out))
+    deadline = time.time() + config.timeout if config.timeout is not None else None
+    budget = budget_for(config, study, deadline)
+    slots = worker_slots(config, budget.remaining(study))
+    reporter = LiveReporter.for_study(study, config, budget.n_trials, quiet=quiet, out=out)
+    reporter.header(len(slots), slots[0].threads)
+    if budget.admit(study) == "stop" and deadline is None:
+        reporter.poll()
+        print("The study's budget is already met; raise --n-trials to run more.", file=out)
+        return reporter.summary()
+
+    method = start_method(config.device, config.storage, fresh_process)
+    if method == "fork":
+        release_connections(storage)
+    ctx = mp.get_context(method)
+    stop = ctx.Event()
+    procs: list[mp.process.BaseProcess] = []
+    try:
+        for slot in slots:
+            procs.append(_start(ctx, config, slot, stop, deadline))
+        if tracking is not None:  # after the fork: MLflow's client starts threads
+            tracking.start_study(study)
+        while any(p.is_alive() for p in procs):
+            # During an outage the workers report and retry; the table resumes after it.
+            with contextlib.suppress(*STORAGE_ERRORS):
+                reporter.poll()
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP (see signals.py)
+        stop.set()
+        print(
+            "\nInterrupted: running trials stop after their current epoch ...", file=out, flush=True
+        )
+        _join(procs)
+        with contextlib.suppress(*STORAGE_ERRORS):
+            reporter.poll()
+        print("Stopped. Run the same command again to resume the study.", file=out, flush=True)
+        return exit_code_of(interrupt)
+    if tracking is not None:
+        tracking.end_study(study)
+    return _finish(study, config, reporter, procs, device, out)
+
+
+def _say_what_changed(study: optuna.Study, branch_from: str | None, out: TextIO) -> None:
+    attrs = study.user_attrs
+    branched = attrs.get(BRANCH_ATTR)
+    if branch_from is not None and branched and branched.get("study") == branch_from:
+        print(
+            f"Branched from study {branch_from!r}: imported {len(branched['trials'])} finished "
+            "trial(s) valid under this file",
+            file=out,
+        )
+    runs = attrs.get(RUNS_ATTR, [])
+    if len(runs) > 1 and runs[-1]["changes"]:
+        print(f"Changed since the last run: {'; '.join(runs[-1]['changes'])}", file=out)
+
+
+def _start(
+    ctx: mp.context.BaseContext,
+    config: StudyConfig,
+    slot: Slot,
+    stop: Event,
+    deadline: float | None,
+) -> mp.process.BaseProcess:
+    """Start one worker process; a spawned one is pinned to its GPU(s) by the
+    environment it inherits at start."""
+    with _visible_gpus(slot.visible_gpus):
+        proc = ctx.Process(  # type: ignore[attr-defined]
+            target=_worker_process,
+            args=(config, slot, stop, deadline, os.getpid()),
+            name=f"worker-{slot.index}",
+        )
+        proc.start()
+    return proc
+
+
+@contextlib.contextmanager
+def _visible_gpus(gpus: str | None) -> Iterator[None]:
+    """``CUDA_VISIBLE_DEVICES`` set to ``gpus`` inside the block (None: unchanged)."""
+    if gpus is None:
+        yield
+        return
+    inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    try:
+        yield
+    finally:
+        if inherited is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = inherited
+
+
+def _worker_process(
+    config: StudyConfig, slot: Slot, stop: Event, deadline: float | None, parent: int
+) -> None:
+    die_with_parent(parent)
+    # Ctrl-C reaches every process of the terminal's group, SIGTERM may too: let the
+    # running epoch end and the trial be recorded instead of dying mid-write.
+    signals = StopOnSignal(stop.set)
+    report_thread_errors(f"worker {slot.index}")
+    set_optuna_logging(logging.ERROR)
+    torch.set_num_threads(slot.threads)
+    if slot.visible_gpus is not None:  # pinned by CUDA_VISIBLE_DEVICES: its GPU is "cuda"
+        config = dataclasses.replace(config, device="cuda")
+    try:
+        ran = run_worker(config, slot.index, deadline, should_stop=stop.is_set)
+    except StorageLost as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_STORAGE_LOST)
+    except ConfigError as exc:
+        print(f"error: {exc.located(config.source)}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USAGE)
+    if signals.signum is not None or stop.is_set():
+        sys.exit(EXIT_INTERRUPTED)  # the parent must not take the budget for met
+    sys.exit(EXIT_FAILING if ran < 0 else EXIT_OK)
+
+
+def _finish(
+    study: optuna.Study,
+    config: StudyConfig,
+    reporter: LiveReporter,
+    procs: Sequence[mp.process.BaseProcess],
+    device: torch.device,
+    out: TextIO,
+) -> int:
+    """The exit code of a run whose workers all ended, after the summary and the final
+    evaluation of the best checkpoint."""
+    stopped = [p for p in procs if p.exitcode == EXIT_INTERRUPTED]
+    if stopped:  # a signal reached the workers only (a process group, or a scheduler)
+        print(
+            f"Interrupted: {len(stopped)} worker(s) were stopped by a signal before the budget "
+            "was met. Run the same command again to resume the study.",
+            file=out,
+            flush=True,
+        )
+        return EXIT_INTERRUPTED
+    failed = [p for p in procs if p.exitcode not in (0, None)]
+    if failed and all(p.exitcode == EXIT_USAGE for p in failed):
+        return EXIT_USAGE  # each said why in one line (labels that do not fit the task...)
+    if any(p.exitcode == EXIT_STORAGE_LOST for p in failed):
+        raise StorageLost(
+            f"the workers lost the storage {mask_url(config.storage)} (see above); "
+            "finished trials are kept: run the same command again once it is back"
+        )
+    reporter.poll()
+    code = reporter.summary()
+    if code == EXIT_OK and config.keep_checkpoints:
+        _final_evaluation(study, config, device, out)
+    if code == EXIT_OK and not reporter.quiet:
+        reporter.next_steps()
+    if failed:
+        names = ", ".join(p.name or "worker" for p in failed)
+        print(f"error: {names} exited with an error (see above)", file=sys.stderr)
+        return 1
+    return code
+
+
+def _final_evaluation(
+    study: optuna.Study, config: StudyConfig, device: torch.device, out: TextIO
+) -> None:
+    """Reload the best trial's checkpoint and score it on the test split, on the study's
+    device: proof that the stored model is the one that was selected."""
+    try:
+        result = evaluate_best(study, store_for(config), device=device)
+    except NoResult as exc:
+        print(f"(no final evaluation: {exc})", file=out)
+        return
+    if "front" in result:  # several objectives: every front member's checkpoint
+        scores = "; ".join(f"#{r['trial']} {test_scores(r)}" for r in result["front"])
+        print(
+            f"Checkpoints of the {len(result['front'])} Pareto-front trials reloaded from "
+            f"{location(config)} on {device}: {scores} "
+            "(stored as the study's final_evaluation)",
+            file=out,
+            flush=True,
+        )
+        return
+    print(
+        f"Checkpoint of trial #{result['trial']} reloaded from "
+        f"{location(config)} on {device}: {test_scores(result)} "
+        "(stored as the study's final_evaluation)",
+        file=out,
+        flush=True,
+    )
+
+
+def _join(procs: Sequence[mp.process.BaseProcess]) -> None:
+    try:
+        for proc in procs:
+            proc.join()
+    except KeyboardInterrupt:  # a second signal: stop now (a worker's second signal exits)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join()
+
+
+def join_study(config: StudyConfig, worker: int, threads: int, timeout: float | None = None) -> int:
+    """``pipeline worker``: run trials in this process until the study's budget is met;
+    return an exit code. SIGINT and SIGTERM end the running epoch, record the trial and
+    re-queue it."""
+    stop = threading.Event()
+    signals = StopOnSignal(stop.set)
+    report_thread_errors(f"worker {worker}")
+    torch.set_num_threads(threads)
+    deadline = time.time() + timeout if timeout is not None else None
+    study, _ = open_with_retry(config, joining=True)
+    tracking = open_tracking(
+        config.tracking, config.study_name, config.metric, lambda: note(config), f"worker {worker}"
+    )
+    if tracking is not None:
+        tracking.start_study(study)
+    release_orphans(study, config.max_retries, lambda line: print(line, file=sys.stderr))
+    ran = run_worker(config, worker, deadline, should_stop=stop.is_set)
+    if stop.is_set():
+        print(f"worker {worker}: interrupted; its running trial was re-queued", file=sys.stderr)
+        return signals.exit_code
+    if ran < 0:
+        return EXIT_FAILING
+    if tracking is not None:
+        tracking.end_study(study)
+    print(f"worker {worker}: the study's budget is met; this worker ran {ran} trial(s)")
+    return EXIT_OK
+
+
+__all__ = ["join_study", "tune", "worker_slots"]

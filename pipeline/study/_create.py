@@ -1,0 +1,196 @@
+"""Creating and resuming a study: its storage, sampler, pruner, provenance and queue.
+
+Grid search enqueues every grid point once, up front; workers then only take queued
+trials, and Optuna hands each queued trial to exactly one worker, so no point repeats.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import random
+import warnings
+
+import optuna
+
+from pipeline.config import StudyConfig
+from pipeline.exceptions import UsageError
+from pipeline.search import grid_points, make_pruner, make_sampler
+from pipeline.storages import mask_url, open_storage
+from pipeline.study._branch import import_trials
+from pipeline.study._drift import DEFINITION_ATTR, check_resume, definition
+from pipeline.study._grid import grid_values_of, new_grid_points
+from pipeline.study._provenance import note, record
+
+GRID_ATTR = "grid_points"  # study user attribute: how many grid points were queued
+GRID_VALUES_ATTR = "grid_values"  # ... and the values per parameter they were made of
+
+
+def set_optuna_logging(level: int = logging.WARNING) -> None:
+    """The one place that sets Optuna's log level: warnings in the command's process,
+    errors only in workers (the live table shows their trials)."""
+    optuna.logging.set_verbosity(level)
+
+
+def storage_for(config: StudyConfig) -> optuna.storages.BaseStorage:
+    """The study's storage with its heartbeat and stale-trial retry settings."""
+    return open_storage(
+        config.storage,
+        heartbeat_interval=config.heartbeat_interval,
+        grace_period=config.grace_period,
+        stale_retries=max(1, config.max_retries),
+    )
+
+
+def load_study(
+    config: StudyConfig, storage: optuna.storages.BaseStorage, worker: int = 0
+) -> optuna.Study:
+    """Create or load the study with this worker's sampler and the study's pruner.
+
+    The sampler is seeded from the study's seed, the worker and how many trials the
+    study already holds, so that a resumed study draws new configurations.
+    """
+    study = optuna.create_study(
+        study_name=config.study_name,
+        storage=storage,
+        pruner=make_pruner(config.pruner, config.max_epochs),
+        directions=config.directions,
+        load_if_exists=True,
+    )
+    progress = len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(config.sampler, config.search_space, worker, progress)
+    return study
+
+
+def prepare_study(
+    config: StudyConfig,
+    storage: optuna.storages.BaseStorage,
+    joining: bool = False,
+    branch_from: str | None = None,
+) -> optuna.Study:
+    """Create or resume the study, check that the file still means what the study's
+    trials mean, record provenance, queue the study's ``enqueue`` configurations and, for
+    grid search, the grid.
+
+    Args:
+        joining: A worker joining a study that may already run elsewhere: it records
+            provenance and queues the grid only if it is the one that creates the study
+            (creation is atomic in every storage, so exactly one worker does).
+        branch_from: A new study imports the valid finished trials of this one.
+
+    Raises:
+        ConfigError: the file changes what the trials of the stored study mean.
+    """
+    try:
+        study = optuna.create_study(
+            study_name=config.study_name,
+            storage=storage,
+            sampler=make_sampler(config.sampler, config.search_space),
+            pruner=make_pruner(config.pruner, config.max_epochs),
+            directions=config.directions,
+        )
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = load_study(config, storage)
+        created = False
+    if not created:
+        check_resume(study, definition(config))
+        if joining:
+            return study
+    else:
+        with warnings.catch_warnings():  # experimental since 3.2; used on purpose
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(config.metric_names)  # else the dashboard says "Objective 0"
+        study.set_user_attr(DEFINITION_ATTR, definition(config))
+        _write_note(study, config)
+        if branch_from is not None:
+            _branch(study, storage, branch_from, config)
+        for point in config.enqueue:  # configurations to run first, queued once
+            study.enqueue_trial(point)
+    record(study, config)
+    if config.sampler.name == "grid":
+        _queue_grid(study, config)
+    return study
+
+
+def _write_note(study: optuna.Study, config: StudyConfig) -> None:
+    """The study's description as its note in optuna-dashboard."""
+    import optuna_dashboard  # imported here: only the process that creates a study needs it
+
+    optuna_dashboard.save_note(study, note(config))
+
+
+def _branch(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, parent: str, config: StudyConfig
+) -> None:
+    try:
+        source = optuna.load_study(study_name=parent, storage=storage)
+    except KeyError:
+        raise UsageError(f"--branch: there is no study {parent!r} to branch from") from None
+    import_trials(source, study, definition(config), config.search_space)
+
+
+def _queue_grid(study: optuna.Study, config: StudyConfig) -> None:
+    """Queue the grid once; later, queue only the points that added grid values make."""
+    if GRID_ATTR not in study.user_attrs:
+        points = grid_points(config.search_space)
+        if config.n_trials is not None and config.n_trials < len(points):
+            points = random.Random(config.sampler.seed).sample(points, config.n_trials)
+        total = len(points)
+    else:
+        stored = study.user_attrs.get(GRID_VALUES_ATTR, grid_values_of(config.search_space))
+        points = new_grid_points(stored, config.search_space)
+        total = int(study.user_attrs[GRID_ATTR]) + len(points)
+    for point in points:
+        study.enqueue_trial(point)
+    study.set_user_attr(GRID_ATTR, total)
+    study.set_user_attr(GRID_VALUES_ATTR, grid_values_of(config.search_space))
+
+
+def open_existing(storage_url: str, name: str, study_file: str | None = None) -> optuna.Study:
+    """A study that must already exist (for ``best``, ``export``, ``report``...).
+
+    Args:
+        study_file: The study file the name and storage came from, if any: the messages
+            name it rather than the flags.
+
+    Raises:
+        UsageError: the storage holds no study (the message says how to create one), or
+            none of that name (it names the closest and lists those that are).
+    """
+    try:
+        storage = open_storage(storage_url, readers_only=True, must_exist=True)
+    except UsageError as exc:
+        raise UsageError(f"{exc}; {create_hint(study_file)}") from None
+    names = [
+        s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    ]
+    if name not in names:
+        where = f"{study_file}: study_name" if study_file else "--study-name"
+        if not names:
+            raise UsageError(
+                f"{where}: {mask_url(storage_url)} holds no study yet; {create_hint(study_file)}"
+            )
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UsageError(
+            f"{where}: no study {name!r} in {mask_url(storage_url)}; "
+            f"{hint}studies there: {', '.join(names)}"
+        )
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def create_hint(study_file: str | None = None) -> str:
+    """How a user puts a study into a storage: the hint where a command found none."""
+    return f"`make tune STUDY={study_file or 'studies/<file>.yaml'}` creates one"
+
+
+__all__ = [
+    "GRID_ATTR",
+    "create_hint",
+    "load_study",
+    "open_existing",
+    "prepare_study",
+    "set_optuna_logging",
+    "storage_for",
+]

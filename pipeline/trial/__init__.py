@@ -1,0 +1,69 @@
+"""The vocabulary every reader of trials shares: stored attribute names, outcomes, the
+best trial, state counts, retries and re-queues, which worker owns a trial, and the
+Pareto front of several objectives.
+"""
+
+from __future__ import annotations
+
+from pipeline.trial._liveness import process_identity, release_orphans
+from pipeline.trial._objectives import (
+    Limits,
+    front,
+    hypervolume,
+    is_multi_objective,
+    limits_of,
+    metric_names,
+    minimized,
+    reference_point,
+    study_front,
+)
+from pipeline.trial._trials import (
+    FINISHED,
+    IN_FLIGHT,
+    Attr,
+    Outcome,
+    best_trial,
+    frozen,
+    is_enqueued,
+    is_feasible,
+    last_metrics,
+    original_number,
+    outcome_of,
+    rank,
+    reason_of,
+    requeue,
+    retry_history,
+    state_counts,
+    test_score_name,
+)
+
+__all__ = [
+    "FINISHED",
+    "IN_FLIGHT",
+    "Attr",
+    "Limits",
+    "Outcome",
+    "best_trial",
+    "front",
+    "frozen",
+    "hypervolume",
+    "is_enqueued",
+    "is_feasible",
+    "is_multi_objective",
+    "last_metrics",
+    "limits_of",
+    "metric_names",
+    "minimized",
+    "original_number",
+    "outcome_of",
+    "process_identity",
+    "rank",
+    "reason_of",
+    "reference_point",
+    "release_orphans",
+    "requeue",
+    "retry_history",
+    "state_counts",
+    "study_front",
+    "test_score_name",
+]

@@ -1,0 +1,91 @@
+"""No trial stays RUNNING forever: trials whose worker process is gone are released.
+
+Optuna's heartbeat finds dead trials only on RDB storages, only when a heartbeat is set,
+and only for trials that wrote a first heartbeat. Every trial here also records which
+process runs it (host, pid and the pid's start time, so a reused pid is not mistaken for
+the worker). A RUNNING trial whose process on this host no longer exists is failed and
+re-queued with its parameters, on any storage; a worker checks whenever it waits for
+room in the budget, and ``tune`` when it starts.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from pipeline.trial._trials import Attr, requeue, retry_history
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (Linux); [] elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # The command name (field 2) may hold spaces; the fields after it do not.
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _start_time(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot; None where unknown."""
+    fields = _stat(pid)
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def process_identity() -> dict[str, Any]:
+    """This process, as stored on the trials it runs."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "started": _start_time(pid)}
+
+
+def is_gone(identity: Any) -> bool:
+    """Whether the process ``identity`` names has ended. Only a process on this host
+    can be checked; any other counts as alive."""
+    if not isinstance(identity, dict) or identity.get("host") != socket.gethostname():
+        return False
+    pid = identity.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    fields = _stat(pid)
+    if fields and fields[0] in ("Z", "X"):  # dead, not yet reaped by its parent
+        return True
+    started = identity.get("started")
+    return started is not None and _start_time(pid) != started  # the pid was reused
+
+
+def release_orphans(
+    study: optuna.Study, max_retries: int, say: Callable[[str], None] = lambda _: None
+) -> list[int]:
+    """Fail every RUNNING trial whose worker on this host is gone and re-queue it (up
+    to ``max_retries`` re-runs, at least one); return the numbers released."""
+    released = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not is_gone(trial.user_attrs.get(Attr.WORKER_PROCESS)):
+            continue
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker released it first
+        released.append(trial.number)
+        retry = len(retry_history(trial)) < max(1, max_retries)
+        say(
+            f"trial {trial.number} was left running by a worker that is gone"
+            + ("; re-queued" if retry else "; retries used up")
+        )
+        if retry:
+            requeue(study, trial)
+    return released
+
+
+__all__ = ["is_gone", "process_identity", "release_orphans"]
