@@ -13,7 +13,6 @@ from pipeline.artifacts._checkpoints import (
     load_checkpoint,
     location,
     open_location,
-    store_for,
     where,
 )
 from pipeline.artifacts._s3 import check_s3_url, is_s3
@@ -29,6 +28,5 @@ __all__ = [
     "load_checkpoint",
     "location",
     "open_location",
-    "store_for",
     "where",
 ]

@@ -26,7 +26,6 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.artifacts._s3 import S3Store, is_s3
-from pipeline.config import StudyConfig
 from pipeline.storages import scheme_of
 from pipeline.trial import Attr, front, is_feasible, rank, retry_history
 
@@ -41,12 +40,12 @@ class ArtifactStore(Protocol):
     def remove(self, artifact_id: str) -> None: ...
 
 
-def location(config: StudyConfig) -> str:
-    """Where a study file's checkpoints are: its ``artifacts`` (a directory or an
-    ``s3://`` URL), else the default directory for its storage."""
-    if is_s3(config.artifacts):
-        return str(config.artifacts)
-    return str(artifact_dir_for(config.storage, config.artifacts))
+def location(storage: str, artifacts: str | None) -> str:
+    """Where a study's checkpoints are: its ``artifacts`` (a directory or an ``s3://``
+    URL), else the default directory for its ``storage``."""
+    if is_s3(artifacts):
+        return str(artifacts)
+    return str(artifact_dir_for(storage, artifacts))
 
 
 def artifact_dir_for(storage: str, artifacts: str | None = None) -> Path:
@@ -89,11 +88,6 @@ def open_location(storage: str, artifacts: str | None, create: bool = True) -> A
     if artifacts and is_s3(artifacts):
         return S3Store(artifacts)
     return open_store(artifact_dir_for(storage, artifacts), create=create)
-
-
-def store_for(config: StudyConfig) -> ArtifactStore:
-    """The artifact store of a study file's checkpoints."""
-    return open_location(config.storage, config.artifacts)
 
 
 def where(store: ArtifactStore, artifact_id: str) -> str:
@@ -171,6 +165,5 @@ __all__ = [
     "location",
     "open_location",
     "open_store",
-    "store_for",
     "where",
 ]

@@ -136,7 +136,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     config = _load(args, storage=args.storage)
     budget = CompareBudget.parse(args.budget)
     samplers, pruners = parse_names(args.samplers, args.pruners)
-    check_names(config, samplers, pruners)
+    check_names(config.objectives, samplers, pruners)
     if not args.report_only:
         code = run_comparison(config, samplers, pruners, args.seeds, budget, quiet=not args.verbose)
         if code:

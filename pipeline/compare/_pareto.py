@@ -16,7 +16,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.config import PrunerConfig, SamplerConfig, StudyConfig
+from pipeline.config import ObjectiveConfig, PrunerConfig, SamplerConfig
 from pipeline.exceptions import ConfigError, UsageError
 from pipeline.search import check_pruner_objectives, check_sampler_objectives
 from pipeline.trial import front, hypervolume, is_feasible, minimized
@@ -25,14 +25,16 @@ HV_REFERENCE = 1.1  # in scaled objectives: the worst value seen is 1, the best 
 Scale = tuple[list[float], list[float]]  # the best and the worst value, minimize form
 
 
-def check_names(config: StudyConfig, samplers: Sequence[str], pruners: Sequence[str]) -> None:
+def check_names(
+    objectives: Sequence[ObjectiveConfig], samplers: Sequence[str], pruners: Sequence[str]
+) -> None:
     """Refuse a sampler or pruner that cannot run the study's objectives, in one line."""
 
     try:
         for sampler in samplers:
-            check_sampler_objectives(SamplerConfig(sampler), len(config.objectives))
+            check_sampler_objectives(SamplerConfig(sampler), len(objectives))
         for pruner in pruners:
-            check_pruner_objectives(PrunerConfig(pruner), config.objectives)
+            check_pruner_objectives(PrunerConfig(pruner), objectives)
     except ConfigError as exc:
         flag = "--samplers" if exc.key.startswith("sampler") else "--pruners"
         raise UsageError(f"{flag}: {exc.message}") from None

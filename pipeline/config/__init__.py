@@ -6,7 +6,7 @@ the package but :mod:`pipeline.exceptions`, nor torch or optuna.
 from __future__ import annotations
 
 from pipeline.config._objectives import MEASURED_DIRECTIONS, LimitConfig, ObjectiveConfig
-from pipeline.config._packing import CPU_PACKING
+from pipeline.config._packing import CPU_PACKING, PackingConfig
 from pipeline.config._plugins import check_arity, import_function, required_arguments
 from pipeline.config._schema import (
     DEFAULT_STORAGE,
@@ -27,6 +27,7 @@ __all__ = [
     "MEASURED_DIRECTIONS",
     "LimitConfig",
     "ObjectiveConfig",
+    "PackingConfig",
     "ParamSpec",
     "PrunerConfig",
     "SamplerConfig",

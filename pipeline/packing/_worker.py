@@ -28,7 +28,7 @@ import torch
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from pipeline.config import CPU_PACKING, StudyConfig
+from pipeline.config import CPU_PACKING, PackingConfig
 from pipeline.exceptions import ConfigError
 from pipeline.packing._pack import Pack, family
 from pipeline.search import suggest
@@ -115,7 +115,7 @@ class Packer:
     """Runs one round of packed trials per call (see the module's description).
 
     Args:
-        config: The study file; ``packing`` must be set.
+        packing: The study file's ``packing``.
         trainable: The built-in loop over the task, with its data on ``device``.
         objective: Opens each trial's session and completes it, as for unpacked trials.
         policy: Called after every trial ends, as ``optimize`` calls its callbacks.
@@ -124,14 +124,13 @@ class Packer:
 
     def __init__(
         self,
-        config: StudyConfig,
+        packing: PackingConfig,
         trainable: TaskTrainable,
         objective: Objective,
         policy: Callback,
         storage: BaseStorage,
     ) -> None:
-        assert config.packing is not None
-        self.max_members = config.packing.max_members
+        self.max_members = packing.max_members
         self.trainable = trainable
         self.objective = objective
         self.policy = policy
@@ -298,19 +297,19 @@ class Packer:
         self.policy(study, frozen(trial))
 
 
-def check_device(config: StudyConfig, device: torch.device) -> None:
+def check_device(packing: PackingConfig | None, device: torch.device) -> None:
     """Refuse packing on the CPU (``device: auto`` on a machine without a GPU, say)
     unless ``packing.on_cpu`` allows it.
 
     Raises:
         ConfigError: naming ``packing``, in one line.
     """
-    if config.packing is not None and device.type == "cpu" and not config.packing.on_cpu:
+    if packing is not None and device.type == "cpu" and not packing.on_cpu:
         raise ConfigError("packing", CPU_PACKING)
 
 
 def packer_for(
-    config: StudyConfig,
+    packing: PackingConfig | None,
     trainable: object,
     objective: Objective,
     policy: Callback,
@@ -321,11 +320,11 @@ def packer_for(
     Raises:
         ConfigError: packing on a CPU without ``packing.on_cpu``.
     """
-    if config.packing is None:
+    if packing is None:
         return None
-    check_device(config, objective.device)
+    check_device(packing, objective.device)
     assert isinstance(trainable, TaskTrainable)  # the schema refuses packing a trainable
-    return Packer(config, trainable, objective, policy, storage)
+    return Packer(packing, trainable, objective, policy, storage)
 
 
 __all__ = ["Heartbeat", "Member", "Packer", "check_device", "packer_for"]

@@ -22,7 +22,7 @@ from typing import TextIO
 import optuna
 import torch
 
-from pipeline.artifacts import location, store_for
+from pipeline.artifacts import location, open_location
 from pipeline.config import StudyConfig
 from pipeline.exceptions import (
     EXIT_FAILING,
@@ -102,7 +102,7 @@ def tune(
         StorageLost: the storage stayed unreachable before any worker started.
     """
     device = resolve_device(config.device)  # refuse cuda without CUDA once, not per worker
-    check_device(config, device)  # and packing without a GPU
+    check_device(config.packing, device)  # and packing without a GPU
     study, storage = open_with_retry(config, joining=False, branch_from=branch_from)
     tracking = open_tracking(
         config.tracking, config.study_name, config.metric, lambda: note(config), "pipeline"
@@ -271,7 +271,9 @@ def _final_evaluation(
     """Reload the best trial's checkpoint and score it on the test split, on the study's
     device: proof that the stored model is the one that was selected."""
     try:
-        result = evaluate_best(study, store_for(config), device=device)
+        result = evaluate_best(
+            study, open_location(config.storage, config.artifacts), device=device
+        )
     except NoResult as exc:
         print(f"(no final evaluation: {exc})", file=out)
         return
@@ -279,7 +281,7 @@ def _final_evaluation(
         scores = "; ".join(f"#{r['trial']} {test_scores(r)}" for r in result["front"])
         print(
             f"Checkpoints of the {len(result['front'])} Pareto-front trials reloaded from "
-            f"{location(config)} on {device}: {scores} "
+            f"{location(config.storage, config.artifacts)} on {device}: {scores} "
             "(stored as the study's final_evaluation)",
             file=out,
             flush=True,
@@ -287,7 +289,7 @@ def _final_evaluation(
         return
     print(
         f"Checkpoint of trial #{result['trial']} reloaded from "
-        f"{location(config)} on {device}: {test_scores(result)} "
+        f"{location(config.storage, config.artifacts)} on {device}: {test_scores(result)} "
         "(stored as the study's final_evaluation)",
         file=out,
         flush=True,

@@ -19,7 +19,7 @@ import torch
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.artifacts import ArtifactStore, drop_working, keep_top, store_for
+from pipeline.artifacts import ArtifactStore, drop_working, keep_top, open_location
 from pipeline.config import StudyConfig
 from pipeline.packing import Packer, packer_for
 from pipeline.runner._placement import resolve_device
@@ -134,7 +134,7 @@ def run_worker(
         except STORAGE_ERRORS as exc:
             outage.failed(exc)
     outage.ok()
-    store = store_for(config) if config.keep_checkpoints else None
+    store = open_location(config.storage, config.artifacts) if config.keep_checkpoints else None
     objective = Objective(
         TrialPlan.of(config, load_user_function(config, "model") if config.task is None else None),
         trainable,
@@ -153,7 +153,7 @@ def run_worker(
         ),
     )
     policy = FailurePolicy(worker, config.max_retries, config.keep_checkpoints, store, log)
-    packer = packer_for(config, trainable, objective, policy, storage)
+    packer = packer_for(config.packing, trainable, objective, policy, storage)
     ran = 0
     while not should_stop():
         step = _step(study, budget, objective, policy, outage, packer)

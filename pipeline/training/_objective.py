@@ -69,7 +69,7 @@ class TrialPlan:
             config.max_epochs,
             config.seed,
             tuple(config.metric_names) if config.multi_objective else (),
-            limits_of(config),
+            limits_of(config.constraints),
             model if needs_params else None,
         )
 

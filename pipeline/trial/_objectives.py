@@ -20,7 +20,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.config import LimitConfig, StudyConfig
+from pipeline.config import LimitConfig
 from pipeline.trial._trials import is_feasible
 
 UNKNOWN_VIOLATION = 1.0  # a constrained metric the trial never reached counts as violated
@@ -70,9 +70,9 @@ class Limits:
         return out
 
 
-def limits_of(config: StudyConfig) -> Limits | None:
-    """The study's :class:`Limits`, None without constraints."""
-    return Limits.of(config.constraints) if config.constraints else None
+def limits_of(constraints: Mapping[str, LimitConfig]) -> Limits | None:
+    """The study's :class:`Limits` from its ``constraints``, None without any."""
+    return Limits.of(constraints) if constraints else None
 
 
 def is_multi_objective(study: optuna.Study) -> bool:
