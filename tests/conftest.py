@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -62,7 +65,10 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m pipeline ARGS`` as a user would, with tests/ importable for the
     tests' own task plug-ins."""
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
+    }
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
         cwd=cwd or REPO,
@@ -72,6 +78,29 @@ def run_cli(
         timeout=timeout,
         **kwargs,
     )
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``pipeline ARGS`` in this process, through ``pipeline.cli.main`` as the console
+    script does: the exit code, stdout and stderr, without an interpreter's start.
+
+    For commands that start no worker: a ``tune`` here must fail before its workers
+    start (a fork after this process ran torch would hang), else use :func:`run_cli`.
+    """
+    from pipeline.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    handlers = {
+        signum: signal.getsignal(signum)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:  # main makes stop signals raise; the test run keeps its own handlers
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    return subprocess.CompletedProcess(["pipeline", *args], code, out.getvalue(), err.getvalue())
 
 
 def free_port() -> int:

@@ -425,6 +425,7 @@ def test_a_busy_port_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert code == 2 and len(err.strip().splitlines()) == 1 and "another --port" in err
 
 
+@pytest.mark.slow
 def test_a_dashboard_over_a_storage_without_studies_says_how_to_make_one(tmp_path: Path) -> None:
     import http.client
     import subprocess

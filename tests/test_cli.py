@@ -16,7 +16,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from conftest import REPO, free_port, run_cli
+from conftest import REPO, cli, free_port, run_cli
 
 from pipeline.runner import LiveReporter
 from pipeline.trial import Attr
@@ -54,19 +54,19 @@ def test_tune_shows_progress_and_the_best_trial_then_best_reads_it_back(
     assert done.returncode == 0 and (tmp_path / f"reports/{name}.csv").is_file(), done.stderr
 
     url = f"sqlite:///{tmp_path}/optuna.db"
-    best = run_cli("best", "--storage", url, "--study", name, "--json")
+    best = cli("best", "--storage", url, "--study", name, "--json")
     assert best.returncode == 0, best.stderr
     record = json.loads(best.stdout)
     assert set(record["params"]) == {"lr", "batch_size"}
     assert 0 <= record["test_accuracy"] <= 1 and record["epochs"] == 2
 
-    missing = run_cli("best", "--storage", url, "--study", "nope")
+    missing = cli("best", "--storage", url, "--study", "nope")
     assert missing.returncode == 2 and f"studies there: {name}" in missing.stderr
 
     # The study file is enough: its name and storage (not runs/optuna.db); --storage wins.
-    by_file = run_cli("best", "--study-file", str(path), "--json")
+    by_file = cli("best", "--study-file", str(path), "--json")
     assert by_file.returncode == 0 and json.loads(by_file.stdout) == record, by_file.stderr
-    other = run_cli("best", "--study-file", str(path), "--storage", f"sqlite:///{tmp_path}/o.db")
+    other = cli("best", "--study-file", str(path), "--storage", f"sqlite:///{tmp_path}/o.db")
     assert other.returncode == 2 and f"there is no {tmp_path}/o.db" in other.stderr
     for variables in ([f"STUDY={path}"], [f"NAME={name}", f"STORAGE={url}"]):
         shown = make("best", *variables)
@@ -150,6 +150,7 @@ def test_dashboard_shows_the_study_with_curves_metrics_and_checkpoints(
     assert "127.0.0.1" in (tmp_path / "dashboard.log").read_text()
 
 
+@pytest.mark.slow
 def test_module_and_console_script_share_the_parser() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True
@@ -310,4 +311,4 @@ def test_worker_takes_cpus_per_trial_as_the_study_file_says_it(flag: str) -> Non
     from pipeline.cli._arguments import parse_args
 
     assert parse_args(["worker", "studies/default.yaml", flag, "3"]).threads == 3
-    assert "--cpus-per-trial N" in run_cli("worker", "--help").stdout
+    assert "--cpus-per-trial N" in cli("worker", "--help").stdout

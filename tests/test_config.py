@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import minimal_study, run_cli
+from conftest import cli, minimal_study
 
 from pipeline.exceptions import ConfigError
 from pipeline.study import load_study_file
@@ -373,23 +373,23 @@ def test_unreadable_files(tmp_path: Path, text: str, message: str) -> None:
 
 def test_cli_reports_one_line_and_exit_code_2(write_study: Callable[..., Path]) -> None:
     path = write_study(sampler={"name": "tpee"})
-    result = run_cli("validate", str(path))
+    result = cli("validate", str(path))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: {path}: sampler.name: unknown sampler 'tpee'; expected one of grid, random, tpe, gp, cmaes, qmc, nsga2, nsga3"
     ]
-    result = run_cli("tune", str(path))
+    result = cli("tune", str(path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
 def test_cli_flag_values_are_validated_too(write_study: Callable[..., Path]) -> None:
-    result = run_cli("tune", str(write_study()), "--n-trials", "0")
+    result = cli("tune", str(write_study()), "--n-trials", "0")
     assert result.returncode == 2
     assert "n_trials: must be at least 1, got 0" in result.stderr
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
-    result = run_cli("validate", str(tmp_path / "nope.yaml"))
+    result = cli("validate", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
     assert "cannot read the study file" in result.stderr
 
@@ -399,6 +399,6 @@ def test_cuda_without_a_gpu_is_refused_before_workers_start(write_study) -> None
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    result = run_cli("tune", str(write_study(device="cuda")))
+    result = cli("tune", str(write_study(device="cuda")))
     assert result.returncode == 2
     assert "device: 'cuda' was asked for but CUDA is not available" in result.stderr

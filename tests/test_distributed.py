@@ -26,7 +26,7 @@ import optuna
 import pytest
 import sqlalchemy
 import yaml
-from conftest import POSTGRES_URL, REPO, TESTS, free_port, minimal_study, run_cli
+from conftest import POSTGRES_URL, REPO, TESTS, cli, free_port, minimal_study, run_cli
 from optuna.trial import TrialState
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -241,14 +241,14 @@ def test_passwords_never_reach_output_or_stored_attributes(
     stored = optuna.load_study(study_name=study["study_name"], storage=postgres_db)
     attrs = repr(stored.user_attrs) + repr([t.user_attrs for t in stored.trials])
     assert secret not in attrs and quoted not in attrs
-    validated = run_cli("validate", str(tmp_path / "s.yaml")).stdout
+    validated = cli("validate", str(tmp_path / "s.yaml")).stdout
     assert secret not in validated and quoted not in validated
     out = tmp_path / "out"
     for command in (
         ["export", "--out", str(out / "t.csv"), "--curves"],
         ["report", "--out", str(out)],
     ):
-        done = run_cli(command[0], "--storage", url, "--study", study["study_name"], *command[1:])
+        done = cli(command[0], "--storage", url, "--study", study["study_name"], *command[1:])
         assert done.returncode == 0, done.stderr
         assert secret not in done.stdout + done.stderr and quoted not in done.stdout + done.stderr
     for path in out.rglob("*"):
@@ -256,6 +256,7 @@ def test_passwords_never_reach_output_or_stored_attributes(
         assert secret not in text and quoted not in text, path
 
 
+@pytest.mark.slow
 def test_a_storage_url_from_the_environment_never_shows_in_ps(
     tmp_path: Path, postgres_db: str
 ) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from conftest import run_cli
+from conftest import cli, run_cli
 from optuna.trial import TrialState
 
 from pipeline.runner import run_worker
@@ -52,7 +52,7 @@ def test_a_resume_that_changes_what_trials_mean_is_refused_with_the_diff(
     path = write_study(n_trials=2, max_epochs=1)
     _run(path)
     _set(path, **changes)
-    result = run_cli("tune", str(path))
+    result = cli("tune", str(path))
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {path}: ") and shown in line and "--branch" in line

@@ -17,7 +17,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from conftest import _storage_url, minimal_study, run_cli
+from conftest import _storage_url, cli, minimal_study, run_cli
 from optuna.trial import TrialState
 
 from pipeline.cli import main
@@ -435,7 +435,7 @@ def _tune(path: Path, *more: str) -> str:
 
 
 def _best(path: Path) -> dict[str, Any]:
-    result = run_cli("best", "--study-file", str(path), "--json")
+    result = cli("best", "--study-file", str(path), "--json")
     assert result.returncode == 0, result.stderr
     return dict(json.loads(result.stdout))
 
@@ -497,17 +497,17 @@ def test_evaluate_export_and_report_of_a_front(tmp_path: Path) -> None:
     _tune(path)
     study = optuna.load_study(study_name=data["study_name"], storage=data["storage"])
     members = [t.number for t in study_front(study)]
-    result = run_cli("evaluate", "--study-file", str(path))
+    result = cli("evaluate", "--study-file", str(path))
     assert result.returncode == 0, result.stderr
     evaluation = json.loads(result.stdout)
     assert [r["trial"] for r in evaluation["front"]] == members
     assert all(0 <= r["test_accuracy"] <= 1 for r in evaluation["front"])
     table = tmp_path / "trials.csv"
-    assert run_cli("export", "--study-file", str(path), "--out", str(table)).returncode == 0
+    assert cli("export", "--study-file", str(path), "--out", str(table)).returncode == 0
     header = table.read_text().splitlines()[0].split(",")
     assert header[header.index("val_accuracy") + 1] == "params"  # one column per objective
     report = tmp_path / "report"
-    assert run_cli("report", "--study-file", str(path), "--out", str(report)).returncode == 0
+    assert cli("report", "--study-file", str(path), "--out", str(report)).returncode == 0
     assert (report / "pareto.png").is_file() and (report / "hypervolume.png").is_file()
     html = (report / "index.html").read_text()
     assert "Pareto front: val_accuracy against params" in html

@@ -163,7 +163,8 @@ def test_a_group_too_large_for_memory_is_cut_into_packs_that_fit() -> None:
     trainable = TaskTrainable(task, task.load(task.resolve_options({})), {})
     objective = Objective(TrialPlan.of(config), trainable, torch.device("cpu"))
     storage = optuna.storages.InMemoryStorage()
-    packer = Packer(config, trainable, objective, lambda study, trial: None, storage)
+    assert config.packing is not None
+    packer = Packer(config.packing, trainable, objective, lambda study, trial: None, storage)
     free = available_memory(torch.device("cpu"))
     assert free is not None
     # digits' fc layers hold about 97 x l1 weights; 4 copies each (weights, gradients,
@@ -264,6 +265,7 @@ def test_ctrl_c_interrupts_every_member_and_requeues_each(tmp_path: Path) -> Non
     assert sorted(t.params["l1"] for t in waiting) == sorted(t.params["l1"] for t in stopped)
 
 
+@pytest.mark.slow
 def test_the_heartbeat_keeps_running_members_alive_and_stops_with_them(tmp_path: Path) -> None:
     with pytest.warns(optuna.exceptions.ExperimentalWarning):
         storage = optuna.storages.RDBStorage(

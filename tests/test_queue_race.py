@@ -47,6 +47,7 @@ def _pop_queued(url: str, names: list[str], barrier: Barrier, out: mp.Queue) -> 
         out.put((study.study_name, taken, errors))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "journal", "postgresql"])
 def test_each_queued_trial_runs_once_when_workers_start_together(
     backend: str, tmp_path: Path

@@ -398,6 +398,7 @@ def test_split_refuses_mismatched_or_mixed_data() -> None:
     )
 
 
+@pytest.mark.slow
 def test_float_labels_in_a_classification_task_are_refused_before_any_trial(
     tmp_path: Path,
 ) -> None:

@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 from browser import page_width, render
-from conftest import REPO, run_cli
+from conftest import REPO, cli, run_cli
 from optuna.trial import TrialState
 
 from pipeline.artifacts import live_checkpoint, load_checkpoint
@@ -107,9 +107,9 @@ def test_checkpoints_are_artifacts_of_the_top_k_trials_and_reload(
 @pytest.mark.slow
 def test_best_json_and_evaluate_with_retraining(finished_study: tuple[str, str, Path]) -> None:
     url, name, _ = finished_study
-    best = json.loads(run_cli("best", "--storage", url, "--study", name, "--json").stdout)
+    best = json.loads(cli("best", "--storage", url, "--study", name, "--json").stdout)
     assert best["checkpoint"] and Path(best["checkpoint_path"]).is_file()
-    result = run_cli("evaluate", "--storage", url, "--study", name, "--retrain-seeds", "2")
+    result = cli("evaluate", "--storage", url, "--study", name, "--retrain-seeds", "2")
     assert result.returncode == 0, result.stderr
     evaluation = json.loads(result.stdout)
     assert evaluation["checkpoint"] == best["checkpoint"]
@@ -125,7 +125,7 @@ def test_export_round_trips_through_pandas(
 ) -> None:
     url, name, _ = finished_study
     out = tmp_path / f"results{suffix}"
-    result = run_cli("export", "--storage", url, "--study", name, "--out", str(out), "--curves")
+    result = cli("export", "--storage", url, "--study", name, "--out", str(out), "--curves")
     assert result.returncode == 0, result.stderr
     read = pd.read_csv if suffix == ".csv" else pd.read_parquet
     table = read(out)
@@ -174,7 +174,7 @@ def test_export_round_trips_through_pandas(
 
 def _report(finished_study: tuple[str, str, Path], out: Path) -> Path:
     url, name, _ = finished_study
-    result = run_cli("report", "--storage", url, "--study", name, "--out", str(out))
+    result = cli("report", "--storage", url, "--study", name, "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out / "index.html"
 
@@ -208,10 +208,10 @@ def test_a_study_without_finished_trials_gets_a_message(tmp_path: Path) -> None:
     study.ask()  # one running trial, none finished
     with pytest.raises(NoResult, match="no finished trial"):
         write_report(study, tmp_path / "out")
-    result = run_cli("report", "--storage", url, "--study", "empty", "--out", str(tmp_path / "out"))
+    result = cli("report", "--storage", url, "--study", "empty", "--out", str(tmp_path / "out"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "has no finished trial to report on" in result.stderr
-    result = run_cli("evaluate", "--storage", url, "--study", "empty")
+    result = cli("evaluate", "--storage", url, "--study", "empty")
     assert result.returncode == 1 and "no complete trial with a checkpoint" in result.stderr
 
 
@@ -294,6 +294,7 @@ def test_every_plot_fits_a_1400_px_page(tmp_path: Path) -> None:
     assert viewport == 1400 and scroll <= viewport
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_cannot_be_saved_costs_the_checkpoint_not_the_trial(
     write_study: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -325,9 +326,9 @@ def test_a_checkpoint_that_cannot_be_saved_costs_the_checkpoint_not_the_trial(
     study = _study(config["storage"], config["study_name"])
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
     assert all("checkpoint_error" in t.user_attrs for t in study.trials)
-    best = run_cli("best", "--storage", config["storage"], "--study", config["study_name"])
+    best = cli("best", "--storage", config["storage"], "--study", config["study_name"])
     assert best.returncode == 0 and "checkpoint:          none (not saved:" in best.stdout
-    evaluate = run_cli(
+    evaluate = cli(
         "evaluate",
         "--storage",
         config["storage"],

@@ -324,6 +324,7 @@ def test_no_more_workers_than_trials_left(write_study: Callable[..., Path]) -> N
     assert len(_load(config.storage, config.study_name).trials) == 1
 
 
+@pytest.mark.slow
 def test_the_final_evaluation_runs_on_the_study_device(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

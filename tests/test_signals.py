@@ -158,6 +158,7 @@ def test_a_job_that_ignores_sigint_is_not_stopped_by_it(
     assert len(finished) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("after", [0.5, 1.5])
 def test_ctrl_c_before_any_trial_is_one_line(
     write_study: Callable[..., Path], after: float

@@ -17,7 +17,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from conftest import REPO, TESTS, minimal_study, run_cli
+from conftest import REPO, TESTS, cli, minimal_study, run_cli
 from optuna.trial import TrialState
 from vision_data import write_cifar10
 
@@ -235,7 +235,7 @@ def test_the_ray_tutorial_runs_with_two_workers_asha_and_checkpoints(tmp_path: P
     states = [t.state for t in trials]
     assert states.count(TrialState.PRUNED) >= 1 and states.count(TrialState.COMPLETE) >= 1
     assert "test accuracy" in result.stdout  # the study's test: function scored the winner
-    best = run_cli("best", "--storage", url, "--study", "ray-tutorial", "--json")
+    best = cli("best", "--storage", url, "--study", "ray-tutorial", "--json")
     record = json.loads(best.stdout)
     assert Path(record["checkpoint_path"]).is_file()
     assert record["metric"] == "loss" and 0 <= record["accuracy"] <= 1
