@@ -83,7 +83,7 @@ test: $(STAMP) ## Run the whole test suite (what CI runs)
 test-fast: $(STAMP) ## Run the tests not marked slow
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
 
-lint: $(STAMP) ## ruff check, ruff format --check and mypy
+lint: $(STAMP) ## ruff check, ruff format --check and mypy (the package, tests and benchmarks)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -4,7 +4,7 @@ DataLoader-and-PIL path, with 1, 2 and 4 concurrent trials sharing the GPU.
 Data are random CIFAR-shaped images (uint8, 32x32x3), so nothing is downloaded.
 
 - "pipeline": the images live on the GPU as one normalized tensor; the project's
-  training loop (`pipeline.train.fit`) shuffles indices and slices batches there.
+  training loop (`pipeline.training.fit`) shuffles indices and slices batches there.
 - "tutorial": the Ray Tune tutorial's path: a Dataset of PIL images with ToTensor and
   Normalize transforms, a shuffling DataLoader with 2 worker processes, `.to(device)` per
   batch, the same SGD step.

@@ -5,7 +5,7 @@ Throughput, on random CIFAR-shaped data held on the device:
 
 - "packed K": K members (l1/l2 drawn from 4..256 and padded, lr drawn per member, SGD with
   momentum) trained by ``pipeline.packing.Pack`` (the engine a packing worker uses);
-- "unpacked": one trial alone in one process, the project's loop (``pipeline.train.fit``);
+- "unpacked": one trial alone in one process, the project's loop (``pipeline.training.fit``);
 - "fractional": four such processes sharing the GPU at once (``gpus_per_trial: 0.25``).
 
 Printed per batch size and K: images per second (all members together), trials per hour

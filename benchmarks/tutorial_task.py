@@ -56,7 +56,7 @@ def draw_configs(seed: int, n: int = N_TRIALS) -> list[dict[str, Any]]:
 
 def trial_seed(study_seed: int, index: int) -> int:
     """The seed the project gives trial ``index`` of a study with ``seed: study_seed``
-    (pipeline.objective.TrialPlan.seed_of). The bare and Ray Tune scripts seed their trials the
+    (pipeline.training.TrialPlan.seed_of). The bare and Ray Tune scripts seed their trials the
     same way, so trial i starts from the same weights and batch order in every tool and
     the tools differ only in how they run and stop trials."""
     return (study_seed * 1_000_003 + index) % (2**63)

@@ -3,7 +3,7 @@
 
 Part of the schema, kept apart from :mod:`pipeline.config` (which re-exports it) so that
 each stays readable; like it, it imports nothing from the package but
-:mod:`pipeline.strict`, nor torch or optuna.
+:mod:`pipeline.config._strict`, nor torch or optuna.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The study-file schema: typed dataclasses and the checks of their values.
 
-A study file is data. :mod:`pipeline.study_file` reads it; :mod:`pipeline.strict` turns
+A study file is data. :mod:`pipeline.study._file` reads it; :mod:`pipeline.config._strict` turns
 it into the frozen dataclasses below, and the checks here refuse impossible values: each
 mistake is a :class:`ConfigError` whose one-line message names the dotted key and what
-was expected. Apart from :mod:`pipeline.strict`, this module imports nothing from the
+was expected. Apart from :mod:`pipeline.config._strict`, this module imports nothing from the
 package, nor torch or optuna, so anything may import it.
 """
 
@@ -44,7 +44,7 @@ MAX_STUDY_NAME = 512  # Optuna's RDB schema: studies.study_name is VARCHAR(512)
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One entry of ``search_space``; see :mod:`pipeline.space` for its meaning."""
+    """One entry of ``search_space``; see :mod:`pipeline.search._space` for its meaning."""
 
     type: Literal["float", "int", "categorical", "pow2", "fixed"]
     low: int | float | None = None

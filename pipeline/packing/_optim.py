@@ -7,7 +7,7 @@ learning rate, momentum, betas and weight decay of each member broadcast along t
 dimension, so that a member's weights follow the same path as in its solo run.
 
 Each member's schedule is torch's own: a stand-in optimizer over one dummy parameter
-carries the member's hyperparameters through the :func:`pipeline.optim.make_scheduler`
+carries the member's hyperparameters through the :func:`pipeline.training.make_scheduler`
 schedule it would have had alone, and the update reads that member's current lr (and
 momentum or beta1, which one-cycle varies) from it before every step.
 """

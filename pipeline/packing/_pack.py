@@ -11,7 +11,7 @@ Why a member equals its solo run: its weights sit in the leading slice of each p
 tensor and the padding is zero, so padded units output zero, feed zero-weight columns
 and get zero gradients (the masks keep them at zero whatever the arithmetic does); each
 member draws its own batch order from its own generator, seeded as the solo loop seeds
-it; and :class:`pipeline.packed_optim.PackedOptimizer` applies torch.optim's update with
+it; and :class:`pipeline.packing._optim.PackedOptimizer` applies torch.optim's update with
 the member's own settings. Members never mix: a member that diverges or is pruned is
 dropped and the others go on unchanged. :meth:`Pack.state_dict` unpacks a member back
 to the ``state_dict`` of its solo model.
@@ -79,7 +79,7 @@ class Pack:
         task: The task whose ``build_model`` makes each member's solo model.
         splits: The task's data, tensors on ``device``.
         hps: Each member's resolved hyperparameters (see
-            :func:`pipeline.builtin.hyperparameters`), all of one family.
+            :func:`pipeline.training.hyperparameters`), all of one family.
         seeds: Each member's seed: it seeds the model's initialisation and its shuffling.
         epochs: The study's ``max_epochs`` (the span of the members' schedules).
         autocast: ``torch.bfloat16`` for mixed-precision forward passes, or None.
@@ -188,7 +188,7 @@ class Pack:
 
     @torch.no_grad()
     def scores(self, split: Any) -> list[dict[str, float]]:
-        """Every live member's metrics over ``split``, as :func:`pipeline.train.evaluate`
+        """Every live member's metrics over ``split``, as :func:`pipeline.training.evaluate`
         gives for one model (the same batches of ``EVAL_BATCH`` rows)."""
         self.base.eval()
         forward = vmap(self._forward, in_dims=(0, 0, None))

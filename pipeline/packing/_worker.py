@@ -5,10 +5,10 @@ Each round the worker asks Optuna for up to ``packing.max_members`` trials with
 when set, stays in force), suggests their parameters and groups them by
 :func:`pipeline.packing.family`. Every group trains as one :class:`pipeline.packing.Pack`;
 a trial that fits no group trains alone, as without packing. Each member stays its own
-Optuna trial, with its own :class:`pipeline.session.Session`: per-epoch reports, its own
+Optuna trial, with its own :class:`pipeline.training.Session`: per-epoch reports, its own
 pruning decision (a pruned or diverged member leaves the pack and the others go on),
 Ctrl-C handling, its test scores and its checkpoint through the same code as an unpacked
-trial, and the worker's :class:`pipeline.worker.FailurePolicy` after it ends. While the
+trial, and the worker's :class:`pipeline.runner._worker.FailurePolicy` after it ends. While the
 round runs, a thread records every running member's heartbeat, as Optuna's ``optimize``
 does for its one trial.
 """

@@ -1,7 +1,7 @@
 """The built-in loop as a trainable: a task's model, trained on the task's splits.
 
 A study that names a task runs this trainable; a study that names the user's own
-function runs that one instead. Both go through the same :class:`pipeline.session.Session`,
+function runs that one instead. Both go through the same :class:`pipeline.training.Session`,
 so pruning, checkpoints, retries and the stored metrics behave alike.
 """
 

@@ -7,8 +7,8 @@ through a DataLoader (seeded shuffling, ``loader_workers`` processes, pinned mem
 non-blocking copies on CUDA). Either way the loss and the metrics accumulate on the
 device and are read back once per epoch, so the loop never waits on the GPU inside one.
 
-The task's kind sets the loss and the metrics (see :mod:`pipeline.metrics`); the
-optimizer and the per-batch schedule come from :mod:`pipeline.optim`.
+The task's kind sets the loss and the metrics (see :mod:`pipeline.tasks._metrics`); the
+optimizer and the per-batch schedule come from :mod:`pipeline.training._optim`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The Optuna objective: one trial = suggest, run the trainable with a session, score.
 
-The trainable is the built-in loop over a task (:class:`pipeline.builtin.TaskTrainable`)
+The trainable is the built-in loop over a task (:class:`pipeline.training.TaskTrainable`)
 or the user's own ``function(config, session)``. What a trial leaves in the storage is
-listed in :class:`pipeline.trials.Attr`: the study metric per epoch as intermediate
+listed in :class:`pipeline.trial.Attr`: the study metric per epoch as intermediate
 values, every metric of every epoch in ``history``, the last epoch's metrics, the
 bookkeeping and, for a trial that did not complete, its outcome and reason.
 """

@@ -2,7 +2,7 @@
 
 A study file names one with ``trainable: package.module:function`` instead of a task.
 The function receives every search-space value in ``config`` and a
-:class:`pipeline.session.Session`, through which it reports metrics, saves and restores
+:class:`pipeline.training.Session`, through which it reports metrics, saves and restores
 checkpoints and learns its device and seed. Optionally ``model:`` names
 ``function(config) -> nn.Module`` (so :func:`pipeline.load_best` and ``pipeline
 evaluate`` can rebuild the winner from its checkpoint) and ``test:`` names

@@ -6,7 +6,7 @@ from the trial's metrics; feasible when every value is at most 0), so that Optun
 samplers (TPE, GP, NSGA-II/III steer away from infeasible regions; random, grid and QMC
 sample blindly), ``Study.best_trials``, its plots and the dashboard all see them. Every
 reader here counts feasible trials only: :func:`front` and
-:func:`pipeline.trials.best_trial`.
+:func:`pipeline.trial.best_trial`.
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ def best_trial(
     """The best feasible complete trial for the study's first objective (the first of
     equals), among those ``where`` accepts; None if there is none. An infeasible trial
     is never the best. (Of several objectives, this is the end of the Pareto front that
-    is best in the first; see :func:`pipeline.objectives.study_front` for all of it.)"""
+    is best in the first; see :func:`pipeline.trial.study_front` for all of it.)"""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     chosen = [t for t in complete if is_feasible(t) and (where is None or where(t))]
     ranked = rank(chosen, study.directions[0])

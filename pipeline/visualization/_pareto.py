@@ -16,7 +16,7 @@ from pipeline.trial import metric_names, reference_point
 
 def pareto_plots(study: optuna.Study) -> dict[str, tuple[str, Any, Any]]:
     """name -> (title, plotly figure factory, matplotlib axes factory), as
-    :func:`pipeline.report._plots` returns them."""
+    :func:`pipeline.visualization._report._plots` returns them."""
     import optuna.visualization as pv
     import optuna.visualization.matplotlib as pm
 
