@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import optuna.storages.journal
 import torch
 from tutorial_task import (
     BATCH_SIZES,

@@ -35,8 +35,8 @@ def main() -> None:
     for rep in range(args.repeats):
         for workers in (1, 2) if rep % 2 == 0 else (2, 1):
             run = run_study(args.study, *overrides, f"workers={workers}")
-            starts = [t.datetime_start for t in run.trials]
-            ends = [t.datetime_complete for t in run.trials]
+            starts = [t.datetime_start for t in run.trials if t.datetime_start]
+            ends = [t.datetime_complete for t in run.trials if t.datetime_complete]
             span = (max(ends) - min(starts)).total_seconds()
             span_rate[workers].append(60 * len(run.finished) / span)
             wall_rate[workers].append(60 * len(run.finished) / run.wall_seconds)

@@ -18,6 +18,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 
 import optuna
 import sqlalchemy
@@ -48,7 +49,7 @@ def _worker(url: str, name: str, start: float, seconds: float, epochs: int, out:
     out.put((done, errors))
 
 
-def _fresh_url(backend: str, tmp: str) -> tuple[str, callable]:  # type: ignore[valid-type]
+def _fresh_url(backend: str, tmp: str) -> tuple[str, Callable[[], None]]:
     if backend == "sqlite":
         return f"sqlite:///{tmp}/{uuid.uuid4().hex}.db", lambda: None
     if backend == "journal":

@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, cli, free_port, run_cli
+from optuna.distributions import BaseDistribution, FloatDistribution
 
 from pipeline.runner import LiveReporter
 from pipeline.trial import Attr
@@ -171,7 +172,7 @@ def _study_with_trials(tmp_path: Path) -> tuple[optuna.Study, optuna.Trial]:
     """Two finished trials and two running ones, as the workers leave them in a storage;
     and the first running trial, to report more epochs."""
     study = optuna.create_study(study_name="live", storage=f"sqlite:///{tmp_path}/db")
-    lr = {"lr": optuna.distributions.FloatDistribution(1e-5, 1.0, log=True)}
+    lr: dict[str, BaseDistribution] = {"lr": FloatDistribution(1e-5, 1.0, log=True)}
     for value, rate in ((0.5, 0.01), (0.01234, 0.25)):
         study.enqueue_trial({"lr": rate})
         trial = study.ask(lr)
@@ -240,7 +241,7 @@ def test_the_table_s_numbers_line_up_on_their_decimal_point(tmp_path: Path) -> N
     out = io.StringIO()
     reporter = _reporter(study, out)
     reporter.poll()  # the rows are those of trials that finish while it watches
-    lr = {"lr": optuna.distributions.FloatDistribution(1e-5, 1.0, log=True)}
+    lr: dict[str, BaseDistribution] = {"lr": FloatDistribution(1e-5, 1.0, log=True)}
     for value, rate in ((0.5, 0.01), (0.01234, 0.25), (3.0, 0.003)):
         study.enqueue_trial({"lr": rate})
         trial = study.ask(lr)

@@ -394,7 +394,9 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     assert "cannot read the study file" in result.stderr
 
 
-def test_cuda_without_a_gpu_is_refused_before_workers_start(write_study) -> None:  # type: ignore[no-untyped-def]
+def test_cuda_without_a_gpu_is_refused_before_workers_start(
+    write_study: Callable[..., Path],
+) -> None:
     import torch
 
     if torch.cuda.is_available():

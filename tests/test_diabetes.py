@@ -21,6 +21,7 @@ STUDY = REPO / "studies" / "diabetes.yaml"
 def linear_regression_test_r2() -> float:
     """LinearRegression's test R² on the task's own standardised splits."""
     config = load_study_file(STUDY, [])
+    assert config.task is not None
     task = diabetes()
     splits = task.load(task.resolve_options(config.task.options))
     model = LinearRegression().fit(splits.train_x.numpy(), splits.train_y.numpy())

@@ -107,7 +107,7 @@ def test_changes_that_keep_the_meaning_are_allowed_logged_and_kept_in_the_histor
 def test_grid_values_added_later_queue_only_the_new_points(
     write_study: Callable[..., Path],
 ) -> None:
-    space = {
+    space: dict[str, dict[str, Any]] = {
         "lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True, "grid": [0.01, 0.1]},
         "batch_size": {"type": "categorical", "choices": [32, 64]},
     }

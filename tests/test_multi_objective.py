@@ -245,13 +245,15 @@ def test_no_infeasible_trial_is_ever_called_best() -> None:
     _tell(study, [0.80, 200.0], limits, latency_ms=1.5)
     _tell(study, [0.70, 800.0], limits, latency_ms=0.5)  # dominated
     assert [t.number for t in study_front(study)] == [1, 2]
-    assert best_trial(study).number == 1  # type: ignore[union-attr]
+    best = best_trial(study)
+    assert best is not None and best.number == 1
     everything = front(study.trials, study.directions, feasible_only=False)
     assert [t.number for t in everything] == [0]
     one = optuna.create_study(direction="maximize")
     _tell(one, [0.99], limits, latency_ms=5.0)
     _tell(one, [0.50], limits, latency_ms=1.0)
-    assert best_trial(one).number == 1  # type: ignore[union-attr]
+    best = best_trial(one)
+    assert best is not None and best.number == 1
 
 
 def test_compare_scores_a_dominating_front_higher() -> None:

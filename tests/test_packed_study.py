@@ -28,7 +28,7 @@ from pipeline.runner import run_worker
 from pipeline.study import prepare_study, storage_for
 from pipeline.study._file import parse_study
 from pipeline.tasks import resolve_task
-from pipeline.training import Objective, TaskTrainable, TrialPlan, hyperparameters
+from pipeline.training import Objective, Session, TaskTrainable, TrialPlan, hyperparameters
 from pipeline.training._memory import available_memory
 from pipeline.trial import Attr
 
@@ -113,7 +113,10 @@ def test_a_packed_trial_checkpoint_reads_back_as_an_unpacked_one(pair: Pair) -> 
     model = pipeline.load_best(
         "packed", f"sqlite:///{tmp_path}/optuna.db", str(tmp_path / "artifacts")
     )
-    assert model.head[1].out_features == packed.best_trial.params["l1"]
+    assert isinstance(model.head, torch.nn.Sequential)
+    fc1 = model.head[1]
+    assert isinstance(fc1, torch.nn.Linear)
+    assert fc1.out_features == packed.best_trial.params["l1"]
 
 
 @pytest.mark.slow
@@ -171,9 +174,13 @@ def test_a_group_too_large_for_memory_is_cut_into_packs_that_fit() -> None:
     # optimizer state) of 4 bytes. One such member takes 60% of the free memory.
     wide = int(0.6 * free / (97 * 4 * 4))
 
+    study = optuna.create_study()
+
     def group(l1: int) -> list[Member]:
         hp = hyperparameters(task, {"l1": l1})
-        return [Member(None, None, hp) for _ in range(4)]  # type: ignore[arg-type]
+        trials = [study.ask() for _ in range(4)]
+        cpu = torch.device("cpu")
+        return [Member(t, Session(t, "val_loss", 1, device=cpu, seed=0), hp) for t in trials]
 
     assert [len(part) for part in packer.packs(group(16))] == [4]
     assert [len(part) for part in packer.packs(group(wide))] == [1, 1, 1, 1]

@@ -59,13 +59,11 @@ def _assert_member_equals_solo(
     # see the gradient test); over dozens of steps that moves a few weights by up to 1e-3.
     unpacked = pack.state_dict(member)
     for name, tensor in model.state_dict().items():
-        torch.testing.assert_close(
-            unpacked[name],
-            tensor,
-            rtol=1e-3,
-            atol=1e-3,
-            msg=lambda text, name=name: f"{name}: {text}",
-        )
+
+        def message(text: str, name: str = name) -> str:
+            return f"{name}: {text}"
+
+        torch.testing.assert_close(unpacked[name], tensor, rtol=1e-3, atol=1e-3, msg=message)
 
 
 # Members of one family: the widths (padded to the widest) and the per-member settings
@@ -127,8 +125,8 @@ def test_packed_gradients_equal_solo_gradients_and_padding_gets_none(
     task, splits = digits
     hps = [hyperparameters(task, {"l1": 12, "l2": 5}), hyperparameters(task, {"l1": 30})]
     pack = Pack(task, splits, hps, [1, 2], 1, CPU)
+    assert splits.train.x is not None and splits.train.y is not None
     x, y = splits.train.x[:32], splits.train.y[:32]
-    assert x is not None and y is not None
     grads, losses = pack.gradients(torch.stack([x, x.flip(0)]), torch.stack([y, y.flip(0)]))
     for k, (xb, yb) in enumerate(((x, y), (x.flip(0), y.flip(0)))):
         model = pack.model(k)

@@ -7,7 +7,7 @@ import math
 from collections import namedtuple
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -26,9 +26,19 @@ from pipeline.tasks import Split, Splits, Task, check_labels
 from pipeline.training import EpochResult, evaluate, fit, make_optimizer, make_scheduler
 from pipeline.training._loop import model_outputs
 
+Kind = Literal["classification", "regression"]
 
-def _task(kind: str = "classification", **hooks: Any) -> Task:
-    return Task(name="t", load=lambda o: None, build_model=lambda h, s: None, kind=kind, **hooks)
+
+def _no_load(options: Mapping[str, Any]) -> Splits:
+    raise AssertionError("these tests pass their splits themselves")
+
+
+def _no_model(hp: Mapping[str, Any], splits: Splits) -> nn.Module:
+    raise AssertionError("these tests build their models themselves")
+
+
+def _task(kind: Kind = "classification", **hooks: Any) -> Task:
+    return Task(name="t", load=_no_load, build_model=_no_model, kind=kind, **hooks)
 
 
 def _separable(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,6 +303,12 @@ def _splits(y: torch.Tensor, num_classes: int = 3) -> Splits:
     return Splits(x, y, x, y, x, y, num_classes)
 
 
+def _streamed(label: Any, num_classes: int) -> Splits:
+    """Splits streamed from Datasets whose every item has ``label``."""
+    items = _Items(label)
+    return Splits.from_datasets(items, items, items, num_classes)
+
+
 FLOAT_COLUMN = torch.rand(5, 1)
 LABEL_PROBLEMS = [
     (
@@ -305,7 +321,7 @@ LABEL_PROBLEMS = [
         _splits(torch.tensor([0, 1, 3])),
         "run from 0 to 3; expected class indices 0..2",
     ),
-    ("classification", Splits.from_datasets(*[_Items(0.5)] * 3, 3), "are float32 of shape (N,)"),
+    ("classification", _streamed(0.5, 3), "are float32 of shape (N,)"),
     ("regression", _splits(torch.tensor([0, 1, 2])), "regression needs floating labels"),
     ("regression", _splits(torch.rand(5, 2), num_classes=1), "have 2 column(s)"),
 ]
@@ -313,7 +329,7 @@ LABEL_PROBLEMS = [
 
 @pytest.mark.parametrize(("kind", "splits", "message"), LABEL_PROBLEMS)
 def test_labels_that_do_not_fit_the_kind_are_refused_in_one_line(
-    kind: str, splits: Splits, message: str
+    kind: Kind, splits: Splits, message: str
 ) -> None:
     with pytest.raises(ConfigError) as info:
         check_labels(_task(kind), splits)
@@ -330,13 +346,13 @@ def test_float_column_labels_for_classification_say_what_to_do() -> None:
     ("kind", "splits"),
     [
         ("classification", _splits(torch.tensor([0, 1, 2]))),
-        ("classification", Splits.from_datasets(*[_Items(2)] * 3, 3)),
+        ("classification", _streamed(2, 3)),
         ("regression", _splits(FLOAT_COLUMN, num_classes=1)),
         ("regression", _splits(torch.rand(5, 2), num_classes=0)),
-        ("regression", Splits.from_datasets(*[_Items(torch.rand(2))] * 3, 2)),
+        ("regression", _streamed(torch.rand(2), 2)),
     ],
 )
-def test_labels_that_fit_pass(kind: str, splits: Splits) -> None:
+def test_labels_that_fit_pass(kind: Kind, splits: Splits) -> None:
     check_labels(_task(kind), splits)
 
 

@@ -37,7 +37,7 @@ from pipeline.visualization._report import contour_params
 def finished_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, Path]:
     """A small real study with pruning and two kept checkpoints: (url, name, dir)."""
     tmp = tmp_path_factory.mktemp("study")
-    study = {
+    study: dict[str, Any] = {
         "study_name": "results-test",
         "task": {"name": "digits"},
         "max_epochs": 4,

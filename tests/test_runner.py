@@ -11,23 +11,31 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 import torch
 from conftest import REPO, free_port, minimal_study, run_cli
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.results import evaluate_best
 from pipeline.runner import run_worker, tune
 from pipeline.runner._placement import start_method
 from pipeline.study import Budget, prepare_study, storage_for
 from pipeline.study._file import parse_study
+from pipeline.trial import frozen
 
 
 def _load(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=url)
+
+
+def _started(trial: FrozenTrial) -> datetime:
+    assert trial.datetime_start is not None
+    return trial.datetime_start
 
 
 def test_budget_marks_a_racing_trial_as_surplus() -> None:
@@ -37,15 +45,16 @@ def test_budget_marks_a_racing_trial_as_surplus() -> None:
     first, second = study.ask(), study.ask()
     assert budget.admit(study) == "wait"  # two running fill the budget; one may still fail
     third = study.ask()  # a worker admitted in the same instant
-    assert not budget.is_surplus(study, first) and not budget.is_surplus(study, second)
-    assert budget.is_surplus(study, third)
+    assert not budget.is_surplus(study, frozen(first))
+    assert not budget.is_surplus(study, frozen(second))
+    assert budget.is_surplus(study, frozen(third))
     study.tell(first, 1.0)
     study.tell(third, state=TrialState.FAIL)  # what the worker does with a surplus trial
     assert budget.admit(study) == "wait"
     study.tell(second, state=TrialState.FAIL)  # a failure frees its slot
     assert budget.admit(study) == "run"
     fourth = study.ask()
-    assert not budget.is_surplus(study, fourth)
+    assert not budget.is_surplus(study, frozen(fourth))
     assert budget.remaining(study) == 0
     study.tell(fourth, state=TrialState.PRUNED)
     assert budget.admit(study) == "stop"
@@ -310,7 +319,7 @@ def test_ctrl_c_stops_records_interrupted_trials_and_the_rerun_resumes_them(
         t.number for t in interrupted
     )
     # The interrupted configurations ran first in the rerun.
-    first_two = sorted(finished, key=lambda t: t.datetime_start)[:2]
+    first_two = sorted(finished, key=_started)[:2]
     assert {t.number for t in first_two} == {t.number for t in retried}
 
 
@@ -339,9 +348,11 @@ def test_the_final_evaluation_runs_on_the_study_device(
     seen: list[torch.device | None] = []
     real_run = evaluate_best
 
-    def run(*args: object, device: torch.device | None = None, **kwargs: object) -> object:
+    def run(
+        study: optuna.Study, store: Any, retrain_seeds: int = 0, device: torch.device | None = None
+    ) -> dict[str, Any]:
         seen.append(device)
-        return real_run(*args, device=torch.device("cpu"), **kwargs)  # type: ignore[arg-type]
+        return real_run(study, store, retrain_seeds, device=torch.device("cpu"))
 
     monkeypatch.setattr("pipeline.runner._launch.resolve_device", lambda name: study_device)
     monkeypatch.setattr("pipeline.runner._launch.evaluate_best", run)

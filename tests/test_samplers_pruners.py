@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -16,8 +18,8 @@ SPACE = {
 }
 
 
-def _objective(params: dict[str, object]) -> float:
-    return abs(float(params["lr"]) - 0.01) + abs(int(params["l1"]) - 32) / 100  # type: ignore[arg-type]
+def _objective(params: dict[str, Any]) -> float:
+    return abs(float(params["lr"]) - 0.01) + abs(int(params["l1"]) - 32) / 100
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
@@ -33,9 +35,9 @@ def test_every_sampler_runs_an_ask_tell_loop(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["random", "tpe", "qmc"])
 def test_seeded_samplers_repeat(name: str) -> None:
-    def run() -> list[dict[str, object]]:
+    def run() -> list[dict[str, Any]]:
         study = optuna.create_study(sampler=make_sampler(SamplerConfig(name, seed=3), SPACE))
-        out = []
+        out: list[dict[str, Any]] = []
         for _ in range(6):
             trial = study.ask()
             out.append(suggest(trial, SPACE))
@@ -72,10 +74,11 @@ def _report_curves(pruner: optuna.pruners.BasePruner, good: int, steps: int) -> 
 
 @pytest.mark.parametrize("name", ["median", "percentile", "asha", "hyperband"])
 def test_pruners_stop_a_clearly_worse_trial(name: str) -> None:
-    options = {
+    by_name: dict[str, dict[str, Any]] = {
         "percentile": {"percentile": 50.0},
         "asha": {"min_resource": 1, "reduction_factor": 2},  # the tutorial's ASHA settings
-    }.get(name, {})
+    }
+    options = by_name.get(name, {})
     pruner = make_pruner(PrunerConfig(name, options=options), max_epochs=8)
     study = _report_curves(pruner, good=6, steps=8)
     pruned_at = None
@@ -119,5 +122,6 @@ def test_patience_wraps_the_pruner() -> None:
 
 def test_hyperband_uses_max_epochs_as_max_resource() -> None:
     pruner = make_pruner(PrunerConfig("hyperband"), max_epochs=27)
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
     assert pruner._max_resource == 27
     assert set(PRUNERS) == {"none", "median", "percentile", "asha", "hyperband"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pytest
 
@@ -52,7 +54,7 @@ def test_every_backend_round_trips_a_study(
         optuna.delete_study(study_name=name, storage=storage)
 
 
-def test_sqlite_is_put_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_is_put_in_wal_mode(tmp_path: Path) -> None:
     import sqlite3
 
     open_storage(f"sqlite:///{tmp_path}/x.db")

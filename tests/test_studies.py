@@ -9,6 +9,7 @@ import pytest
 from conftest import REPO, run_cli
 from optuna.trial import TrialState
 
+from pipeline.config import StudyConfig
 from pipeline.study import load_study_file
 
 STUDIES = sorted((REPO / "studies").glob("*.yaml"))
@@ -17,7 +18,7 @@ STUDIES = sorted((REPO / "studies").glob("*.yaml"))
 OFFLINE = [p for p in STUDIES if "cifar10" not in p.stem and p.stem != "ray_tutorial"]
 
 
-def _load(path: Path) -> object:
+def _load(path: Path) -> StudyConfig:
     # The CIFAR-10 files need the data set; validating them here must not.
     needs_data = "cifar10" in path.stem
     return load_study_file(path, ["task.options.download=true"] if needs_data else [])
@@ -50,8 +51,8 @@ def test_study_file_smoke_runs(path: Path, tmp_path: Path) -> None:
         "--quiet",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    name = _load(path).study_name  # type: ignore[attr-defined]
+    name = _load(path).study_name
     trials = optuna.load_study(study_name=name, storage=url).trials
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 2
-    several = len(_load(path).objectives) > 1  # type: ignore[attr-defined]
+    several = len(_load(path).objectives) > 1
     assert ("Pareto front of study" if several else "Best trial #") in result.stdout

@@ -61,7 +61,7 @@ def _wait(proc: subprocess.Popen[Any], url: str, log: Path, wait: float) -> None
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"{proc.args[0]} exited: {log.read_text()[-2000:]}")
+            pytest.fail(f"{proc.args!r} exited: {log.read_text()[-2000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return

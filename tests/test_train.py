@@ -15,6 +15,7 @@ from pipeline.training import Objective, TaskTrainable, TrialPlan, evaluate, fit
 
 def _objective(**overrides: object) -> Objective:
     config = parse_study(minimal_study(**overrides))
+    assert config.task is not None
     task = resolve_task(config.task)
     splits = task.load(task.resolve_options(config.task.options))
     trainable = TaskTrainable(task, splits, task.resolve_options(config.task.options))

@@ -3,6 +3,7 @@ real formats; augmentation on tensors; the tutorial study; device placement."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -79,9 +80,11 @@ def test_random_crop_flip_moves_pixels_per_sample_and_keeps_shape() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["cifar10", "fashion_mnist"])
-def test_one_epoch_study_over_each_data_set(tmp_path: Path, write_study, task: str) -> None:  # type: ignore[no-untyped-def]
+def test_one_epoch_study_over_each_data_set(
+    tmp_path: Path, write_study: Callable[..., Path], task: str
+) -> None:
     (write_cifar10 if task == "cifar10" else write_fashion_mnist)(tmp_path / "data")
-    options = {"data_dir": str(tmp_path / "data")}
+    options: dict[str, object] = {"data_dir": str(tmp_path / "data")}
     if task == "cifar10":
         options["verify_checksums"] = False
     path = write_study(
