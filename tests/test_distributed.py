@@ -123,44 +123,35 @@ def postgres_db() -> Iterator[str]:
 
 
 @pytest.mark.slow
-def test_four_postgres_workers_finish_exactly_200_trials(tmp_path: Path, postgres_db: str) -> None:
-    study = _tiny_study(tmp_path / "s.yaml", n_trials=200, heartbeat_interval=5)
-    results = _finish(_workers(tmp_path / "s.yaml", 4, postgres_db))
-    assert [code for code, _, _ in results] == [0, 0, 0, 0], [err for _, _, err in results]
-    trials = _trials(postgres_db, study["study_name"])
-    numbers = [t.number for t in trials]
-    assert len(numbers) == len(set(numbers))
-    assert sum(t.state in FINISHED for t in trials) == 200
-    # Anything else is a trial skipped in an end-of-study race, never sampled or trained.
-    others = [t for t in trials if t.state not in FINISHED]
-    assert all(t.user_attrs["fail_reason"].startswith("skipped") and not t.params for t in others)
-    assert len({t.user_attrs["worker"] for t in trials if t.state in FINISHED}) == 4
-
-
-@pytest.mark.slow
-def test_grid_under_four_postgres_workers_runs_each_point_once(
+def test_four_postgres_workers_meet_the_budget_exactly_and_run_each_grid_point_once(
     tmp_path: Path, postgres_db: str
 ) -> None:
+    # A grid of 72 points under a budget of 60: the budget queues 60 of them, and four
+    # workers race for the queue and for the last slots of the budget.
     study = _tiny_study(
         tmp_path / "s.yaml",
-        n_trials=None,
+        n_trials=60,
+        heartbeat_interval=5,
         sampler={"name": "grid", "seed": 0},
         search_space={
-            "lr": {"type": "float", "low": 0.01, "high": 0.5, "grid": [0.01, 0.1, 0.5]},
-            "hidden": {"type": "int", "low": 2, "high": 32, "grid": [2, 8, 32]},
-            "batch_size": {"type": "categorical", "choices": [16, 64]},
+            "lr": {"type": "float", "low": 0.01, "high": 0.5, "grid": [0.01, 0.03, 0.1, 0.5]},
+            "hidden": {"type": "int", "low": 2, "high": 32, "grid": [2, 4, 8, 12, 16, 32]},
+            "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
         },
     )
     results = _finish(_workers(tmp_path / "s.yaml", 4, postgres_db))
     assert [code for code, _, _ in results] == [0, 0, 0, 0], [err for _, _, err in results]
     trials = _trials(postgres_db, study["study_name"])
-    ran = [t for t in trials if t.state == TrialState.COMPLETE]
-    points = Counter(tuple(sorted(t.params.items())) for t in ran)
-    assert len(points) == 18 and set(points.values()) == {1}
-    # A worker that found the queue emptied between its check and its ask records a
-    # skipped trial: no parameters, nothing trained.
-    others = [t for t in trials if t.state != TrialState.COMPLETE]
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    finished = [t for t in trials if t.state in FINISHED]
+    assert len(finished) == 60
+    points = Counter(tuple(sorted(t.params.items())) for t in finished)
+    assert len(points) == 60 and set(points.values()) == {1}  # no grid point ran twice
+    # Anything else is a trial skipped in an end-of-study race, never sampled or trained.
+    others = [t for t in trials if t.state not in FINISHED]
     assert all(t.user_attrs["fail_reason"].startswith("skipped") and not t.params for t in others)
+    assert len({t.user_attrs["worker"] for t in finished}) == 4
 
 
 @pytest.mark.slow

@@ -265,7 +265,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pipeline`` console script: runs a command and turns the
     errors a user can cause into one ``error:`` line and an exit code."""
-    from pipeline.runner import raise_on_stop_signals
+    from pipeline.signals import raise_on_stop_signals
 
     raise_on_stop_signals()
     try:

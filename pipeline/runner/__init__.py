@@ -8,7 +8,6 @@ from __future__ import annotations
 from pipeline.runner._launch import join_study, tune
 from pipeline.runner._live import LiveReporter
 from pipeline.runner._placement import Slot, plan
-from pipeline.runner._signals import raise_on_stop_signals
 from pipeline.runner._worker import run_worker
 
 __all__ = [
@@ -16,7 +15,6 @@ __all__ = [
     "Slot",
     "join_study",
     "plan",
-    "raise_on_stop_signals",
     "run_worker",
     "tune",
 ]

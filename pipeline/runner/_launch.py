@@ -39,8 +39,8 @@ from pipeline.packing import check_device
 from pipeline.results import evaluate_best, test_scores
 from pipeline.runner._live import LiveReporter
 from pipeline.runner._placement import Slot, plan, resolve_device, start_method
-from pipeline.runner._signals import StopOnSignal, die_with_parent
 from pipeline.runner._worker import POLL_SECONDS, open_with_retry, run_worker
+from pipeline.signals import StopOnSignal, die_with_parent
 from pipeline.storages import (
     STORAGE_ERRORS,
     mask_url,
