@@ -60,15 +60,19 @@ def write_study(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
+def with_tests_path(*first: Path) -> str:
+    """PYTHONPATH for a child process: ``first``, tests/ (the tests' own plug-ins) and the
+    PYTHONPATH this run has, so a child imports the same ``pipeline`` as the tests do."""
+    paths = [*map(str, first), str(TESTS), os.environ.get("PYTHONPATH", "")]
+    return os.pathsep.join(p for p in paths if p)
+
+
 def run_cli(
     *args: str, cwd: Path | None = None, timeout: float = 300, **kwargs: Any
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m pipeline ARGS`` as a user would, with tests/ importable for the
     tests' own task plug-ins."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
-    }
+    env = {**os.environ, "PYTHONPATH": with_tests_path()}
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
         cwd=cwd or REPO,

@@ -26,7 +26,15 @@ import optuna
 import pytest
 import sqlalchemy
 import yaml
-from conftest import POSTGRES_URL, REPO, TESTS, cli, free_port, minimal_study, run_cli
+from conftest import (
+    POSTGRES_URL,
+    REPO,
+    cli,
+    free_port,
+    minimal_study,
+    run_cli,
+    with_tests_path,
+)
 from optuna.trial import TrialState
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -47,7 +55,7 @@ def _tiny_study(path: Path, **overrides: Any) -> dict[str, Any]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(TESTS)}
+    return {**os.environ, "PYTHONPATH": with_tests_path()}
 
 
 def _workers(path: Path, n: int, storage: str, *extra: str) -> list[subprocess.Popen[str]]:

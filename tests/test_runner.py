@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 import pytest
 import torch
-from conftest import REPO, free_port, minimal_study, run_cli
+from conftest import REPO, free_port, minimal_study, run_cli, with_tests_path
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.results import evaluate_best
@@ -274,7 +274,7 @@ def test_ctrl_c_stops_records_interrupted_trials_and_the_rerun_resumes_them(
             "batch_size": {"type": "categorical", "choices": [2]},
         },
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    env = {**os.environ, "PYTHONPATH": with_tests_path()}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "tune", str(path)],
         cwd=REPO,

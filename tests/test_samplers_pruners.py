@@ -55,9 +55,21 @@ def test_workers_get_different_seeds_except_qmc() -> None:
 
 
 def test_sampler_options_are_passed_through() -> None:
-    sampler = make_sampler(SamplerConfig("tpe", seed=0, options={"n_startup_trials": 3}), SPACE)
-    assert isinstance(sampler, optuna.samplers.TPESampler)
-    assert sampler._n_startup_trials == 3
+    # TPE draws at random for its first n_startup_trials (10 by default): with 3 it starts
+    # modelling at the 4th trial, where the default one still draws at random.
+    def draws(options: dict[str, Any]) -> list[dict[str, Any]]:
+        sampler = make_sampler(SamplerConfig("tpe", seed=0, options=options), SPACE)
+        study = optuna.create_study(sampler=sampler)
+        out = []
+        for i in range(5):
+            trial = study.ask()
+            out.append(suggest(trial, SPACE))
+            study.tell(trial, float(i))
+        return out
+
+    three, default = draws({"n_startup_trials": 3}), draws({})
+    assert three[:3] == default[:3]
+    assert three[3:] != default[3:]
 
 
 def _report_curves(pruner: optuna.pruners.BasePruner, good: int, steps: int) -> optuna.Study:

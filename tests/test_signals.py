@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REPO, TESTS
+from conftest import REPO, with_tests_path
 from optuna.trial import TrialState
 
 from pipeline.study import load_study_file
@@ -37,7 +37,7 @@ def _start(path: Path, ignore_sigint: bool = False) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", "tune", str(path)],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(TESTS)},
+        env={**os.environ, "PYTHONPATH": with_tests_path()},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from conftest import POSTGRES_URL, REPO, TESTS, free_port, minimal_study
+from conftest import POSTGRES_URL, REPO, free_port, minimal_study, with_tests_path
 
 from pipeline.cli import main
 from pipeline.results import load_best
@@ -28,7 +28,7 @@ from pipeline.trial import Attr, outcome_of
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 # This checkout's pipeline and the tests' plug-ins, from any working directory.
-PATHS = {"PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
+PATHS = {"PYTHONPATH": with_tests_path(REPO)}
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

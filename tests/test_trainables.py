@@ -17,7 +17,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from conftest import REPO, TESTS, cli, minimal_study, run_cli
+from conftest import REPO, cli, minimal_study, run_cli, with_tests_path
 from optuna.trial import TrialState
 from vision_data import write_cifar10
 
@@ -173,7 +173,7 @@ def test_a_sigkilled_worker_s_trial_resumes_from_its_last_checkpointed_epoch(
         search_space={"lr": {"type": "float", "low": 0.05, "high": 0.2}, "sleep": 0.4},
     )
     path = _write(tmp_path, study)
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    env = {**os.environ, "PYTHONPATH": with_tests_path()}
     command = [sys.executable, "-m", "pipeline", "worker", str(path), "--threads", "1"]
     victim = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120

@@ -72,10 +72,19 @@ def test_random_crop_flip_moves_pixels_per_sample_and_keeps_shape() -> None:
         for c in range(3):
             values = set(out[n, c].flatten().tolist()) - {0.0}
             assert values <= set(x[n, c].flatten().tolist())
-    # Without padding a crop is the image itself, so only flips remain.
-    flipped = random_crop_flip(x, torch.Generator().manual_seed(1), padding=0)
-    for n in range(2):
-        assert torch.equal(flipped[n], x[n]) or torch.equal(flipped[n], x[n].flip(-1))
+    # Sixteen copies of one image come out as different crops and flips: the pixels move,
+    # and each sample draws its own.
+    same = x[:1].repeat(16, 1, 1, 1)
+    moved = random_crop_flip(same, torch.Generator().manual_seed(0), padding=2)
+    assert not torch.equal(moved, same)
+    assert len({moved[n].numpy().tobytes() for n in range(16)}) > 4
+    # Without padding a crop is the image itself, so only flips remain, and both occur.
+    flipped = random_crop_flip(same, torch.Generator().manual_seed(1), padding=0)
+    kinds = set()
+    for n in range(16):
+        assert torch.equal(flipped[n], same[n]) or torch.equal(flipped[n], same[n].flip(-1))
+        kinds.add(torch.equal(flipped[n], same[n]))
+    assert kinds == {True, False}
 
 
 @pytest.mark.slow

@@ -172,14 +172,23 @@ def whole_numbers_only(name: str, defaults: Mapping[str, Any]) -> bool:
     return name == "batch_size" or (isinstance(default, int) and not isinstance(default, bool))
 
 
-def check_options(factory: Callable[..., Any], options: Mapping[str, Any], key: str) -> None:
-    """Refuse a sampler or pruner option whose value is not of the type the constructor
-    declares (where it declares a plain int, float, bool or str, or one of them or None).
+def check_options(
+    factory: Callable[..., Any], options: Mapping[str, Any], key: str, partial: bool = False
+) -> None:
+    """Refuse a sampler or pruner option its constructor does not take, a required one
+    that is missing (unless ``partial``: the pipeline passes the rest), or one whose value
+    is not of the type the constructor declares (where it declares a plain int, float,
+    bool or str, or one of them or None).
 
     Raises:
-        ConfigError: naming ``key.<option>``.
+        ConfigError: naming ``key`` or ``key.<option>``.
     """
-    parameters = inspect.signature(factory).parameters
+    signature = inspect.signature(factory)
+    try:
+        (signature.bind_partial if partial else signature.bind)(**options)
+    except TypeError as exc:
+        raise ConfigError(key, f"{factory.__name__}: {exc}") from None
+    parameters = signature.parameters
     for name, value in options.items():
         allowed = _plain_types(parameters[name].annotation) if name in parameters else None
         if allowed is None or (value is None and type(None) in allowed):
