@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import shlex
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,29 @@ from pipeline.runner import LiveReporter
 from pipeline.trial import Attr
 
 
+def _serves_verbatim(command: str, cwd: Path, env: dict[str, str]) -> None:
+    """Run a printed dashboard command as printed; it serves on the port it announced."""
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", 8080)) == 0:
+            return  # something else holds the dashboard's port on this machine
+    server = subprocess.Popen(
+        ["bash", "-c", f"exec {command}"], cwd=cwd, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:8080/api/meta", timeout=5):
+                    return
+            except OSError:
+                assert server.poll() is None, (command, server.communicate()[1])
+                assert time.monotonic() < deadline, f"{command} never served"
+                time.sleep(0.3)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
 @pytest.mark.slow
 def test_tune_shows_progress_and_the_best_trial_then_best_reads_it_back(
     write_study: Callable[..., Path],
@@ -31,7 +55,7 @@ def test_tune_shows_progress_and_the_best_trial_then_best_reads_it_back(
 ) -> None:
     path = write_study(n_trials=3, max_epochs=2)
     name = yaml.safe_load(path.read_text())["study_name"]
-    result = run_cli("tune", str(path))
+    result = run_cli("tune", str(path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert f"Study '{name}': task digits, sampler random, pruner none" in out
@@ -43,16 +67,22 @@ def test_tune_shows_progress_and_the_best_trial_then_best_reads_it_back(
         "validation loss:",
         "validation accuracy:",
         "test accuracy:",
-        "pipeline dashboard --storage",
+        " dashboard --storage ",
     ):
         assert line in out
 
-    # The next steps it prints run as printed, with the study's real name and storage.
+    # Every command it prints runs verbatim in a fresh shell where tune ran: no PATH to
+    # the virtual environment, no PYTHONPATH.
     steps = out[out.index("Next: ") :].splitlines()
-    export = shlex.split(steps[1].split("  (")[0])
-    assert export[:2] == ["pipeline", "export"] and name in export
-    done = run_cli(*export[1:], cwd=tmp_path)
-    assert done.returncode == 0 and (tmp_path / f"reports/{name}.csv").is_file(), done.stderr
+    fresh = {"HOME": os.environ.get("HOME", "/root"), "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    for step, made in ((steps[0], f"reports/{name}/index.html"), (steps[1], f"reports/{name}.csv")):
+        line = step.removeprefix("Next:").split("  (")[0].strip()
+        done = subprocess.run(
+            ["bash", "-c", line], cwd=tmp_path, env=fresh, capture_output=True, text=True
+        )
+        assert done.returncode == 0 and (tmp_path / made).is_file(), (line, done.stderr)
+    dashboard = out.split("Browse every trial: ")[1].split("  (")[0]
+    _serves_verbatim(dashboard, tmp_path, fresh)
 
     url = f"sqlite:///{tmp_path}/optuna.db"
     best = cli("best", "--storage", url, "--study", name, "--json")

@@ -21,8 +21,9 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.config import DEFAULT_STORAGE, StudyConfig
+from pipeline.config import StudyConfig
 from pipeline.results import best_record, format_best, format_front, front_result
+from pipeline.runner._hints import pipeline_command, storage_flags
 from pipeline.storages import mask_url
 from pipeline.trial import (
     FINISHED,
@@ -69,7 +70,7 @@ class LiveReporter:
         description: The header's first lines (what runs, where it is stored).
         device: Where the trials run, for the header.
         dashboard: The command that browses this storage, for the summary.
-        storage_flag: `` --storage URL`` (masked) for the next commands, or "" for the default.
+        storage_flag: `` --storage URL`` for the next commands (:func:`storage_flags`), or "".
         quiet: Print only the final summary (for logs).
         max_epochs: The study's epochs per trial, for the running trials' progress.
     """
@@ -83,7 +84,7 @@ class LiveReporter:
         total: int | None,
         description: str = "",
         device: str = "cpu",
-        dashboard: str = "make dashboard",
+        dashboard: str = "pipeline dashboard",
         storage_flag: str = "",
         quiet: bool = False,
         out: TextIO = sys.stdout,
@@ -130,10 +131,10 @@ class LiveReporter:
             + f", {limit} trials, "
             f"{config.max_epochs} epochs max\nStorage {mask_url(config.storage)}"
         )
-        storage_flag = (
-            "" if config.storage == DEFAULT_STORAGE else f" --storage '{mask_url(config.storage)}'"
-        )
-        dashboard = "make dashboard" if not storage_flag else f"pipeline dashboard{storage_flag}"
+        storage_flag, secret_note = storage_flags(config.storage)
+        dashboard = f"{pipeline_command()} dashboard{storage_flag}"
+        if secret_note:
+            dashboard += f"  {secret_note}"
         return cls(
             study,
             metric=config.metric,
@@ -312,10 +313,11 @@ class LiveReporter:
         """The commands that show the study's results, with its real name and storage."""
         name = shlex.quote(self.study.study_name)
         out = f"reports/{self.study.study_name}"
+        command = pipeline_command()
         print(
-            f"Next: pipeline report{self.storage_flag} --study-name {name} --out {shlex.quote(out)}"
-            "  (HTML report and plots)\n"
-            f"      pipeline export{self.storage_flag} --study-name {name} "
+            f"Next: {command} report{self.storage_flag} --study-name {name} "
+            f"--out {shlex.quote(out)}  (HTML report and plots)\n"
+            f"      {command} export{self.storage_flag} --study-name {name} "
             f"--out {shlex.quote(out + '.csv')} --curves  (one row per trial)",
             file=self.out,
             flush=True,
