@@ -21,7 +21,8 @@ import torch
 import yaml
 from browser import page_width, render
 from conftest import REPO, cli, run_cli
-from optuna.trial import TrialState
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
 
 from pipeline.artifacts import live_checkpoint, load_checkpoint
 from pipeline.artifacts._checkpoints import open_store
@@ -357,3 +358,37 @@ def test_a_checkpoint_directory_deleted_mid_study_is_made_again(tmp_path: Path) 
     assert torch.equal(saved["weights"], torch.full((2,), last.params["x"]))
     # Only the kept checkpoint is left: the working copy it came from is gone.
     assert [p.name for p in (tmp_path / "artifacts").iterdir()] == [last.user_attrs["checkpoint"]]
+
+
+def test_results_show_the_test_score_a_trainable_s_test_function_gave(tmp_path: Path) -> None:
+    # A trainable's trials record no test split; tune's final evaluation scores the best
+    # checkpoint with the study file's test: function and stores it with the study.
+    url = f"sqlite:///{tmp_path}/own.db"
+    study = optuna.create_study(study_name="own", storage=url)
+    study.set_metric_names(["val_loss"])
+    width, lr = IntDistribution(8, 256), FloatDistribution(1e-3, 0.1, log=True)
+    study.add_trial(
+        create_trial(
+            value=0.5,
+            params={"width": 128, "lr": 0.01},
+            distributions={"width": width, "lr": lr},
+        )
+    )
+    study.add_trial(create_trial(value=0.3, params={"lr": 0.02}, distributions={"lr": lr}))
+    evaluation = {"trial": 1, "checkpoint": "x", "test_mae_in_long_units": 4.5}
+    study.set_user_attr("final_evaluation", evaluation)
+
+    record = json.loads(cli("best", "--storage", url, "--study", "own", "--json").stdout)
+    assert record["test"] == {"test_mae_in_long_units": 4.5}
+    text = cli("best", "--storage", url, "--study", "own").stdout
+    assert "  test mae in long units: 4.5000" in text  # the label keeps its space
+    rows = text.splitlines()[3:]  # the metrics, epochs and checkpoint
+    columns = {len(line) - len(line.split(":", 1)[1].lstrip()) for line in rows}
+    assert len(rows) == 4 and len(columns) == 1, text  # every value in one column
+
+    out = tmp_path / "own.csv"
+    assert cli("export", "--storage", url, "--study", "own", "--out", str(out)).returncode == 0
+    frame = pd.read_csv(out)
+    assert frame["test_mae_in_long_units"].isna().tolist() == [True, False]
+    assert frame["test_mae_in_long_units"][1] == 4.5
+    assert ",128," in out.read_text().splitlines()[1] and "128.0" not in out.read_text()

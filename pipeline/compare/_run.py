@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from pipeline.compare._pareto import check_names, common_scale, hypervolume_curves
 from pipeline.config import ParamSpec, PrunerConfig, SamplerConfig, StudyConfig
 from pipeline.exceptions import EXIT_INTERRUPTED, EXIT_NO_RESULT, EXIT_OK, UsageError
+from pipeline.results import test_scores_of
 from pipeline.trial import FINISHED, best_trial, test_score_name
 
 BudgetKind = Literal["trials", "epochs", "seconds"]
@@ -212,8 +213,9 @@ class Run:
         if best is None:
             return None, math.nan
         metric = (self.study.metric_names or [""])[0]
-        name = test_score_name(metric, best.user_attrs)
-        return name, float(best.user_attrs[name]) if name else math.nan
+        scores = test_scores_of(self.study, best)
+        name = test_score_name(metric, scores)
+        return name, scores[name] if name else math.nan
 
     def summary(self, target: float | None) -> dict[str, Any]:
         trials = self.finished()

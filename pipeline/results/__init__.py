@@ -5,7 +5,7 @@ and optuna-dashboard with the checkpoints.
 
 from __future__ import annotations
 
-from pipeline.results._best import best_record, best_with_checkpoint, format_best
+from pipeline.results._best import best_record, best_with_checkpoint, format_best, test_scores_of
 from pipeline.results._dashboard import serve
 from pipeline.results._evaluate import evaluate_best, test_scores
 from pipeline.results._export import export
@@ -24,4 +24,5 @@ __all__ = [
     "load_best",
     "serve",
     "test_scores",
+    "test_scores_of",
 ]

@@ -16,6 +16,29 @@ def label(name: str) -> str:
     return ("validation_" + name[4:] if name.startswith("val_") else name).replace("_", " ")
 
 
+FINAL_EVALUATION = "final_evaluation"  # study user attribute: the best checkpoint's scores
+
+
+def _score(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def test_scores_of(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, float]:
+    """The trial's held-out ``test_*`` scores: those it recorded while it ran (a task's
+    test split), and those the study's final evaluation gave its checkpoint (a trainable's
+    ``test:`` function, scored at the end of ``tune`` or by ``pipeline evaluate``)."""
+    scores = {
+        k: float(v) for k, v in trial.user_attrs.items() if k.startswith("test_") and _score(v)
+    }
+    evaluation = study.user_attrs.get(FINAL_EVALUATION) or {}
+    for result in evaluation.get("front", [evaluation]):
+        if isinstance(result, dict) and result.get("trial") == trial.number:
+            for name, value in result.items():
+                if name.startswith("test_") and _score(value):
+                    scores.setdefault(name, float(value))
+    return dict(sorted(scores.items()))
+
+
 def best_record(study: optuna.Study) -> dict[str, Any] | None:
     """The best complete trial's number, parameters and metrics; None if none finished.
 
@@ -29,7 +52,7 @@ def best_record(study: optuna.Study) -> dict[str, Any] | None:
     metric = (study.metric_names or ["value"])[0]
     last = last_metrics(best)
     metrics = {metric: last.pop(metric, best.value), **last}
-    test = {k: v for k, v in attrs.items() if k.startswith("test_") and isinstance(v, float)}
+    test = test_scores_of(study, best)
     return {
         "study": study.study_name,
         "trial": best.number,
@@ -80,21 +103,30 @@ def format_best(record: dict[str, Any]) -> str:
         return str(int(value)) if float(value).is_integer() and abs(value) >= 1 else f"{value:.4f}"
 
     lines = [f"Best trial #{record['trial']} of study {record['study']!r}:", f"  config:\n{params}"]
-    for name, value in {**record["metrics"], **record["test"]}.items():
-        lines.append(f"  {label(name) + ':':21s}{num(value)}")
+    rows = [
+        (label(name), num(value)) for name, value in {**record["metrics"], **record["test"]}.items()
+    ]
     if "test_accuracy" not in record["test"] and "val_accuracy" in record["metrics"]:
-        lines.append(f"  {'test accuracy:':21s}n/a")
-    lines.append(f"  {'epochs trained:':21s}{record['epochs']}")
-    return "\n".join(lines) + _checkpoint_line(record)
+        rows.append(("test accuracy", "n/a"))
+    rows.append(("epochs trained", str(record["epochs"])))
+    if "checkpoint_path" in record:  # the caller looked for one
+        rows.append(("checkpoint", _checkpoint(record)))
+    width = max(21, *(len(name) + 2 for name, _ in rows))  # a long metric name keeps a space
+    lines += [f"  {name + ':':{width}s}{value}" for name, value in rows]
+    return "\n".join(lines)
 
 
-def _checkpoint_line(record: dict[str, Any]) -> str:
-    if "checkpoint_path" not in record:  # the caller did not look for one
-        return ""
+def _checkpoint(record: dict[str, Any]) -> str:
     if record["checkpoint_path"]:
-        return f"\n  checkpoint:          {record['checkpoint_path']}"
+        return str(record["checkpoint_path"])
     error = record.get("checkpoint_error")
-    return "\n  checkpoint:          none" + (f" (not saved: {error})" if error else "")
+    return "none" + (f" (not saved: {error})" if error else "")
 
 
-__all__ = ["best_record", "best_with_checkpoint", "format_best"]
+__all__ = [
+    "FINAL_EVALUATION",
+    "best_record",
+    "best_with_checkpoint",
+    "format_best",
+    "test_scores_of",
+]

@@ -13,6 +13,7 @@ from torch.utils.data import ConcatDataset, Subset, TensorDataset
 from pipeline.artifacts import live_checkpoint, load_checkpoint
 from pipeline.config import TaskConfig
 from pipeline.exceptions import ConfigError, NoResult, UsageError
+from pipeline.results._best import FINAL_EVALUATION
 from pipeline.results._winner import rebuild_trainable, test_trainable
 from pipeline.tasks import Split, Splits, Task, check_labels, resolve_task
 from pipeline.training import evaluate, fit
@@ -51,7 +52,7 @@ def evaluate_best(
         return _run_front(study, store, retrain_seeds, device)
     best = best_with_checkpoint(study, store)
     result = _score(study, best, store, retrain_seeds, device)
-    study.set_user_attr("final_evaluation", result)
+    study.set_user_attr(FINAL_EVALUATION, result)
     return result
 
 
@@ -69,7 +70,7 @@ def _run_front(
         "front": [_score(study, t, store, retrain_seeds, device) for t in kept],
         "without_checkpoint": [t.number for t in members if t not in kept],
     }
-    study.set_user_attr("final_evaluation", result)
+    study.set_user_attr(FINAL_EVALUATION, result)
     return result
 
 

@@ -11,6 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.artifacts import ArtifactStore, live_checkpoint, where
 from pipeline.exceptions import NoResult, UsageError
+from pipeline.results._best import test_scores_of
 from pipeline.trial import Attr, is_feasible, last_metrics, outcome_of, reason_of
 
 
@@ -24,7 +25,7 @@ def trials_table(study: optuna.Study, store: ArtifactStore | None = None) -> pd.
     if not trials:
         raise NoResult(f"study {study.study_name!r} has no trials yet")
     objectives = study.metric_names or ["value"]
-    rows = [_row(t, objectives, store) for t in trials]
+    rows = [_row(study, t, objectives, store) for t in trials]
     params = sorted({name for t in trials for name in t.params})  # as every storage agrees
     metrics = list(dict.fromkeys(k for row in rows for k in row["metrics"]))
     constrained = any(t.constraints for t in trials)
@@ -38,6 +39,11 @@ def trials_table(study: optuna.Study, store: ArtifactStore | None = None) -> pd.
             for row in rows
         ]
     )
+    for param in params:  # a parameter some trials did not set stays whole, not 128.0
+        values = [row["params"][param] for row in rows if param in row["params"]]
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            column = _param_column(param, metrics)
+            frame[column] = frame[column].astype("Int64")
     return frame
 
 
@@ -49,7 +55,9 @@ def _param_column(name: str, metrics: list[str]) -> str:
 _REST = ("epochs", "seconds", "worker", "retry_of", "reason", "checkpoint")
 
 
-def _row(trial: FrozenTrial, objectives: list[str], store: ArtifactStore | None) -> dict[str, Any]:
+def _row(
+    study: optuna.Study, trial: FrozenTrial, objectives: list[str], store: ArtifactStore | None
+) -> dict[str, Any]:
     """One trial: every objective first (one column each, by its metric's name), then
     the other metrics of its last epoch, the constrained ones and its test scores."""
     attrs = trial.user_attrs
@@ -62,7 +70,7 @@ def _row(trial: FrozenTrial, objectives: list[str], store: ArtifactStore | None)
     metrics |= {k: v for k, v in last.items() if k not in objectives}
     for name in trial.constraints:
         metrics.setdefault(name, attrs.get(name))
-    metrics |= {k: v for k, v in sorted(attrs.items()) if k.startswith("test_") and _number(v)}
+    metrics |= test_scores_of(study, trial)
     duration = trial.duration.total_seconds() if trial.duration is not None else None
     found = live_checkpoint(trial, store) if store is not None else None
     checkpoint = where(store, found) if found and store is not None else found
@@ -79,7 +87,8 @@ def _row(trial: FrozenTrial, objectives: list[str], store: ArtifactStore | None)
         "state": _state(trial),
         "params": trial.params,
         "metrics": metrics,
-        "feasible": is_feasible(trial) if trial.state == TrialState.COMPLETE else None,
+        # Feasible: complete, and every constraint met (a pruned trial is no candidate).
+        "feasible": trial.state == TrialState.COMPLETE and is_feasible(trial),
         "rest": rest,
     }
 

@@ -15,6 +15,7 @@ from optuna.study import StudyDirection
 
 from pipeline.artifacts import live_checkpoint, open_location, where
 from pipeline.exceptions import NoResult
+from pipeline.results._best import test_scores_of
 from pipeline.trial import Attr, front, is_feasible, last_metrics, metric_names
 
 MEASURED = ("params", "latency_ms", "peak_memory_mb", "compute_seconds")
@@ -29,20 +30,21 @@ def front_records(study: optuna.Study) -> list[dict[str, Any]]:
     names = metric_names(study)
     first = study.directions[0] == StudyDirection.MAXIMIZE
     ordered = sorted(members.values(), key=lambda t: ((-1 if first else 1) * t.values[0], t.number))
-    return [_record(t, names) for t in ordered]
+    return [_record(study, t, names) for t in ordered]
 
 
-def _record(trial: optuna.trial.FrozenTrial, names: list[str]) -> dict[str, Any]:
+def _record(
+    study: optuna.Study, trial: optuna.trial.FrozenTrial, names: list[str]
+) -> dict[str, Any]:
     attrs = trial.user_attrs
     measured = {k: attrs[k] for k in MEASURED if isinstance(attrs.get(k), (int, float))}
-    test = {k: v for k, v in attrs.items() if k.startswith("test_") and isinstance(v, float)}
     return {
         "trial": trial.number,
         "feasible": is_feasible(trial),
         "values": dict(zip(names, trial.values, strict=True)),
         "params": trial.params,
         "metrics": {**last_metrics(trial), **measured},
-        "test": test,
+        "test": test_scores_of(study, trial),
         "constraints": trial.constraints,
         "epochs": attrs.get(Attr.EPOCHS),
     }
