@@ -392,3 +392,34 @@ def test_results_show_the_test_score_a_trainable_s_test_function_gave(tmp_path: 
     assert frame["test_mae_in_long_units"].isna().tolist() == [True, False]
     assert frame["test_mae_in_long_units"][1] == 4.5
     assert ",128," in out.read_text().splitlines()[1] and "128.0" not in out.read_text()
+
+
+def test_results_commands_need_no_user_package_and_the_import_error_says_how(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/own.db"
+    study = optuna.create_study(study_name="own", storage=url)
+    lr = FloatDistribution(1e-3, 0.1, log=True)
+    study.add_trial(create_trial(value=0.3, params={"lr": 0.02}, distributions={"lr": lr}))
+    path = tmp_path / "own.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "study_name": "own",
+                "trainable": "not_installed_pkg.train:train",  # nowhere on this sys.path
+                "metric": "val_loss",
+                "direction": "minimize",
+                "search_space": {"lr": {"type": "float", "low": 0.001, "high": 0.1}},
+                "storage": url,
+            }
+        )
+    )
+    best = cli("best", "--study-file", str(path), "--json")
+    assert best.returncode == 0 and json.loads(best.stdout)["trial"] == 0, best.stderr
+    out = tmp_path / "own.csv"
+    assert cli("export", "--study-file", str(path), "--out", str(out)).returncode == 0
+    assert cli("report", "--study-file", str(path), "--out", str(tmp_path / "r")).returncode == 0
+    refused = cli("validate", str(path))
+    assert refused.returncode == 2
+    assert "no module named 'not_installed_pkg'" in refused.stderr
+    assert "PYTHONPATH" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1

@@ -51,7 +51,7 @@ def _study_source(args: argparse.Namespace) -> None:
         return
     from pipeline.study import load_study_file
 
-    config = load_study_file(args.study_file)
+    config = load_study_file(args.study_file, code=False)  # no need of the user's package
     if named:
         args.study = config.study_name
     args.storage_default = config.storage

@@ -30,6 +30,14 @@ def import_function(target: str, key: str, expected: str) -> Callable[..., Any]:
         raise ConfigError(key, f"unknown {key.split('.')[0]} {target!r}; expected {expected}")
     try:
         module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module_name.startswith(exc.name):
+            raise ConfigError(key, f"cannot import {module_name!r} ({exc})") from None
+        raise ConfigError(  # the user's own package is not where Python looks
+            key,
+            f"cannot import {module_name!r}: no module named {exc.name!r}; install your "
+            "package (pip install -e .) or put its directory on PYTHONPATH",
+        ) from None
     except Exception as exc:  # a module may fail to import in any way: say so in one line
         raise ConfigError(
             key, f"cannot import {module_name!r} ({type(exc).__name__}: {exc})"

@@ -35,13 +35,16 @@ from pipeline.training import check_trainable
 
 
 def load_study_file(
-    path: str | os.PathLike[str], overrides: list[str] | None = None
+    path: str | os.PathLike[str], overrides: list[str] | None = None, code: bool = True
 ) -> StudyConfig:
     """Read, override and validate a study file.
 
     Args:
         path: The YAML file.
         overrides: ``key=value`` strings (``--set``), dotted keys, YAML values.
+        code: Check it against the code it names too (its task, trainable, model and test
+            functions, imported). The result commands, which read only the study's name,
+            storage and artifacts, pass False: they run without the user's package.
 
     Raises:
         ConfigError: on any mistake in the file or the overrides, naming the file.
@@ -55,7 +58,7 @@ def load_study_file(
             apply_override(raw, item)
     except ConfigError as exc:
         raise exc.located(source) from None
-    return parse_study(raw, source)
+    return parse_study(raw, source, code)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -161,8 +164,9 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
-def parse_study(raw: Mapping[str, Any], source: str = "<memory>") -> StudyConfig:
-    """Validate raw study data (as loaded from YAML) and build a :class:`StudyConfig`.
+def parse_study(raw: Mapping[str, Any], source: str = "<memory>", code: bool = True) -> StudyConfig:
+    """Validate raw study data (as loaded from YAML) and build a :class:`StudyConfig`;
+    with ``code`` False, against the schema and the storage URL only.
 
     Raises:
         ConfigError: naming ``source`` and the dotted key.
@@ -170,7 +174,10 @@ def parse_study(raw: Mapping[str, Any], source: str = "<memory>") -> StudyConfig
     try:
         _check_shape(raw)
         config = convert(raw)
-        check_components(config)
+        if code:
+            check_components(config)
+        else:
+            check_url(config.storage)
     except ConfigError as exc:
         raise exc.located(source) from None
     return dataclasses.replace(config, source=source)
