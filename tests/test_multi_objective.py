@@ -20,6 +20,7 @@ import yaml
 from conftest import _storage_url, cli, minimal_study, run_cli
 from optuna.trial import TrialState
 
+import pipeline
 from pipeline.cli import main
 from pipeline.compare import write_report
 from pipeline.compare._pareto import common_scale, scaled_hypervolume
@@ -504,6 +505,9 @@ def test_evaluate_export_and_report_of_a_front(tmp_path: Path) -> None:
     evaluation = json.loads(result.stdout)
     assert [r["trial"] for r in evaluation["front"]] == members
     assert all(0 <= r["test_accuracy"] <= 1 for r in evaluation["front"])
+    for member in study_front(study):  # any member rebuilds, not only the first's best
+        model = pipeline.load_best(data["study_name"], data["storage"], trial=member.number)
+        assert sum(p.numel() for p in model.parameters()) == member.user_attrs["params"]
     table = tmp_path / "trials.csv"
     assert cli("export", "--study-file", str(path), "--out", str(table)).returncode == 0
     header = table.read_text().splitlines()[0].split(",")

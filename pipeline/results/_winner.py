@@ -96,26 +96,39 @@ def test_trainable(
 
 
 def load_best(
-    study_name: str, storage: str, artifacts: str | None = None, device: str = "cpu"
+    study_name: str,
+    storage: str,
+    artifacts: str | None = None,
+    device: str = "cpu",
+    trial: int | None = None,
 ) -> nn.Module:
-    """The best trial's model of a study, with its checkpointed weights, in eval mode.
+    """The best trial's model of a study (or trial number ``trial``'s: any member of a
+    Pareto front, say), with its checkpointed weights, in eval mode.
 
     Args:
         storage: The study's storage URL, as in the study file.
         artifacts: Where its checkpoints are (a directory or ``s3://bucket/prefix``), if
             not the default for the storage.
+        trial: A trial number; by default the best trial (of several objectives: the
+            feasible one best in the first).
 
     Raises:
-        NoResult: no complete trial has a checkpoint, or it cannot be rebuilt.
+        NoResult: no complete trial has a checkpoint (or trial ``trial`` has none), or it
+            cannot be rebuilt.
     """
     from pipeline.study import open_existing
     from pipeline.tasks import resolve_task
 
     study = open_existing(storage, study_name)
     store = open_location(storage, artifacts, create=False)
-    best = best_trial(study, lambda t: live_checkpoint(t, store) is not None)
-    if best is None:
-        raise NoResult(f"study {study_name!r} has no complete trial with a checkpoint")
+    if trial is None:
+        best = best_trial(study, lambda t: live_checkpoint(t, store) is not None)
+        if best is None:
+            raise NoResult(f"study {study_name!r} has no complete trial with a checkpoint")
+    else:
+        best = next((t for t in study.get_trials(deepcopy=False) if t.number == trial), None)
+        if best is None or live_checkpoint(best, store) is None:
+            raise NoResult(f"study {study_name!r} has no trial #{trial} with a checkpoint")
     artifact_id = live_checkpoint(best, store)
     assert artifact_id is not None
     saved = load_checkpoint(store, artifact_id)
