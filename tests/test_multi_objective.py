@@ -41,6 +41,8 @@ from pipeline.trial import (
     outcome_of,
     study_front,
 )
+from pipeline.visualization import write_report as write_study_report
+from pipeline.visualization._front_plot import pareto_figure
 
 PARETO = {
     "objectives": [
@@ -563,3 +565,24 @@ def test_a_trainable_gets_measured_objectives_and_reports_its_own() -> None:
     assert trial.user_attrs["peak_memory_mb"] >= 0
     assert set(trial.constraints) == {"peak_memory_mb", "compute_seconds"}
     assert is_feasible(trial)
+
+
+def test_the_report_draws_front_dominated_and_infeasible_trials_apart(tmp_path: Path) -> None:
+    limits = Limits.of(
+        parse_study(pareto_study(constraints={"latency_ms": {"max": 2}})).constraints
+    )
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_metric_names(["val_accuracy", "params"])
+    _tell(study, [0.91, 900.0], limits, latency_ms=1.0)  # trial 0: on the front
+    _tell(study, [0.99, 100.0], limits, latency_ms=5.0)  # too slow: infeasible
+    _tell(study, [0.80, 200.0], limits, latency_ms=1.5)  # on the front
+    _tell(study, [0.70, 800.0], limits, latency_ms=0.5)  # dominated
+    figure = pareto_figure(study)
+    drawn = {trace.name: [int(t.split("#")[1]) for t in trace.text] for trace in figure.data}
+    assert drawn == {"Pareto front": [0, 2], "feasible, dominated": [3], "infeasible": [1]}
+    assert len({trace.marker.color for trace in figure.data}) == 3  # not a trial-number scale
+    assert figure.layout.xaxis.title.text == "val_accuracy (maximize)"
+    assert figure.layout.yaxis.title.text == "params (minimize)"
+    html = write_study_report(study, tmp_path / "report").read_text()
+    assert "front members, other feasible trials and infeasible trials" in html
+    assert "in grey" not in html  # the old caption, which the colours did not keep

@@ -12,6 +12,7 @@ import optuna
 
 from pipeline.results import front_result
 from pipeline.trial import metric_names, reference_point
+from pipeline.visualization._front_plot import pareto_axes, pareto_figure
 
 
 def pareto_plots(study: optuna.Study) -> dict[str, tuple[str, Any, Any]]:
@@ -24,10 +25,10 @@ def pareto_plots(study: optuna.Study) -> dict[str, tuple[str, Any, Any]]:
     constrained = any(t.constraints for t in study.get_trials(deepcopy=False))
     plots: dict[str, tuple[str, Any, Any]] = {
         "pareto": (
-            f"Pareto front: {' against '.join(names)}"
-            + (" (infeasible trials in grey)" if constrained else ""),
-            partial(_quiet, pv.plot_pareto_front, target_names=names),
-            partial(_quiet, pm.plot_pareto_front, target_names=names),
+            f"Pareto front: {' against '.join(names)}: front members, "
+            + ("other feasible trials and infeasible trials" if constrained else "other trials"),
+            pareto_figure,
+            pareto_axes,
         )
     }
     reference = reference_point(study.get_trials(deepcopy=False), study.directions)
