@@ -93,3 +93,18 @@ def test_the_dashboard_opens_every_shared_backend(shared_storage_url: str) -> No
     assert status == ["200 OK"]
     summaries = {s["study_name"]: s for s in json.loads(body)["study_summaries"]}
     assert name in summaries
+
+
+def test_a_mistyped_storage_suggests_only_files_that_are_storages(tmp_path: Path) -> None:
+    from conftest import cli
+
+    optuna.create_study(study_name="a", storage=f"sqlite:///{tmp_path}/real.db")
+    open_storage(f"journal:///{tmp_path}/real.log")  # a journal file, as tune makes one
+    optuna.create_study(study_name="b", storage=open_storage(f"journal:///{tmp_path}/real.log"))
+    (tmp_path / "ci.log").write_text("2026-12-06 a log of something else\n")
+    (tmp_path / "notes.db").write_text("not a database")
+    result = cli("best", "--storage", f"sqlite:///{tmp_path}/typo.db", "--study-name", "a")
+    assert result.returncode == 2
+    listed = result.stderr.split("storage files in")[1]
+    assert "real.db" in listed and "real.log" in listed
+    assert "ci.log" not in listed and "notes.db" not in listed

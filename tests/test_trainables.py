@@ -244,3 +244,27 @@ def test_the_ray_tutorial_runs_with_two_workers_asha_and_checkpoints(tmp_path: P
     # The rebuilt winner scores what the test function scored at the end of tune.
     final = optuna.load_study(study_name="ray-tutorial", storage=url).user_attrs
     assert 0 <= final["final_evaluation"]["test_accuracy"] <= 1
+
+
+def test_provenance_records_the_user_code_s_git_revision_beside_the_pipeline_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.study._provenance import collect, git_revision
+
+    # The user's own package, in a repository of its own.
+    package = tmp_path / "user_repo" / "user_code"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "train.py").write_text(
+        "def train(config, session):\n    session.report(val_loss=1.0)\n"
+    )
+    git = ["git", "-c", "user.name=u", "-c", "user.email=u@example.org"]
+    subprocess.run(["git", "init", "-q"], cwd=package.parent, check=True)
+    subprocess.run(["git", "add", "."], cwd=package.parent, check=True)
+    subprocess.run([*git, "commit", "-qm", "user code"], cwd=package.parent, check=True)
+    monkeypatch.syspath_prepend(str(package.parent))
+    own = parse_study(minimal_study(task=None, trainable="user_code.train:train"))
+    record = collect(own)
+    assert record["code_git_revision"] == git_revision(package)
+    assert record["code_git_revision"] not in (None, record["git_revision"])
+    assert collect(parse_study(minimal_study()))["code_git_revision"] is None  # built-in task

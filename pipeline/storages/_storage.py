@@ -15,6 +15,7 @@ workers and an open dashboard share one file without "database is locked".
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import sqlite3
 import time
@@ -150,11 +151,29 @@ def _check_exists(path: Path, sqlite: bool) -> None:
             raise UsageError(f"--storage: {path} is not an Optuna storage (no studies table)")
         return
     folder = path.parent if path.parent.is_dir() else Path(".")
-    found = sorted(str(p) for p in folder.glob("*") if p.suffix in (".db", ".log", ".sqlite3"))
+    found = sorted(str(p) for p in folder.glob("*") if _is_storage_file(p))
     raise UsageError(
         f"--storage: there is no {path}"
         + (f"; storage files in {folder}: {', '.join(found)}" if found else "")
     )
+
+
+def _is_storage_file(path: Path) -> bool:
+    """Whether ``path`` is an Optuna storage file worth suggesting: a SQLite database with
+    Optuna's tables, or a journal whose first line is one of Optuna's operations (a
+    ``*.log`` of anything else is not)."""
+    if not path.is_file():
+        return False
+    with contextlib.suppress(OSError, StorageProblem), path.open("rb") as f:
+        head = f.read(4096)
+        if head.startswith(b"SQLite format 3\x00"):
+            return _has_optuna_tables(path)
+        first = head.split(b"\n", 1)[0]
+        try:
+            return isinstance(json.loads(first), dict) and b'"op_code"' in first
+        except ValueError:
+            return False
+    return False
 
 
 def _has_optuna_tables(path: Path) -> bool:

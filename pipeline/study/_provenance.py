@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import importlib.metadata
+import importlib.util
 import platform
 import shlex
 import socket
@@ -60,6 +61,21 @@ def git_revision(path: Path | None = None) -> str | None:
     return rev or None
 
 
+def code_revision(config: StudyConfig) -> str | None:
+    """The git revision of the user's own code the study runs (its trainable's or task
+    plug-in's module), beside the pipeline's own; None for a built-in task."""
+    targets = [config.trainable, config.task.name if config.task else None]
+    for target in targets:
+        if target and ":" in target:
+            try:
+                spec = importlib.util.find_spec(target.partition(":")[0])
+            except (ImportError, ValueError):
+                continue
+            if spec is not None and spec.origin:
+                return git_revision(Path(spec.origin).resolve().parent)
+    return None
+
+
 def masked(config: StudyConfig) -> dict[str, Any]:
     """The resolved study as plain data, with the passwords of its URLs masked (the
     storage's, and an MLflow server's given as ``http://user:password@host``)."""
@@ -77,6 +93,7 @@ def collect(config: StudyConfig) -> dict[str, Any]:
         "study_file": config.source,
         "versions": versions(),
         "git_revision": git_revision(),
+        "code_git_revision": code_revision(config),
         "host": socket.gethostname(),
         "seed": config.seed,
     }
@@ -100,6 +117,7 @@ def record(study: optuna.Study, config: StudyConfig) -> list[str]:
             "study_file": config.source,
             "file_sha256": _sha256(config.source),
             "git_revision": first["git_revision"],
+            "code_git_revision": first["code_git_revision"],
             "host": first["host"],
             "changes": changed,
             "config": first["config"],
@@ -164,4 +182,4 @@ def note(config: StudyConfig) -> str:
     )
 
 
-__all__ = ["collect", "git_revision", "masked", "note", "record", "versions"]
+__all__ = ["code_revision", "collect", "git_revision", "masked", "note", "record", "versions"]
