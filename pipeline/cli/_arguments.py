@@ -19,6 +19,9 @@ class _Parser(argparse.ArgumentParser):
     mistake, rather than the usage block and a second line."""
 
     def error(self, message: str) -> NoReturn:
+        from pipeline.storages import mask_url  # argparse echoes the words it refused
+
+        message = mask_url(message)
         self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 

@@ -45,7 +45,9 @@ def scheme_of(url: str) -> str:
 
 
 def check_url(url: str) -> None:
-    """Reject a URL no backend understands, before anything connects to it."""
+    """Reject a URL no backend understands, before anything connects to it. Its
+    password is noted, so that it is masked in any message from here on."""
+    remember_password(url)
     if any(ord(c) < 32 for c in url):
         raise ConfigError("storage", "the storage URL holds a control character")
     if "://" not in url or scheme_of(url) not in SCHEMES:
@@ -57,13 +59,17 @@ def check_url(url: str) -> None:
         )
     scheme = scheme_of(url)
     if scheme in ("sqlite", "journal") and not _local_path(url):
-        raise ConfigError("storage", f"{scheme} URL {url!r} names no file")
+        raise ConfigError("storage", f"{scheme} URL {mask_url(url)!r} names no file")
+    if scheme == "sqlite" and (":memory:" in url or "mode=memory" in url):
+        raise ConfigError(
+            "storage", "workers cannot share an in-memory database; name a file: sqlite:///path"
+        )
     if scheme in ("grpc", "redis"):
         try:
             parts = urlsplit(url)
             port = parts.port
-        except ValueError as exc:
-            raise ConfigError("storage", f"{mask_url(url)!r}: {exc}") from None
+        except ValueError:
+            raise ConfigError("storage", f"cannot parse {mask_url(url)!r}") from None
         if scheme == "grpc" and (not parts.hostname or port is None):
             raise ConfigError("storage", f"expected grpc://host:port, got {mask_url(url)!r}")
     if scheme in RDB_SCHEMES:
@@ -74,8 +80,12 @@ def _check_driver(url: str) -> None:
     """Refuse a database URL whose driver is not installed, naming the one that is."""
     try:
         make_url(url).get_dialect().import_dbapi()
-    except ValueError as exc:  # a port that is not a number
-        raise ConfigError("storage", f"{mask_url(url)!r}: {exc}") from None
+    except ValueError:  # a port that is not a number; its text may hold a password's piece
+        raise ConfigError(
+            "storage",
+            f"cannot parse {mask_url(url)!r}: a port is not a number, or a password holds "
+            "@ : / # ? or a space unencoded (percent-encode it: urllib.parse.quote(pw, safe=''))",
+        ) from None
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
         hint = {
             "postgresql": "postgresql+psycopg://",
