@@ -132,6 +132,18 @@ def _named(name: str) -> Callable[[Path], list[str]]:
     return make
 
 
+def _stored_name(command: str) -> Callable[[Path], list[str]]:
+    """A study another tool made, named to climb out of reports/."""
+
+    def make(tmp: Path) -> list[str]:
+        url = f"sqlite:///{tmp}/named.db"
+        study = optuna.create_study(study_name="../../escape", storage=url)
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=1.0))
+        return [command, "--storage", url, "--study-name", "../../escape"]
+
+    return make
+
+
 def _in_studies(*argv: str) -> Callable[[Path], list[str]]:
     """``argv`` run where studies/ holds default.yaml (the test runs in tmp_path)."""
 
@@ -197,8 +209,24 @@ CASES: list[Case] = [
     ),
     ("a list as a key", _file("study_name: a\n? [a, b]\n: 1\n"), 2, "a key must be a name"),
     ("a FIFO as the study file", lambda tmp: ["validate", _fifo(tmp)], 2, "not a regular file"),
-    ("grpc port out of range", _set("storage=grpc://127.0.0.1:99999"), 2, "Port out of range"),
-    ("port not a number", _set("storage=postgresql+psycopg://u:p@127.0.0.1:abc/db"), 2, "abc"),
+    ("grpc port out of range", _set("storage=grpc://127.0.0.1:99999"), 2, "0..65535"),
+    (
+        "port not a number",
+        _set("storage=postgresql+psycopg://u:p@127.0.0.1:abc/db"),
+        2,
+        "a port is not a number",
+    ),
+    ("sqlite in memory", _set("storage='sqlite:///:memory:'"), 2, "cannot share an in-memory"),
+    ("a study name with ../", _set("study_name=../../etc/x"), 2, "path separator or '..'"),
+    ("a study name with a slash", _set("study_name=a/b"), 2, "path separator or '..'"),
+    (
+        "a branch name with ../",
+        lambda tmp: ["tune", str(_study(tmp)), "--branch", "../x"],
+        2,
+        "--branch",
+    ),
+    ("export of a stored study named ../", _stored_name("export"), 2, "pass --out"),
+    ("report of a stored study named ../", _stored_name("report"), 2, "pass --out"),
     ("unknown sqlite driver", _set("storage=sqlite+foo:////tmp/x.db"), 2, "driver"),
     ("a control character in the name", _set('study_name="a\\nb"'), 2, "control"),
     ("artifacts through ..", _set("artifacts=/proc/nope/../x/y"), 2, "artifacts"),

@@ -69,7 +69,9 @@ def check_url(url: str) -> None:
             parts = urlsplit(url)
             port = parts.port
         except ValueError:
-            raise ConfigError("storage", f"cannot parse {mask_url(url)!r}") from None
+            raise ConfigError(
+                "storage", f"cannot parse {mask_url(url)!r}: a port is a number in 0..65535"
+            ) from None
         if scheme == "grpc" and (not parts.hostname or port is None):
             raise ConfigError("storage", f"expected grpc://host:port, got {mask_url(url)!r}")
     if scheme in RDB_SCHEMES:
