@@ -31,6 +31,7 @@ import pytest
 import sqlalchemy
 import yaml
 from conftest import (
+    MYSQL_URL,
     POSTGRES_URL,
     REPO,
     cli,
@@ -132,6 +133,43 @@ def postgres_db() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def mysql_db() -> Iterator[str]:
+    """A fresh database on the machine's MySQL (MariaDB) server, dropped afterwards."""
+    name = f"pipeline_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(MYSQL_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE `{name}`"))
+    yield MYSQL_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f"DROP DATABASE `{name}`"))
+    admin.dispose()
+
+
+@pytest.mark.parametrize("server", ["postgres_db", "mysql_db"])
+def test_read_only_commands_create_no_table_on_an_empty_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, server: str
+) -> None:
+    url = request.getfixturevalue(server)
+    monkeypatch.chdir(tmp_path)
+    for command in (
+        ["best", "--study-name", "x"],
+        ["export", "--study-name", "x"],
+        ["report", "--study-name", "x"],
+        ["evaluate", "--study-name", "x"],
+        ["dashboard", "--port", "0"],
+    ):
+        done = cli(command[0], "--storage", url, *command[1:])
+        assert done.returncode == 2, done.stderr
+        assert "holds no Optuna tables" in done.stderr and "make tune" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect() as conn:
+        assert sqlalchemy.inspect(conn).get_table_names() == []
+    engine.dispose()
+    assert list(tmp_path.iterdir()) == []  # no file, no directory either
 
 
 @pytest.mark.slow

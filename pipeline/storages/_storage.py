@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import optuna
 import optuna.storages.journal
 import sqlalchemy.exc
+import sqlalchemy.pool
 from optuna.storages import BaseStorage
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -135,6 +136,8 @@ def open_storage(
     if must_exist and scheme in ("sqlite", "journal"):
         _check_exists(Path(_local_path(url)), sqlite=scheme == "sqlite")
     try:
+        if must_exist and scheme in ("postgresql", "mysql") and not _has_tables(url):
+            raise UsageError(f"--storage: {mask_url(url)} holds no Optuna tables (no study yet)")
         if scheme in RDB_SCHEMES:
             return _open_rdb(url, heartbeat_interval, grace_period, stale_retries, readers_only)
         return _open_journal_or_proxy(url)
@@ -179,6 +182,19 @@ def _has_optuna_tables(path: Path) -> bool:
     except sqlite3.DatabaseError as exc:
         raise StorageProblem(f"the storage {path}: {problem_of(exc) or exc}") from None
     return bool(found and found[0] == 3)
+
+
+def _has_tables(url: str) -> bool:
+    """Whether a database server's database holds Optuna's tables, asked without creating
+    them (Optuna's RDBStorage creates any that are missing)."""
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return {"studies", "trials", "version_info"} <= set(
+                sqlalchemy.inspect(conn).get_table_names()
+            )
+    finally:
+        engine.dispose()
 
 
 def _open_rdb(
