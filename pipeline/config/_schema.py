@@ -28,6 +28,7 @@ from pipeline.config._tracking import TrackingConfig
 from pipeline.exceptions import ConfigError
 
 DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
+MAX_STEP = 2**31 - 1  # Optuna stores an epoch as a step in a 32-bit integer column
 
 # The metrics the built-in loop reports, and which way is better. A study of any other
 # metric (a trainable's own, a task's custom one) must say its direction.
@@ -233,8 +234,12 @@ def check_values(config: StudyConfig) -> None:
     problem = study_name_problem(config.study_name)
     if problem:
         raise ConfigError("study_name", problem)
-    if config.max_epochs < 1:
-        raise ConfigError("max_epochs", f"must be at least 1, got {config.max_epochs}")
+    if not 1 <= config.max_epochs <= MAX_STEP:
+        raise ConfigError(
+            "max_epochs",
+            f"must be at least 1 and at most {MAX_STEP} (Optuna's step range), "
+            f"got {config.max_epochs}",
+        )
     budgets = (config.n_trials, config.timeout, config.max_total_epochs)
     if all(b is None for b in budgets) and config.sampler.name != "grid":
         raise ConfigError(
