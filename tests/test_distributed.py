@@ -172,6 +172,30 @@ def test_read_only_commands_create_no_table_on_an_empty_database(
     assert list(tmp_path.iterdir()) == []  # no file, no directory either
 
 
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        (POSTGRES_URL.replace("postgres@", "no_such_role_zz:pw@"), "no such user"),
+        (POSTGRES_URL.rsplit("/", 1)[0] + "/no_such_db_zz", "no such database"),
+        (MYSQL_URL.replace("root@", "root:wrong-pw@"), "access denied"),
+        (MYSQL_URL.replace("root@", "nobody_zz@"), "access denied"),
+    ],
+    ids=["postgres-role", "postgres-database", "mysql-password", "mysql-user"],
+)
+@pytest.mark.parametrize("command", ["best", "tune"])
+def test_a_refused_login_is_one_line_exit_2_and_no_retry(
+    tmp_path: Path, url: str, reason: str, command: str
+) -> None:
+    _tiny_study(tmp_path / "s.yaml", storage=url, storage_retry_seconds=60)
+    argv = ["--study-file" if command == "best" else "", str(tmp_path / "s.yaml")]
+    started = time.monotonic()
+    done = cli(command, *[a for a in argv if a])
+    assert done.returncode == 2, done.stderr
+    assert reason in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "retrying" not in done.stderr and "wrong-pw" not in done.stderr
+    assert time.monotonic() - started < 20  # no back-off
+
+
 @pytest.mark.slow
 def test_four_postgres_workers_meet_the_budget_exactly_and_run_each_grid_point_once(
     tmp_path: Path, postgres_db: str

@@ -32,7 +32,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from pipeline.exceptions import ConfigError, StorageProblem, UsageError
-from pipeline.storages._errors import first_line, problem_of
+from pipeline.storages._errors import denial_of, denied, first_line, problem_of
 from pipeline.storages._masking import mask_url, remember_password
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
@@ -142,6 +142,8 @@ def open_storage(
             return _open_rdb(url, heartbeat_interval, grace_period, stale_retries, readers_only)
         return _open_journal_or_proxy(url)
     except (OSError, sqlite3.Error, sqlalchemy.exc.DBAPIError) as exc:
+        if denial_of(exc) is not None:
+            raise denied(url, exc) from None
         problem = problem_of(exc) or (str(exc.strerror) if isinstance(exc, OSError) else None)
         if problem is None:
             raise  # unreachable: the caller decides whether to wait
