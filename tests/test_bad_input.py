@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from pipeline.cli import main
 from pipeline.exceptions import ConfigError
 from pipeline.results._dashboard import is_loopback, read_only
 from pipeline.study import load_study_file
+from pipeline.trial import Attr
 
 ALIAS_BOMB = "a: &a [1, 2]\n" + "".join(
     f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n"
@@ -44,7 +46,7 @@ def _keep_signal_handlers() -> Iterator[None]:
 def _study(tmp_path: Path, text: str | None = None, **overrides: Any) -> Path:
     path = tmp_path / "study.yaml"
     if text is None:
-        data = minimal_study(storage=f"sqlite:///{tmp_path}/optuna.db", **overrides)
+        data = minimal_study(**{"storage": f"sqlite:///{tmp_path}/optuna.db", **overrides})
         text = yaml.safe_dump(data, sort_keys=False)
     path.write_text(text)
     return path
@@ -144,6 +146,26 @@ def _stored_name(command: str) -> Callable[[Path], list[str]]:
     return make
 
 
+def _dashboard_host(host: str) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        url = f"sqlite:///{tmp}/named.db"
+        optuna.create_study(study_name="s", storage=url)
+        return ["dashboard", "--storage", url, "--host", host, "--port", "0"]
+
+    return make
+
+
+def _checkpoints_moved(tmp: Path) -> list[str]:
+    """Trials saved checkpoints in a folder that is gone (moved, deleted)."""
+    url = f"sqlite:///{tmp}/named.db"
+    study = optuna.create_study(study_name="s", storage=url)
+    trial = optuna.trial.create_trial(
+        params={}, distributions={}, value=1.0, user_attrs={Attr.CHECKPOINT: "gone-id"}
+    )
+    study.add_trial(trial)
+    return ["evaluate", "--storage", url, "--study-name", "s", "--artifacts", f"{tmp}/moved"]
+
+
 def _in_studies(*argv: str) -> Callable[[Path], list[str]]:
     """``argv`` run where studies/ holds default.yaml (the test runs in tmp_path)."""
 
@@ -238,6 +260,15 @@ CASES: list[Case] = [
         "65536",
     ),
     ("max_epochs past Optuna's steps", _set(f"max_epochs={10**30}"), 2, "max_epochs"),
+    (
+        "a negative worker index",
+        lambda tmp: ["worker", str(_study(tmp)), "--worker-index", "-1"],
+        2,
+        "--worker-index: must be 0 or more",
+    ),
+    ("a dashboard host that is no address", _dashboard_host("999.1.1.1"), 2, "--host: cannot"),
+    ("a dashboard on IPv6 :: of an IPv4 server", _dashboard_host("::"), 2, "--host: cannot"),
+    ("evaluate without its checkpoint folder", _checkpoints_moved, 2, "directory"),
     ("sqlite in memory", _set("storage='sqlite:///:memory:'"), 2, "cannot share an in-memory"),
     ("a study name with ../", _set("study_name=../../etc/x"), 2, "path separator or '..'"),
     ("a study name with a slash", _set("study_name=a/b"), 2, "path separator or '..'"),
@@ -362,6 +393,18 @@ def test_bad_input_is_one_line_with_its_exit_code(
     assert "Traceback" not in err
     assert time.monotonic() - started < 30
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "typo.db").exists()
+
+
+def test_an_unreachable_grpc_proxy_prints_no_library_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = _study(tmp_path, storage="grpc://127.0.0.1:1", storage_retry_seconds=2)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")  # every warning, each time it is raised
+        code, err = _run(capsys, "tune", str(study))
+    assert code == 4, err
+    assert not [w for w in shown if issubclass(w.category, optuna.exceptions.ExperimentalWarning)]
+    assert len(err.strip().splitlines()) <= 4, err  # the retries and the final line
 
 
 def test_the_loader_survives_random_mutations_of_every_shipped_study(tmp_path: Path) -> None:

@@ -170,7 +170,9 @@ def _add_run_commands(sub: Any) -> None:
         "else one per core)",
     )
     p.add_argument(
-        "--worker-index", type=int, help="offsets the sampler seed (default: the process id)"
+        "--worker-index",
+        type=_at_least(0),
+        help="offsets the sampler seed (default: the process id)",
     )
     p.add_argument("--timeout", **timeout)
 

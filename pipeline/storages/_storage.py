@@ -247,7 +247,9 @@ def _open_journal_or_proxy(url: str) -> BaseStorage:
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalRedisBackend(url))
     parts = urlsplit(url)
     assert parts.hostname is not None and parts.port is not None  # checked by check_url
-    return optuna.storages.GrpcStorageProxy(host=parts.hostname, port=parts.port)
+    with warnings.catch_warnings():  # experimental too; else it printed at every retry
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.GrpcStorageProxy(host=parts.hostname, port=parts.port)
 
 
 def serve_proxy(url: str, host: str, port: int) -> None:
