@@ -407,6 +407,39 @@ def test_an_unreachable_grpc_proxy_prints_no_library_warning(
     assert len(err.strip().splitlines()) <= 4, err  # the retries and the final line
 
 
+def test_a_trial_skipped_because_the_budget_was_met_logs_nothing() -> None:
+    """The race in which other workers meet the budget between admission and a trial's
+    start: the trial is marked skipped; Optuna's 12-line "Trial failed" traceback of it
+    is not printed. A real failure still is."""
+    import logging
+
+    from pipeline.study import set_optuna_logging
+    from pipeline.training import TrialSkipped
+
+    set_optuna_logging()
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    logging.getLogger("optuna").addHandler(handler)
+    try:
+        study = optuna.create_study()
+        for error in (TrialSkipped("trial 0 not run: the budget was already met"), KeyError("x")):
+
+            def objective(trial: optuna.Trial, error: Exception = error) -> float:
+                raise error
+
+            study.optimize(objective, n_trials=1, catch=(Exception,))
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+    failed = [r.getMessage() for r in records if "failed" in r.getMessage()]
+    assert failed and all(m.startswith("Trial 1 failed") for m in failed), failed
+    assert any("KeyError" in m for m in failed)
+
+
 def test_the_loader_survives_random_mutations_of_every_shipped_study(tmp_path: Path) -> None:
     """A few hundred mutated study files: each loads or is refused with a ConfigError."""
     rng = random.Random(0)
