@@ -25,6 +25,7 @@ from conftest import REPO, free_port, minimal_study
 from pipeline.cli import main
 from pipeline.exceptions import ConfigError
 from pipeline.results._dashboard import is_loopback, read_only
+from pipeline.storages import mask_url
 from pipeline.study import load_study_file
 from pipeline.trial import Attr
 
@@ -462,24 +463,50 @@ def test_the_loader_survives_random_mutations_of_every_shipped_study(tmp_path: P
         {"type": "float"},
         {"low": 1, "high": 0},
         "a" * 1000,
+        *HOSTILE_VALUES,
     ]
     studies = sorted((REPO / "studies").glob("*.yaml"))
     for study in studies:  # the first load imports a task's modules (torchvision: seconds)
         with contextlib.suppress(ConfigError):  # the CIFAR-10 files need the data set
             load_study_file(study)
-    for i in range(300):
+    for i in range(360):
         raw = yaml.safe_load(rng.choice(studies).read_text())
         raw["storage"] = f"sqlite:///{tmp_path}/fuzz.db"
         _mutate(raw, rng, values)
+        if i >= 300:  # the keys the hostile values aim at, hit on purpose
+            raw[rng.choice(list(HOSTILE_KEYS))] = rng.choice(HOSTILE_VALUES)
         path = tmp_path / f"fuzz{i}.yaml"
         path.write_text(yaml.safe_dump(raw))
         started = time.monotonic()
         try:
-            load_study_file(path)
+            config = load_study_file(path)
         except ConfigError as exc:
-            assert "\n" not in str(exc)
+            assert "\n" not in str(exc) and "s3cr" not in mask_url(str(exc)), exc
+        else:  # what loads is safe to run: a name, not a path; a local or s3:// folder
+            assert "/" not in config.study_name and ".." not in config.study_name
+            assert config.artifacts is None or "://" not in config.artifacts[5:], path
+            assert 1 <= config.max_epochs < 2**31 and ":memory:" not in config.storage
         assert time.monotonic() - started < 5, f"{path} took too long"
     assert not (tmp_path / "fuzz.db").exists()
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # http:/... never made
+
+
+# Values aimed at the checks of hostile input, and the keys they aim at.
+HOSTILE_KEYS = ("study_name", "artifacts", "max_epochs", "storage", "search_space")
+HOSTILE_VALUES: list[Any] = [
+    "../../etc/x",
+    "a/b",
+    "..",
+    "http://127.0.0.1:1/x",
+    "sqlite:///:memory:",
+    "postgresql+psycopg://u:s3cr@9:x/y#h?k S7@127.0.0.1/db",
+    "postgresql+psycopg://u@127.0.0.1/db?password=s3cr",
+    10**30,
+    2**70,
+    {"l1": {"type": "pow2", "low": 4, "high": 2**70}},
+    {"l1": {"type": "int", "low": 0, "high": 4}},
+    {"batch_size": {"type": "int", "low": 1, "high": 10**9}},
+]
 
 
 def _mutate(node: dict[str, Any], rng: random.Random, values: list[Any]) -> None:

@@ -287,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.storages import STORAGE_ERRORS, first_line
+    from pipeline.storages import STORAGE_ERRORS, first_line, mask_url
     from pipeline.study import set_optuna_logging
 
     set_optuna_logging()
@@ -299,7 +299,7 @@ def _run(args: argparse.Namespace) -> int:
         if isinstance(exc, ConfigError):
             # Commands that read a study file name it; the others take only --storage.
             exc = exc.located(args.study if hasattr(args, "overrides") else "--storage")
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {mask_url(str(exc))}", file=sys.stderr)  # a URL in any key
         return exc.exit_code
     except STORAGE_ERRORS as exc:
         print(f"error: cannot reach the storage: {first_line(exc)}", file=sys.stderr)
