@@ -70,6 +70,13 @@ class StorageProblem(PipelineError):
     exit_code = EXIT_STORAGE_LOST
 
 
+class StorageDenied(PipelineError):
+    """The storage refused the credentials or the access (no such user or database, a
+    wrong password, no permission): a mistake in the URL, never retried."""
+
+    exit_code = EXIT_USAGE
+
+
 class S3Error(PipelineError, OSError):
     """A bucket that cannot be reached, read or written (boto's error, as an OSError, so
     that checkpoint code handles it as it handles a full local disk)."""
@@ -112,6 +119,7 @@ __all__ = [
     "NoResult",
     "PipelineError",
     "S3Error",
+    "StorageDenied",
     "StorageLost",
     "StorageProblem",
     "UsageError",

@@ -22,10 +22,47 @@ from pipeline.storages import check_url, mask_url, open_storage
         ("error in mysql+pymysql://u:p%40ss@h/db here", "error in mysql+pymysql://u:***@h/db here"),
         ("sqlite:///runs/optuna.db", "sqlite:///runs/optuna.db"),
         ("postgresql://bob@db/optuna", "postgresql://bob@db/optuna"),
+        ("postgresql://u@h/db?password=hunter2", "postgresql://u@h/db?password=***"),
+        (
+            "postgresql://u@h/db?sslmode=x&password=a%40b&x=1",
+            "postgresql://u@h/db?sslmode=x&password=***&x=1",
+        ),
+        ("postgresql://u@h/db?password=a@b", "postgresql://u@h/db?password=***"),
+        (
+            "postgresql://ha_sec:Zq@9:x/y%2F#h?k S7tr@127.0.0.1/db",
+            "postgresql://ha_sec:***@127.0.0.1/db",
+        ),
+        (
+            "'postgresql://ha:Zq@9:x/y%2F#h?k S7tr@127.0.0.1/db': bad",
+            "'postgresql://ha:***@127.0.0.1/db': bad",
+        ),
+        (
+            "postgresql://u:p@127.0.0.1:1/db port 1 failed",
+            "postgresql://u:***@127.0.0.1:1/db port 1 failed",
+        ),
+        ("postgresql://u:p@host:notaport/db", "postgresql://***@host:notaport/db"),
+        ("http://user:pw@mlflow:5000", "http://user:***@mlflow:5000"),
+        ("redis://cache:6379/0 failed; ask a@b.c", "redis://cache:6379/0 failed; ask a@b.c"),
+        (
+            "tune --storage mysql://u@h/d?pwd=zz9&x=1 -v",
+            "tune --storage mysql://u@h/d?pwd=***&x=1 -v",
+        ),
     ],
 )
 def test_passwords_are_masked(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+def test_a_one_letter_password_is_masked_as_one_token_in_free_text() -> None:
+    check_url("postgresql+psycopg://u:p@127.0.0.1:1/db")  # seen: masked from here on
+    error = 'connection to server at "127.0.0.1", port 1 failed for postgresql+psycopg'
+    assert mask_url(error) == error  # the letter p is everywhere: nothing garbled
+    assert mask_url(f"{error} (u:p@127.0.0.1)") == f"{error} (u:***@127.0.0.1)"
+
+
+def test_sqlite_in_memory_is_refused() -> None:
+    with pytest.raises(ConfigError, match="workers cannot share an in-memory database"):
+        check_url("sqlite:///:memory:")
 
 
 @pytest.mark.parametrize("url", ["mongodb://x", "sqlite://", "runs/optuna.db", "grpc://host"])

@@ -353,7 +353,8 @@ def tracked(
     url, _ = mlflow_server
     tmp = tmp_path_factory.mktemp("tracked")
     name = f"test-tracked-{os.getpid()}-{time.time_ns() % 10**8}"
-    storage = POSTGRES_URL.replace("postgres@", "postgres:s3cret-pw@", 1)
+    # Two password forms at once: userinfo and a query parameter (trust auth ignores both).
+    storage = POSTGRES_URL.replace("postgres@", "postgres:s3cret-pw@", 1) + "?password=q-s3cret"
     result = _cli(
         "tune",
         str(REPO / "studies" / "default.yaml"),
@@ -440,7 +441,11 @@ def test_mlflow_keeps_one_nested_run_per_trial_with_every_epoch(tracked: dict[st
         expected = [f"checkpoint/trial-{trial.number}.pt"] if outcome.label == "COMPLETE" else []
         assert artifacts == expected
     everything = json.dumps([r.to_dictionary() for r in runs]) + json.dumps(provenance)
-    assert "s3cret-pw" not in everything  # the storage's password stays out of MLflow
+    for secret in ("s3cret-pw", "q-s3cret"):  # the storage's passwords stay out of MLflow
+        assert secret not in everything
+    for path in tracked["tb"].rglob("*"):  # ... and out of TensorBoard's event files
+        if path.is_file():
+            assert b"s3cret" not in path.read_bytes(), path
     # MLflow's own UI, in a browser, lists the parent run and one run per trial.
     page = f"{tracked['url']}/#/experiments/{experiment.experiment_id}/runs"
     dom = _browse(page, tracked["tmp"] / "chromium")

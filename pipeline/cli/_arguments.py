@@ -19,6 +19,9 @@ class _Parser(argparse.ArgumentParser):
     mistake, rather than the usage block and a second line."""
 
     def error(self, message: str) -> NoReturn:
+        from pipeline.storages import mask_url  # argparse echoes the words it refused
+
+        message = mask_url(message)
         self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
@@ -167,7 +170,9 @@ def _add_run_commands(sub: Any) -> None:
         "else one per core)",
     )
     p.add_argument(
-        "--worker-index", type=int, help="offsets the sampler seed (default: the process id)"
+        "--worker-index",
+        type=_at_least(0),
+        help="offsets the sampler seed (default: the process id)",
     )
     p.add_argument("--timeout", **timeout)
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pipeline.cli._arguments import STORAGE_ENV, parse_args
-from pipeline.config import StudyConfig
+from pipeline.config import StudyConfig, study_name_problem
 from pipeline.exceptions import (
     EXIT_OK,
     EXIT_STORAGE_LOST,
@@ -67,8 +67,13 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def _out(args: argparse.Namespace, suffix: str = "") -> str:
-    """--out, else ``reports/<study name><suffix>``."""
-    return str(args.out or f"reports/{args.study}{suffix}")
+    """--out, else ``reports/<study name><suffix>``, never outside reports/."""
+    if args.out:
+        return str(args.out)
+    problem = study_name_problem(args.study)
+    if problem:
+        raise UsageError(f"the study name {problem}; pass --out PATH")
+    return f"reports/{args.study}{suffix}"
 
 
 def _load(args: argparse.Namespace, **flags: Any) -> StudyConfig:
@@ -97,6 +102,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.branch is not None:
         if not args.branch.strip() or args.branch == config.study_name:
             raise UsageError("--branch: give the new study a name of its own")
+        if study_name_problem(args.branch):
+            raise UsageError(f"--branch: the name {study_name_problem(args.branch)}")
         parent, config = config.study_name, dataclasses.replace(config, study_name=args.branch)
     # A fresh process that has computed nothing yet: workers may be forked from it.
     return tune(config, quiet=args.quiet, fresh_process=True, branch_from=parent)
@@ -280,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.storages import STORAGE_ERRORS, first_line
+    from pipeline.storages import STORAGE_ERRORS, first_line, mask_url
     from pipeline.study import set_optuna_logging
 
     set_optuna_logging()
@@ -292,7 +299,7 @@ def _run(args: argparse.Namespace) -> int:
         if isinstance(exc, ConfigError):
             # Commands that read a study file name it; the others take only --storage.
             exc = exc.located(args.study if hasattr(args, "overrides") else "--storage")
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {mask_url(str(exc))}", file=sys.stderr)  # a URL in any key
         return exc.exit_code
     except STORAGE_ERRORS as exc:
         print(f"error: cannot reach the storage: {first_line(exc)}", file=sys.stderr)

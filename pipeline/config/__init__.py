@@ -17,6 +17,7 @@ from pipeline.config._schema import (
     StudyConfig,
     TaskConfig,
     convert,
+    study_name_problem,
 )
 from pipeline.config._tracking import TrackingConfig
 
@@ -38,4 +39,5 @@ __all__ = [
     "convert",
     "import_function",
     "required_arguments",
+    "study_name_problem",
 ]

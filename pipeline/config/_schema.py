@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pipeline.config._names import study_name_problem
 from pipeline.config._objectives import (
     MEASURED_DIRECTIONS,
     LimitConfig,
@@ -27,6 +28,7 @@ from pipeline.config._tracking import TrackingConfig
 from pipeline.exceptions import ConfigError
 
 DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
+MAX_STEP = 2**31 - 1  # Optuna stores an epoch as a step in a 32-bit integer column
 
 # The metrics the built-in loop reports, and which way is better. A study of any other
 # metric (a trainable's own, a task's custom one) must say its direction.
@@ -39,7 +41,6 @@ KNOWN_DIRECTIONS: dict[str, str] = {
     "val_mae": "minimize",
     "val_r2": "maximize",
 }
-MAX_STUDY_NAME = 512  # Optuna's RDB schema: studies.study_name is VARCHAR(512)
 
 
 @dataclass(frozen=True)
@@ -230,17 +231,15 @@ def _direction(
 def check_values(config: StudyConfig) -> None:
     """The checks that need only the values: budgets, counts, seconds, the device.
     (Checks against the task, sampler, pruner and storage live in ``study_file``.)"""
-    if not config.study_name.strip():
-        raise ConfigError("study_name", "must not be empty")
-    if any(ord(c) < 32 for c in config.study_name):
-        raise ConfigError("study_name", "must not hold control characters (a newline, a NUL...)")
-    if len(config.study_name) > MAX_STUDY_NAME:
+    problem = study_name_problem(config.study_name)
+    if problem:
+        raise ConfigError("study_name", problem)
+    if not 1 <= config.max_epochs <= MAX_STEP:
         raise ConfigError(
-            "study_name",
-            f"is {len(config.study_name)} characters long; storages keep at most {MAX_STUDY_NAME}",
+            "max_epochs",
+            f"must be at least 1 and at most {MAX_STEP} (Optuna's step range), "
+            f"got {config.max_epochs}",
         )
-    if config.max_epochs < 1:
-        raise ConfigError("max_epochs", f"must be at least 1, got {config.max_epochs}")
     budgets = (config.n_trials, config.timeout, config.max_total_epochs)
     if all(b is None for b in budgets) and config.sampler.name != "grid":
         raise ConfigError(
@@ -342,4 +341,5 @@ __all__ = [
     "check_packing",
     "check_values",
     "convert",
+    "study_name_problem",
 ]

@@ -10,6 +10,7 @@ reach the port could otherwise delete a study with one request.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import signal
@@ -104,8 +105,13 @@ def serve(
     try:
         server = make_server(host, port, app, handler_class=_QuietHandler)
     except OSError as exc:
-        raise UsageError(
-            f"--port: cannot listen on {host}:{port} ({exc.strerror}); pass another --port"
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):  # the port is taken or privileged
+            raise UsageError(
+                f"--port: cannot listen on {host}:{port} ({exc.strerror}); pass another --port"
+            ) from None
+        raise UsageError(  # an address that is not this machine's, or of another family
+            f"--host: cannot listen on {host} ({exc.strerror or exc}); pass an address of "
+            "this machine (127.0.0.1, 0.0.0.0)"
         ) from None
     if exposed:
         print(

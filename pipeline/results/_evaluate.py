@@ -4,6 +4,7 @@ optionally the best configuration retrained on train + validation with several s
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -31,6 +32,7 @@ def best_with_checkpoint(study: optuna.Study, store: Any) -> optuna.trial.Frozen
     """
     best = best_trial(study, lambda t: live_checkpoint(t, store) is not None)
     if best is None:
+        _check_directory(study, store)
         top = best_trial(study)
         error = top.user_attrs.get(Attr.CHECKPOINT_ERROR) if top is not None else None
         why = f" (the best trial's was not saved: {error})" if error else ""
@@ -39,6 +41,19 @@ def best_with_checkpoint(study: optuna.Study, store: Any) -> optuna.trial.Frozen
             "run `pipeline tune` first (with keep_checkpoints above 0)"
         )
     return best
+
+
+def _check_directory(study: optuna.Study, store: Any) -> None:
+    """Trials recorded checkpoints but the directory that held them is gone: say so,
+    rather than "no checkpoint"."""
+    folder = getattr(store, "path", None)
+    recorded = [t.number for t in study.trials if Attr.CHECKPOINT in t.user_attrs]
+    if folder is not None and recorded and not Path(folder).is_dir():
+        raise UsageError(
+            f"--artifacts: the checkpoint directory {folder} is missing; trials "
+            f"{', '.join(map(str, recorded[:5]))}{'...' if len(recorded) > 5 else ''} saved "
+            "checkpoints there (pass --artifacts DIR where they are now)"
+        )
 
 
 def evaluate_best(
@@ -62,6 +77,7 @@ def _run_front(
     members = study_front(study)
     kept = [t for t in members if live_checkpoint(t, store) is not None]
     if not kept:
+        _check_directory(study, store)
         raise NoResult(
             f"study {study.study_name!r} has no Pareto-front trial with a checkpoint; "
             "run `pipeline tune` first (with keep_checkpoints above 0)"

@@ -20,6 +20,11 @@ from pipeline.config import ParamSpec
 from pipeline.exceptions import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+# The largest size (a layer width, a batch) an int or pow2 range may reach: past it, one
+# trial can take minutes or the machine's memory. A larger size is stated explicitly, as
+# a fixed value or a categorical choice.
+MAX_SIZE = 2**16
+WIDTH_NAMES = frozenset({"width", "hidden", "channels", "l1", "l2", "l3", "conv1", "conv2"})
 SCHEDULERS = ("none", "cosine", "onecycle", "step")
 
 # The hyperparameters the training loop reads, with their defaults. Tasks may override
@@ -135,18 +140,32 @@ def type_problem(value: Any, default: Any) -> str | None:
 
 
 def rule_for(name: str, defaults: Mapping[str, Any]) -> Rule:
-    """The rule of one hyperparameter: the loop's own, else the type of its default."""
+    """The rule of one hyperparameter: the loop's own, else the type of its default; a
+    size (see :func:`is_size`) is 1 or more."""
     if name in LOOP_RULES:
         return LOOP_RULES[name]
     default = defaults.get(name)
+    if is_size(name, defaults):
+        return lambda v: None if _whole(v) and v >= 1 else "a size: expected a whole number >= 1"
     return lambda value: type_problem(value, default)
 
 
-def check_spec(name: str, spec: ParamSpec, rule: Rule, whole: bool) -> None:
+def is_size(name: str, defaults: Mapping[str, Any]) -> bool:
+    """Whether a hyperparameter is a size: a whole number named as the built-in models
+    name their layer widths (``l1``, ``width``, ``conv2``, ``hidden``...) or ending in
+    ``_size`` or ``_width`` (``batch_size``, ``kernel_size``). A depth is not: 0 layers
+    is a linear model."""
+    if name != "batch_size" and not _whole(defaults.get(name)):
+        return False
+    return name in WIDTH_NAMES or name.endswith(("_size", "_width"))
+
+
+def check_spec(name: str, spec: ParamSpec, rule: Rule, whole: bool, size: bool = False) -> None:
     """Refuse a search-space entry that can produce a value ``rule`` refuses.
 
     Args:
         whole: The parameter takes whole numbers only.
+        size: The parameter is a size: a range of it reaches at most ``MAX_SIZE``.
 
     Raises:
         ConfigError: naming ``search_space.<name>``.
@@ -164,6 +183,12 @@ def check_spec(name: str, spec: ParamSpec, rule: Rule, whole: bool) -> None:
         problem = rule(value)
         if problem is not None:
             raise ConfigError(key, f"{value!r} cannot be used: {problem}")
+    if size and spec.type in ("int", "pow2") and (spec.high or 0) > MAX_SIZE:
+        raise ConfigError(
+            f"{key}.high",
+            f"{spec.high:g} is past {MAX_SIZE}, the largest size a range reaches; list a "
+            "larger size explicitly ({type: categorical, choices: [...]} or type: fixed)",
+        )
 
 
 def whole_numbers_only(name: str, defaults: Mapping[str, Any]) -> bool:
@@ -223,12 +248,14 @@ def _plain_types(annotation: Any) -> tuple[type, ...] | None:
 
 __all__ = [
     "LOOP_RULES",
+    "MAX_SIZE",
     "OPTIMIZERS",
     "SCHEDULERS",
     "TRAINING_DEFAULTS",
     "check_combinations",
     "check_options",
     "check_spec",
+    "is_size",
     "rule_for",
     "type_problem",
     "whole_numbers_only",

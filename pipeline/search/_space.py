@@ -30,9 +30,11 @@ from optuna.distributions import (
 from pipeline.config import ParamSpec
 from pipeline.exceptions import ConfigError
 from pipeline.search._params import (
+    MAX_SIZE,
     TRAINING_DEFAULTS,
     check_combinations,
     check_spec,
+    is_size,
     rule_for,
     whole_numbers_only,
 )
@@ -84,6 +86,11 @@ def to_distribution(spec: ParamSpec) -> BaseDistribution | None:
         return CategoricalDistribution(choices)
     low, high = _range(spec)
     if spec.type == "pow2":
+        if high > MAX_SIZE:
+            raise ValueError(
+                f"high: {high:g} is past {MAX_SIZE}, the largest a pow2 range reaches; list a "
+                "larger value explicitly as a categorical choice"
+            )
         exponents = [_log2_exact(low, "low"), _log2_exact(high, "high")]
         return CategoricalDistribution([2**e for e in range(exponents[0], exponents[1] + 1)])
     if spec.log and spec.step is not None:
@@ -182,7 +189,8 @@ def check_space(space: Mapping[str, ParamSpec], task: TaskHyperparameters | None
         if spec.type == "fixed" and not isinstance(spec.value, _SCALARS):
             raise ConfigError(f"{key}.value", "must be a string, number, boolean or null")
         if task is not None:
-            check_spec(name, spec, rule_for(name, known), whole_numbers_only(name, known))
+            whole = whole_numbers_only(name, known)
+            check_spec(name, spec, rule_for(name, known), whole, is_size(name, known))
         for parent, wanted in (spec.when or {}).items():
             _check_condition(seen, parent, wanted, f"{key}.when.{parent}")
         seen[name] = spec

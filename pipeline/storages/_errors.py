@@ -7,6 +7,7 @@ read-only file, a full disk) is named at once and never retried: waiting would n
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import sys
 import threading
@@ -18,7 +19,7 @@ import optuna
 import redis.exceptions
 import sqlalchemy.exc
 
-from pipeline.exceptions import StorageLost, StorageProblem
+from pipeline.exceptions import StorageDenied, StorageLost, StorageProblem
 from pipeline.storages._masking import mask_url
 
 # A storage that answers but cannot be used, by what its driver says.
@@ -43,6 +44,35 @@ def problem_of(exc: BaseException) -> str | None:
         if needle in text:
             return problem
     return None
+
+
+# A server that refuses who connects, by what PostgreSQL and MySQL say: a mistake in the
+# URL (or the server's grants), which no wait mends.
+_DENIALS = (
+    (r"password authentication failed|authentication failed", "authentication failed"),
+    (r"role \S+ does not exist", "no such user"),
+    (r"access denied for user", "access denied (user, password or grants)"),
+    (r"database \S+ does not exist|unknown database", "no such database"),
+    (r"no password supplied|password is required", "the server wants a password"),
+    (r"permission denied for|must be owner of|command denied to user", "permission denied"),
+)
+
+
+def denial_of(exc: BaseException) -> str | None:
+    """Why a database server refused the connection or the access, if ``exc`` says so."""
+    text = str(exc).lower()
+    for pattern, reason in _DENIALS:
+        if re.search(pattern, text):
+            return reason
+    return None
+
+
+def denied(url: str, exc: BaseException) -> StorageDenied:
+    """The one-line error of a refused connection: exit 2, no retry."""
+    return StorageDenied(
+        f"the storage {mask_url(url)}: {denial_of(exc)} ({first_line(exc)}); "
+        "fix the user, password or database in the URL"
+    )
 
 
 # What an unreachable database, Redis server or proxy raises through Optuna.
@@ -117,6 +147,8 @@ class Outage:
     def failed(self, exc: BaseException) -> None:
         """Sleep before the next try; raise StorageLost once the limit is spent, and
         StorageProblem at once for a storage that answers but cannot be used."""
+        if denial_of(exc) is not None:
+            raise denied(self.url, exc) from None
         problem = problem_of(exc)
         if problem is not None:
             raise StorageProblem(
@@ -152,6 +184,8 @@ class Outage:
 __all__ = [
     "STORAGE_ERRORS",
     "Outage",
+    "denial_of",
+    "denied",
     "first_line",
     "problem_of",
     "report_thread_errors",

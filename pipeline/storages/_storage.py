@@ -27,12 +27,13 @@ from urllib.parse import urlsplit
 import optuna
 import optuna.storages.journal
 import sqlalchemy.exc
+import sqlalchemy.pool
 from optuna.storages import BaseStorage
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from pipeline.exceptions import ConfigError, StorageProblem, UsageError
-from pipeline.storages._errors import first_line, problem_of
+from pipeline.storages._errors import denial_of, denied, first_line, problem_of
 from pipeline.storages._masking import mask_url, remember_password
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
@@ -46,7 +47,9 @@ def scheme_of(url: str) -> str:
 
 
 def check_url(url: str) -> None:
-    """Reject a URL no backend understands, before anything connects to it."""
+    """Reject a URL no backend understands, before anything connects to it. Its
+    password is noted, so that it is masked in any message from here on."""
+    remember_password(url)
     if any(ord(c) < 32 for c in url):
         raise ConfigError("storage", "the storage URL holds a control character")
     if "://" not in url or scheme_of(url) not in SCHEMES:
@@ -58,13 +61,19 @@ def check_url(url: str) -> None:
         )
     scheme = scheme_of(url)
     if scheme in ("sqlite", "journal") and not _local_path(url):
-        raise ConfigError("storage", f"{scheme} URL {url!r} names no file")
+        raise ConfigError("storage", f"{scheme} URL {mask_url(url)!r} names no file")
+    if scheme == "sqlite" and (":memory:" in url or "mode=memory" in url):
+        raise ConfigError(
+            "storage", "workers cannot share an in-memory database; name a file: sqlite:///path"
+        )
     if scheme in ("grpc", "redis"):
         try:
             parts = urlsplit(url)
             port = parts.port
-        except ValueError as exc:
-            raise ConfigError("storage", f"{mask_url(url)!r}: {exc}") from None
+        except ValueError:
+            raise ConfigError(
+                "storage", f"cannot parse {mask_url(url)!r}: a port is a number in 0..65535"
+            ) from None
         if scheme == "grpc" and (not parts.hostname or port is None):
             raise ConfigError("storage", f"expected grpc://host:port, got {mask_url(url)!r}")
     if scheme in RDB_SCHEMES:
@@ -75,8 +84,12 @@ def _check_driver(url: str) -> None:
     """Refuse a database URL whose driver is not installed, naming the one that is."""
     try:
         make_url(url).get_dialect().import_dbapi()
-    except ValueError as exc:  # a port that is not a number
-        raise ConfigError("storage", f"{mask_url(url)!r}: {exc}") from None
+    except ValueError:  # a port that is not a number; its text may hold a password's piece
+        raise ConfigError(
+            "storage",
+            f"cannot parse {mask_url(url)!r}: a port is not a number, or a password holds "
+            "@ : / # ? or a space unencoded (percent-encode it: urllib.parse.quote(pw, safe=''))",
+        ) from None
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
         hint = {
             "postgresql": "postgresql+psycopg://",
@@ -124,10 +137,14 @@ def open_storage(
     if must_exist and scheme in ("sqlite", "journal"):
         _check_exists(Path(_local_path(url)), sqlite=scheme == "sqlite")
     try:
+        if must_exist and scheme in ("postgresql", "mysql") and not _has_tables(url):
+            raise UsageError(f"--storage: {mask_url(url)} holds no Optuna tables (no study yet)")
         if scheme in RDB_SCHEMES:
             return _open_rdb(url, heartbeat_interval, grace_period, stale_retries, readers_only)
         return _open_journal_or_proxy(url)
     except (OSError, sqlite3.Error, sqlalchemy.exc.DBAPIError) as exc:
+        if denial_of(exc) is not None:
+            raise denied(url, exc) from None
         problem = problem_of(exc) or (str(exc.strerror) if isinstance(exc, OSError) else None)
         if problem is None:
             raise  # unreachable: the caller decides whether to wait
@@ -188,6 +205,19 @@ def _has_optuna_tables(path: Path) -> bool:
     return bool(found and found[0] == 3)
 
 
+def _has_tables(url: str) -> bool:
+    """Whether a database server's database holds Optuna's tables, asked without creating
+    them (Optuna's RDBStorage creates any that are missing)."""
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return {"studies", "trials", "version_info"} <= set(
+                sqlalchemy.inspect(conn).get_table_names()
+            )
+    finally:
+        engine.dispose()
+
+
 def _open_rdb(
     url: str,
     heartbeat_interval: int | None,
@@ -236,7 +266,9 @@ def _open_journal_or_proxy(url: str) -> BaseStorage:
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalRedisBackend(url))
     parts = urlsplit(url)
     assert parts.hostname is not None and parts.port is not None  # checked by check_url
-    return optuna.storages.GrpcStorageProxy(host=parts.hostname, port=parts.port)
+    with warnings.catch_warnings():  # experimental too; else it printed at every retry
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.GrpcStorageProxy(host=parts.hostname, port=parts.port)
 
 
 def serve_proxy(url: str, host: str, port: int) -> None:

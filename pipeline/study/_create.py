@@ -21,6 +21,7 @@ from pipeline.study._branch import import_trials
 from pipeline.study._drift import DEFINITION_ATTR, check_resume, definition
 from pipeline.study._grid import grid_values_of, new_grid_points
 from pipeline.study._provenance import note, record
+from pipeline.training import TrialSkipped
 
 GRID_ATTR = "grid_points"  # study user attribute: how many grid points were queued
 GRID_VALUES_ATTR = "grid_values"  # ... and the values per parameter they were made of
@@ -30,6 +31,26 @@ def set_optuna_logging(level: int = logging.WARNING) -> None:
     """The one place that sets Optuna's log level: warnings in the command's process,
     errors only in workers (the live table shows their trials)."""
     optuna.logging.set_verbosity(level)
+    optimize_log = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _NoSkippedTrials) for f in optimize_log.filters):
+        optimize_log.addFilter(_NoSkippedTrials())
+
+
+class _NoSkippedTrials(logging.Filter):
+    """Optuna logs a trial that raised as failed, with its traceback. A trial skipped
+    because other workers met the budget first is routine: it is marked skipped, and the
+    log says nothing of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: set[str] = set()  # "Trial 24 failed": its second line goes too
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        head = " ".join(record.getMessage().split()[:3])
+        if record.exc_info and isinstance(record.exc_info[1], TrialSkipped):
+            self.skipped.add(head)
+            return False
+        return head not in self.skipped
 
 
 def storage_for(config: StudyConfig) -> optuna.storages.BaseStorage:

@@ -28,7 +28,7 @@ from pipeline.search import (
     check_sampler_objectives,
     check_space,
 )
-from pipeline.storages import check_url
+from pipeline.storages import check_url, mask_url
 from pipeline.tasks import resolve_task
 from pipeline.tracking import check_tracking
 from pipeline.training import check_trainable
@@ -235,6 +235,12 @@ def check_components(config: StudyConfig) -> None:
     check_pruner_objectives(config.pruner, config.objectives)
     if is_s3(config.artifacts):
         check_s3_url(str(config.artifacts))
+    elif config.artifacts and "://" in config.artifacts:
+        raise ConfigError(
+            "artifacts",
+            f"{mask_url(config.artifacts)!r}: checkpoints go to a local directory or "
+            "s3://bucket/prefix",
+        )
     elif config.artifacts and config.keep_checkpoints:
         _check_can_make(config.artifacts, "artifacts")
     check_tracking(config.tracking)
