@@ -53,12 +53,14 @@ class FailurePolicy:
         keep_checkpoints: int,
         store: ArtifactStore | None,
         log: TextIO,
+        storage: BaseStorage | None = None,
     ) -> None:
         self.worker = worker
         self.max_retries = max_retries
         self.keep_checkpoints = keep_checkpoints
         self.store = store
         self.log = log
+        self.storage = storage  # where a dead worker's trial gets its reason
         self.failures = 0  # in a row
 
     @property
@@ -143,6 +145,7 @@ def run_worker(
         is_surplus=lambda trial: budget.is_surplus(study, trial),
         worker=worker,
         store=store,
+        trial_timeout=config.trial_timeout,  # type: ignore[arg-type]  # seconds once loaded
         tracking=open_tracking(
             config.tracking,
             config.study_name,
@@ -152,7 +155,7 @@ def run_worker(
             log,
         ),
     )
-    policy = FailurePolicy(worker, config.max_retries, config.keep_checkpoints, store, log)
+    policy = FailurePolicy(worker, config.max_retries, config.keep_checkpoints, store, log, storage)
     packer = packer_for(config.packing, trainable, objective, policy, storage)
     ran = 0
     while not should_stop():
@@ -213,7 +216,7 @@ def _step(
             with warnings.catch_warnings():  # experimental API, used on purpose
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
-            release_orphans(study, policy.max_retries, policy.say)
+            release_orphans(study, policy.max_retries, policy.say, policy.storage)
             outage.ok()
             time.sleep(POLL_SECONDS)
             return "idle"

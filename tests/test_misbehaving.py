@@ -1,0 +1,115 @@
+"""User code that exits, raises, hangs or kills its worker: the trial fails with a
+reason naming what happened and the epoch, and the study goes on (issue 28)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from conftest import minimal_study, run_cli
+from optuna.trial import TrialState
+
+from pipeline.runner._worker import run_worker
+from pipeline.study._file import parse_study
+from pipeline.trial import Attr
+
+
+def _study(
+    tmp_path: Path, trainable: str = "misbehaves", how: str = "exit3", **overrides: Any
+) -> dict[str, Any]:
+    study = minimal_study(
+        trainable=f"tiny_trainables:{trainable}",
+        metric="mse",
+        direction="minimize",
+        max_epochs=2,
+        n_trials=3,
+        storage=f"sqlite:///{tmp_path}/optuna.db",
+        keep_checkpoints=0,
+        search_space={"how": how, "lr": {"type": "float", "low": 0.1, "high": 0.2}},
+    )
+    del study["task"]
+    study.update(overrides)
+    return study
+
+
+def _trials(study: dict[str, Any]) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study["study_name"], storage=study["storage"]).trials
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [
+        ("exit3", "the training function exited with code 3 during epoch 2"),
+        ("exit0", "the training function exited with code 0 during epoch 2"),
+        ("systemexit", "the training function exited with code 0 during epoch 2"),
+        ("keyboard", "the training function raised KeyboardInterrupt during epoch 2"),
+    ],
+)
+def test_user_code_that_exits_or_raises_keyboardinterrupt_fails_only_its_trial(
+    tmp_path: Path, how: str, reason: str
+) -> None:
+    study = _study(tmp_path, how=how)
+    ran = run_worker(parse_study(study))
+    trials = _trials(study)
+    assert ran == 4  # the failed trial and the three that met the budget
+    assert trials[0].state == TrialState.FAIL
+    assert trials[0].user_attrs[Attr.FAIL_REASON] == reason
+    assert trials[0].user_attrs[Attr.OUTCOME] == "failed"
+    assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] * 3
+
+
+def test_a_trial_past_trial_timeout_fails_and_the_worker_goes_on(tmp_path: Path) -> None:
+    study = _study(tmp_path, trial_timeout="0.5s", how="sleep")
+    run_worker(parse_study(study))
+    trials = _trials(study)
+    assert trials[0].user_attrs[Attr.FAIL_REASON] == "exceeded trial_timeout (0.5s) during epoch 2"
+    assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] * 3
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [
+        ("os_exit", "the training function exited with code 3 during epoch 2"),
+        (
+            "sigkill",
+            "the worker running the training function was killed by SIGKILL during epoch 2",
+        ),
+    ],
+)
+@pytest.mark.slow
+def test_a_worker_killed_by_user_code_is_replaced_and_tune_exits_0(
+    tmp_path: Path, how: str, reason: str
+) -> None:
+    study = _study(tmp_path, n_trials=2, how=how)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    result = run_cli("tune", str(path), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"trial 0 failed: {reason}" in result.stdout
+    assert "a replacement worker starts" in result.stdout
+    trials = _trials(study)
+    assert trials[0].user_attrs[Attr.FAIL_REASON] == reason
+    assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] * 2
+
+
+@pytest.mark.slow
+def test_a_hanging_an_exiting_and_a_raising_trainable_do_not_stop_two_workers(
+    tmp_path: Path,
+) -> None:
+    """The issue's "done when": the three failures named, the budget met, exit 0."""
+    study = _study(tmp_path, "three_ways", n_trials=3, workers=2, trial_timeout="2s")
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    result = run_cli("tune", str(path), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    reasons = {t.number: str(t.user_attrs.get(Attr.FAIL_REASON)) for t in _trials(study)}
+    assert re.fullmatch(r"exceeded trial_timeout \(2s\) during epoch 2; .*killed", reasons[0])
+    assert reasons[1] == "the training function exited with code 3 during epoch 2"
+    assert reasons[2].startswith("ValueError: bad batch")
+    for number in (0, 1, 2):
+        assert f"trial {number} failed: {reasons[number]}" in result.stdout + result.stderr
+    assert "3 complete, 0 pruned, 3 failed" in result.stdout
