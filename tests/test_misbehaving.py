@@ -3,16 +3,21 @@ reason naming what happened and the epoch, and the study goes on (issue 28)."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
+import tiny_trainables
 import yaml
-from conftest import minimal_study, run_cli
+from conftest import cli, minimal_study, run_cli
 from optuna.trial import TrialState
 
+from pipeline.exceptions import ConfigError
+from pipeline.runner._watch import Supervisor
 from pipeline.runner._worker import run_worker
 from pipeline.study._file import parse_study
 from pipeline.trial import Attr
@@ -113,3 +118,51 @@ def test_a_hanging_an_exiting_and_a_raising_trainable_do_not_stop_two_workers(
     for number in (0, 1, 2):
         assert f"trial {number} failed: {reasons[number]}" in result.stdout + result.stderr
     assert "3 complete, 0 pruned, 3 failed" in result.stdout
+
+
+def test_after_a_stop_signal_a_worker_that_ignores_it_is_killed_within_the_grace() -> None:
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=tiny_trainables.deaf_to_sigterm, args=(ready,))
+    proc.start()
+    assert ready.wait(timeout=60)
+    proc.terminate()  # SIGTERM: ignored
+    storage = optuna.storages.InMemoryStorage()
+    lines: list[str] = []
+    supervisor = Supervisor(
+        optuna.create_study(storage=storage),
+        storage,
+        [proc],
+        lambda i: proc,
+        trial_timeout=None,
+        max_retries=0,
+        say=lines.append,
+    )
+    started = time.monotonic()
+    supervisor.join(grace=1.0)
+    assert not proc.is_alive()
+    assert time.monotonic() - started < 5
+    assert lines == ["1 worker(s) did not stop within 1 s and were killed"]
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(90, 90.0), ("20s", 20.0), ("30m", 1800.0), ("2h", 7200.0)]
+)
+def test_trial_timeout_is_seconds_or_a_duration_with_a_unit(
+    tmp_path: Path, value: Any, seconds: float
+) -> None:
+    assert parse_study(_study(tmp_path, trial_timeout=value)).trial_timeout == seconds
+
+
+@pytest.mark.parametrize("value", ["5x", 0, -3, "m"])
+def test_a_wrong_trial_timeout_is_refused_naming_the_key(tmp_path: Path, value: Any) -> None:
+    with pytest.raises(ConfigError, match="trial_timeout: expected a positive duration"):
+        parse_study(_study(tmp_path, trial_timeout=value))
+
+
+def test_the_trial_timeout_flag_overrides_the_study_file(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(_study(tmp_path)))
+    result = cli("tune", str(path), "--trial-timeout", "soon")
+    assert result.returncode == 2
+    assert "trial_timeout: expected a positive duration" in result.stderr

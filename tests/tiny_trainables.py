@@ -118,3 +118,12 @@ def _misbehave(how: str) -> None:
         while True:
             with contextlib.suppress(BaseException):  # swallowing everything is the point
                 time.sleep(0.05)
+
+
+def deaf_to_sigterm(ready: Any) -> None:
+    """A process body that ignores SIGTERM and never ends (a worker stuck in user code);
+    sets the event ``ready`` once it ignores it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready.set()
+    while True:
+        time.sleep(0.05)
