@@ -39,13 +39,7 @@ from pipeline.exceptions import (
 from pipeline.packing import check_device
 from pipeline.results import evaluate_best, test_scores
 from pipeline.runner._live import LiveReporter
-from pipeline.runner._placement import (
-    Slot,
-    plan,
-    resolve_device,
-    start_method,
-    visible_gpus,
-)
+from pipeline.runner._placement import Slot, plan, resolve_device, start_method, visible_gpus
 from pipeline.runner._watch import Supervisor
 from pipeline.runner._worker import POLL_SECONDS, open_with_retry, run_worker
 from pipeline.signals import StopOnSignal, die_with_parent

@@ -15,6 +15,7 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import optuna
@@ -24,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pipeline.config import DEFAULT_STORAGE, StudyConfig
 from pipeline.results import best_record, format_best, format_front, front_result
 from pipeline.storages import mask_url
+from pipeline.study import stop_reason
 from pipeline.trial import (
     FINISHED,
     Outcome,
@@ -89,8 +91,10 @@ class LiveReporter:
         out: TextIO = sys.stdout,
         max_epochs: int | None = None,
         objectives: list[str] | None = None,
+        stopped: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.study = study
+        self.stopped = stopped  # why the study stopped before its budget, if it did
         self.objectives = objectives or [metric]  # the first is ``metric``
         self.storage_flag = storage_flag  # " --storage URL" for the next commands, or ""
         self.metric = metric
@@ -147,6 +151,7 @@ class LiveReporter:
             out=out,
             max_epochs=config.max_epochs,
             objectives=config.metric_names,
+            stopped=lambda: stop_reason(study, config.stop),
         )
 
     def header(self, workers: int, threads: int) -> None:
@@ -290,6 +295,9 @@ class LiveReporter:
             f"({_clock(time.time() - self.started)} this run)",
             file=self.out,
         )
+        stopped = self.stopped()
+        if stopped:
+            print(stopped[0].upper() + stopped[1:], file=self.out)
         front = front_result(self.study) if len(self.study.directions) > 1 else None
         record = best_record(self.study) if front is None else None
         if record is None and front is None:

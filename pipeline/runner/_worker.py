@@ -24,7 +24,15 @@ from pipeline.config import StudyConfig
 from pipeline.packing import Packer, packer_for
 from pipeline.runner._placement import resolve_device
 from pipeline.storages import STORAGE_ERRORS, Outage, storage_error_in
-from pipeline.study import Budget, budget_for, load_study, note, prepare_study, storage_for
+from pipeline.study import (
+    Budget,
+    budget_for,
+    clear_stop,
+    load_study,
+    note,
+    prepare_study,
+    storage_for,
+)
 from pipeline.tasks import check_labels, resolve_task
 from pipeline.tracking import open_tracking
 from pipeline.training import (
@@ -102,6 +110,7 @@ def open_with_retry(
         try:
             storage = storage_for(config)
             study = prepare_study(config, storage, joining=joining, branch_from=branch_from)
+            clear_stop(study)  # stored by the last run: this one may have fixed its cause
         except STORAGE_ERRORS as exc:
             outage.failed(exc)
             continue

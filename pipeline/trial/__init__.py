@@ -21,6 +21,7 @@ from pipeline.trial._objectives import (
 from pipeline.trial._trials import (
     FINISHED,
     IN_FLIGHT,
+    STOPPED_ATTR,
     Attr,
     Outcome,
     best_trial,
@@ -41,6 +42,7 @@ from pipeline.trial._trials import (
 __all__ = [
     "FINISHED",
     "IN_FLIGHT",
+    "STOPPED_ATTR",
     "Attr",
     "Limits",
     "Outcome",

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pipeline.config import KNOWN_DIRECTIONS
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+STOPPED_ATTR: Final = "stopped"  # a study's user attribute: why it stopped early
 IN_FLIGHT = (TrialState.RUNNING, TrialState.WAITING)
 
 
@@ -196,6 +197,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
 __all__ = [
     "FINISHED",
     "IN_FLIGHT",
+    "STOPPED_ATTR",
     "Attr",
     "Outcome",
     "best_trial",
