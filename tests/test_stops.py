@@ -10,7 +10,7 @@ from typing import Any
 
 import optuna
 import pytest
-from conftest import minimal_study
+from conftest import cli, minimal_study
 from optuna.trial import TrialState, create_trial
 
 from pipeline.config import PlateauConfig, StopConfig
@@ -109,3 +109,31 @@ def test_a_metric_that_never_comes_stops_the_study_after_its_first_trial(
     study, summary = _summary(config)
     assert [t.state for t in study.trials] == [TrialState.FAIL]  # not five, not one per worker
     assert f"Stopped: trial 0 reported {reported} but never 'mse', the study's metric" in summary
+
+
+def test_when_every_trial_was_pruned_best_names_the_best_at_the_deepest_epoch(
+    tmp_path: Path,
+) -> None:
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="all-pruned", storage=storage)
+    curves = {0: {1: 0.9, 2: 0.5}, 1: {1: 0.8}, 2: {1: 0.7, 2: 0.6}}  # epoch 2 is the deepest
+    for curve in curves.values():
+        study.add_trial(
+            create_trial(
+                state=TrialState.PRUNED,
+                params={"lr": 0.1},
+                distributions={"lr": optuna.distributions.FloatDistribution(0.01, 1.0)},
+                intermediate_values=curve,
+            )
+        )
+    result = cli("best", "--storage", storage, "--study-name", "all-pruned")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(
+        "Best trial #0 of study 'all-pruned' at epoch 2, the deepest any trial reached "
+        "(no trial completed: every one was pruned):"
+    )
+    assert "0.5000" in result.stdout
+    out = io.StringIO()
+    code = LiveReporter(study, metric="value", params=["lr"], total=3, out=out).summary()
+    assert code == 0
+    assert "Best trial #0 of study 'all-pruned' at epoch 2" in out.getvalue()

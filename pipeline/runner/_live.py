@@ -23,7 +23,13 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import DEFAULT_STORAGE, StudyConfig
-from pipeline.results import best_record, format_best, format_front, front_result
+from pipeline.results import (
+    best_record,
+    deepest_record,
+    format_best,
+    format_front,
+    front_result,
+)
 from pipeline.storages import mask_url
 from pipeline.study import stop_reason
 from pipeline.trial import (
@@ -300,6 +306,8 @@ class LiveReporter:
             print(stopped[0].upper() + stopped[1:], file=self.out)
         front = front_result(self.study) if len(self.study.directions) > 1 else None
         record = best_record(self.study) if front is None else None
+        if record is None and front is None and not c["complete"]:
+            record = deepest_record(self.study)  # every trial pruned: the deepest one
         if record is None and front is None:
             print(
                 "No trial completed, so there is no best configuration yet."
