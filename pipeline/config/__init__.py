@@ -5,7 +5,13 @@ the package but :mod:`pipeline.exceptions`, nor torch or optuna.
 
 from __future__ import annotations
 
-from pipeline.config._control import PlateauConfig, StopConfig, duration_text, seconds_of
+from pipeline.config._control import (
+    PlateauConfig,
+    StopConfig,
+    WarmStartConfig,
+    duration_text,
+    seconds_of,
+)
 from pipeline.config._objectives import MEASURED_DIRECTIONS, LimitConfig, ObjectiveConfig
 from pipeline.config._packing import CPU_PACKING, PackingConfig
 from pipeline.config._plugins import check_arity, import_function, required_arguments
@@ -37,6 +43,7 @@ __all__ = [
     "StudyConfig",
     "TaskConfig",
     "TrackingConfig",
+    "WarmStartConfig",
     "check_arity",
     "convert",
     "duration_text",

@@ -9,12 +9,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pipeline.exceptions import ConfigError
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+CONTROL_KEYS = ("trial_timeout", "stop", "warm_start")  # the study-file keys of this module
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,34 @@ class StopConfig:
 
     target: float | None = None  # the metric reached this value (in its direction)
     plateau: PlateauConfig | None = None
+
+
+@dataclass(frozen=True)
+class WarmStartConfig:
+    """Start from an earlier study: its ``top_k`` best configurations queued first
+    (``mode: enqueue``), or its finished trials as history (``as: history``). The file
+    writes ``from`` and ``as``; they are ``study`` and ``mode`` here."""
+
+    study: str
+    storage: str | None = None  # None: the study file's own
+    top_k: int = 5
+    mode: Literal["enqueue", "history"] = "enqueue"
+
+
+_WARM_START_KEYS = {"from": "study", "as": "mode"}
+
+
+def control_keys(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with ``warm_start``'s ``from`` and ``as`` (Python keywords) renamed to
+    their field names."""
+    warm = raw.get("warm_start")
+    if not isinstance(warm, dict):
+        return raw
+    for word, field in _WARM_START_KEYS.items():
+        if field in warm:
+            raise ConfigError(f"warm_start.{field}", f"unknown key; write {word}:")
+    renamed = {_WARM_START_KEYS.get(k, k): v for k, v in warm.items()}
+    return {**raw, "warm_start": renamed}
 
 
 def seconds_of(value: Any, key: str) -> float | None:
@@ -72,18 +102,25 @@ def check_stop(stop: StopConfig | None) -> None:
         raise ConfigError("stop.plateau.min_delta", "must be 0 or more")
 
 
-def resolve_control(config: Any) -> Any:
-    """``config`` (a StudyConfig) with ``trial_timeout`` in seconds, its stop checked."""
+def resolve_control(raw: dict[str, Any], convert: Callable[[dict[str, Any]], Any]) -> Any:
+    """The StudyConfig ``convert`` makes of ``raw`` (``warm_start``'s keys renamed), with
+    ``trial_timeout`` in seconds, its stop and warm start checked."""
+    config = convert(control_keys(raw))
     check_stop(config.stop)
+    if config.warm_start is not None and config.warm_start.top_k < 1:
+        raise ConfigError("warm_start.top_k", f"must be at least 1, got {config.warm_start.top_k}")
     return dataclasses.replace(
         config, trial_timeout=seconds_of(config.trial_timeout, "trial_timeout")
     )
 
 
 __all__ = [
+    "CONTROL_KEYS",
     "PlateauConfig",
     "StopConfig",
+    "WarmStartConfig",
     "check_stop",
+    "control_keys",
     "duration_text",
     "resolve_control",
     "seconds_of",
