@@ -16,6 +16,7 @@ import yaml
 from conftest import cli, minimal_study, run_cli
 from optuna.trial import TrialState
 
+from pipeline.artifacts import open_location
 from pipeline.exceptions import ConfigError
 from pipeline.runner._watch import Supervisor
 from pipeline.runner._worker import run_worker
@@ -67,11 +68,18 @@ def test_user_code_that_exits_or_raises_keyboardinterrupt_fails_only_its_trial(
     assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] * 3
 
 
-def test_a_trial_past_trial_timeout_fails_and_the_worker_goes_on(tmp_path: Path) -> None:
-    study = _study(tmp_path, trial_timeout="0.5s", how="sleep")
-    run_worker(parse_study(study))
+def test_a_trial_past_trial_timeout_fails_keeps_its_checkpoint_and_the_worker_goes_on(
+    tmp_path: Path,
+) -> None:
+    study = _study(tmp_path, trial_timeout="0.5s", how="sleep", keep_checkpoints=1)
+    config = parse_study(study)
+    run_worker(config)
     trials = _trials(study)
     assert trials[0].user_attrs[Attr.FAIL_REASON] == "exceeded trial_timeout (0.5s) during epoch 2"
+    assert trials[0].user_attrs[Attr.OUTCOME] == "timed_out"
+    store = open_location(config.storage, config.artifacts)
+    with store.open_reader(trials[0].user_attrs[Attr.RESUME]["artifact"]) as kept:
+        assert kept.read()  # the last checkpoint, epoch 1's
     assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] * 3
 
 

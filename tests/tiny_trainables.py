@@ -80,6 +80,7 @@ def misbehaves(config: Mapping[str, Any], session: Session) -> None:
     """Trial 0 reports epoch 1, then does ``config["how"]`` in epoch 2; later trials are
     fine (a user's bad trial: the study must go on)."""
     session.report(1, mse=1.0 + session.trial_number)
+    session.checkpoint({"epoch": 1})
     if session.trial_number == 0:
         _misbehave(config["how"])
     session.report(2, mse=0.5 + session.trial_number)

@@ -254,7 +254,7 @@ class LiveReporter:
         )
         outcome = outcome_of(trial)
         state = outcome.label if outcome is not None else trial.state.name
-        if outcome == Outcome.FAILED:
+        if outcome in (Outcome.FAILED, Outcome.TIMED_OUT):
             state = "FAIL"
         cells = [f"{trial.number:5d}", f"{state:8s}"]
         cells += [_fmt(trial.params.get(n)).rjust(self.widths[n]) for n in self.params]

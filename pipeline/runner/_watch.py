@@ -24,7 +24,14 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import duration_text
-from pipeline.trial import Attr, death_reason, fail_dead, release_orphans, running_epoch
+from pipeline.trial import (
+    Attr,
+    Outcome,
+    death_reason,
+    fail_dead,
+    release_orphans,
+    running_epoch,
+)
 
 Process = mp.process.BaseProcess
 KILL_GRACE_SECONDS = 10.0  # past trial_timeout, before a worker is killed
@@ -109,7 +116,7 @@ class Supervisor:
             f"exceeded trial_timeout ({duration_text(self.trial_timeout)}) during epoch "
             f"{running_epoch(trial)}; its worker did not stop and was killed"
         )
-        self._fail(trial, reason)
+        self._fail(trial, reason, Outcome.TIMED_OUT)
 
     def _died(self, i: int, proc: Process, trial: FrozenTrial | None) -> bool:
         """Whether the ended worker ``proc`` must be replaced (it died in a trial);
@@ -128,8 +135,8 @@ class Supervisor:
         self.say(f"{proc.name} (pid {pid}) died; a replacement worker starts")
         return True
 
-    def _fail(self, trial: FrozenTrial, reason: str) -> None:
-        retry = fail_dead(self.study, self.storage, trial, reason, self.max_retries)
+    def _fail(self, trial: FrozenTrial, reason: str, outcome: Outcome = Outcome.FAILED) -> None:
+        retry = fail_dead(self.study, self.storage, trial, reason, self.max_retries, outcome)
         if retry is not None:
             note = " (re-queued)" if retry else ""
             self.say(f"trial {trial.number} failed: {reason}{note}")

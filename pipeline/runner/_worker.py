@@ -83,7 +83,7 @@ class FailurePolicy:
             self.failures = 0
             if self.store is not None and outcome == Outcome.COMPLETE:
                 keep_top(study, self.store, self.keep_checkpoints)
-        elif outcome == Outcome.FAILED:
+        elif outcome in (Outcome.FAILED, Outcome.TIMED_OUT):
             self.failures += 1
             retries = len(retry_history(trial))
             retry = retries < self.max_retries
@@ -91,7 +91,7 @@ class FailurePolicy:
             self.say(f"trial {trial.number} failed: {reason_of(trial)}{note}")
         if retry:
             requeue(study, trial)
-        elif self.store is not None:
+        elif self.store is not None and outcome != Outcome.TIMED_OUT:  # its last one is kept
             drop_working(study, trial, self.store)
 
     def say(self, text: str) -> None:

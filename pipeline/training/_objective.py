@@ -300,7 +300,9 @@ def record_end(trial: optuna.Trial, exc: Exception) -> None:
     failed, with the reason."""
     if isinstance(exc, TrialInterrupted):
         _end(trial, Outcome.INTERRUPTED, "interrupted")
-    elif isinstance(exc, TrainableExited | TrialTimedOut):
+    elif isinstance(exc, TrialTimedOut):  # its last checkpoint is kept
+        _end(trial, Outcome.TIMED_OUT, str(exc))
+    elif isinstance(exc, TrainableExited):
         _end(trial, Outcome.FAILED, str(exc))
     else:
         _end(trial, Outcome.FAILED, describe(exc)[:500])

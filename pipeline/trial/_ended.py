@@ -45,6 +45,7 @@ def fail_dead(
     trial: FrozenTrial,
     reason: str,
     retries: int,
+    outcome: Outcome = Outcome.FAILED,
 ) -> bool | None:
     """Record ``reason`` on the RUNNING ``trial`` (when ``storage`` is given), fail it,
     and re-queue it if fewer than ``retries`` re-runs were made. Returns whether it was
@@ -54,7 +55,7 @@ def fail_dead(
             trial_id = storage.get_trial_id_from_study_id_trial_number(
                 storage.get_study_id_from_name(study.study_name), trial.number
             )
-            storage.set_trial_user_attr(trial_id, Attr.OUTCOME, Outcome.FAILED.value)
+            storage.set_trial_user_attr(trial_id, Attr.OUTCOME, outcome.value)
             storage.set_trial_user_attr(trial_id, Attr.FAIL_REASON, reason[:500])
         except (KeyError, optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
             return None  # ended meanwhile

@@ -63,6 +63,7 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"  # raised: counts towards the worker's failure limit and retries
     SKIPPED = "skipped"  # created in a race after the budget was met; never ran
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C; re-queued to run again
+    TIMED_OUT = "timed_out"  # FAIL past trial_timeout, as FAILED but its checkpoint kept
     REJECTED = "rejected"  # PRUNED before training: it broke a constraint known then
 
     @property
