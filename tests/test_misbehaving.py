@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import re
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,12 @@ def test_user_code_that_exits_or_raises_keyboardinterrupt_fails_only_its_trial(
     tmp_path: Path, how: str, reason: str
 ) -> None:
     study = _study(tmp_path, how=how)
-    ran = run_worker(parse_study(study))
+    # As in a worker process, SIGINT does not raise: a KeyboardInterrupt is the code's own.
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        ran = run_worker(parse_study(study))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     trials = _trials(study)
     assert ran == 4  # the failed trial and the three that met the budget
     assert trials[0].state == TrialState.FAIL
@@ -174,3 +180,16 @@ def test_the_trial_timeout_flag_overrides_the_study_file(tmp_path: Path) -> None
     result = cli("tune", str(path), "--trial-timeout", "soon")
     assert result.returncode == 2
     assert "trial_timeout: expected a positive duration" in result.stderr
+
+
+def test_in_a_process_that_keeps_python_s_sigint_handler_keyboardinterrupt_still_stops(
+    tmp_path: Path,
+) -> None:
+    """Trials run in-process (a notebook): Ctrl-C may be a KeyboardInterrupt; it must
+    stop the run, not fail one trial."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_worker(parse_study(_study(tmp_path, how="keyboard")))
+    finally:
+        signal.signal(signal.SIGINT, previous)

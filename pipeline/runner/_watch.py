@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import socket
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -95,12 +96,13 @@ class Supervisor:
             time.sleep(poll_seconds)
 
     def _running(self) -> dict[int, FrozenTrial]:
-        """The RUNNING trials, by the pid of the worker that runs them."""
+        """The RUNNING trials of this machine's workers, by the pid that runs them."""
         out = {}
+        host = socket.gethostname()
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             identity = trial.user_attrs.get(Attr.WORKER_PROCESS)
-            if isinstance(identity, dict) and isinstance(identity.get("pid"), int):
-                out[identity["pid"]] = trial
+            if isinstance(identity, dict) and identity.get("host") == host:
+                out[int(identity["pid"])] = trial
         return out
 
     def _check_time(self, proc: Process, trial: FrozenTrial | None) -> None:

@@ -9,6 +9,7 @@ bookkeeping and, for a trial that did not complete, its outcome and reason.
 
 from __future__ import annotations
 
+import signal
 import sys
 import sysconfig
 import tempfile
@@ -179,8 +180,8 @@ class Objective:
             record_end(trial, exc)
             raise
         except (SystemExit, KeyboardInterrupt) as exc:
-            if isinstance(exc, Interrupted):
-                raise  # the pipeline's own stop signal, not the user's code
+            if isinstance(exc, Interrupted) or _ctrl_c(exc):
+                raise  # a stop signal, not the user's code
             reason = _exited(exc, _epoch(session))
             _end(trial, Outcome.FAILED, reason)
             raise TrainableExited(reason) from None
@@ -284,6 +285,16 @@ def _last_user_frame(exc: BaseException) -> str | None:
 def _epoch(session: Session) -> int:
     """The epoch the trainable was in: one past the last it reported."""
     return (session.last or {}).get("epoch", 0) + 1
+
+
+def _ctrl_c(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt may be Ctrl-C: in a process that kept Python's SIGINT
+    handler (trials run in-process). A worker's handler stops it without raising, so
+    there a KeyboardInterrupt comes from the user's code."""
+    return (
+        isinstance(exc, KeyboardInterrupt)
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
 
 
 def _exited(exc: SystemExit | KeyboardInterrupt, epoch: int) -> str:
