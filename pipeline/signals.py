@@ -9,12 +9,13 @@ even a SIGKILLed one: the heartbeat or the liveness rule then recovers its trial
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 from pipeline.exceptions import Interrupted
@@ -81,4 +82,31 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
-__all__ = ["STOP_SIGNALS", "StopOnSignal", "die_with_parent", "raise_on_stop_signals"]
+@contextlib.contextmanager
+def time_limit(seconds: float | None, expired: Callable[[], BaseException]) -> Iterator[None]:
+    """Raise ``expired()`` in this thread once ``seconds`` pass inside the block (SIGALRM;
+    nothing where ``seconds`` is None or this is not the main thread). Code that blocks
+    the signal or swallows the exception outlives it: ``tune`` then kills the process."""
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        raise expired()
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+__all__ = [
+    "STOP_SIGNALS",
+    "StopOnSignal",
+    "die_with_parent",
+    "raise_on_stop_signals",
+    "time_limit",
+]

@@ -3,7 +3,10 @@ loop that checkpoints every epoch, and the mistakes a user makes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -71,3 +74,57 @@ def fit_line_timed(config: Mapping[str, Any], session: Session) -> None:
     """fit_line, reporting its own latency once per trial, as a trainable may."""
     fit_line(config, session)
     session.record(latency_ms=0.25)
+
+
+def misbehaves(config: Mapping[str, Any], session: Session) -> None:
+    """Trial 0 reports epoch 1, then does ``config["how"]`` in epoch 2; later trials are
+    fine (a user's bad trial: the study must go on)."""
+    session.report(1, mse=1.0 + session.trial_number)
+    session.checkpoint({"epoch": 1})
+    if session.trial_number == 0:
+        _misbehave(config["how"])
+    session.report(2, mse=0.5 + session.trial_number)
+
+
+def three_ways(config: Mapping[str, Any], session: Session) -> None:
+    """Trial 0 hangs (deaf to SIGALRM and SIGTERM), trial 1 calls ``os._exit(3)``,
+    trial 2 raises; later trials are fine."""
+    how = {0: "hang", 1: "os_exit", 2: "raise"}.get(session.trial_number)
+    session.report(1, mse=1.0 + session.trial_number)
+    if how is not None:
+        _misbehave(how)
+    session.report(2, mse=0.5 + session.trial_number)
+
+
+def _misbehave(how: str) -> None:
+    if how == "exit3":
+        sys.exit(3)
+    if how == "exit0":
+        sys.exit(0)
+    if how == "systemexit":
+        raise SystemExit
+    if how == "keyboard":
+        raise KeyboardInterrupt
+    if how == "raise":
+        raise ValueError("bad batch")
+    if how == "os_exit":
+        os._exit(3)
+    if how == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if how == "sleep":  # a slow epoch that Python can interrupt
+        while True:
+            time.sleep(0.05)
+    if how == "hang":  # deaf to SIGTERM and to the pipeline's timeout: only SIGKILL ends it
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            with contextlib.suppress(BaseException):  # swallowing everything is the point
+                time.sleep(0.05)
+
+
+def deaf_to_sigterm(ready: Any) -> None:
+    """A process body that ignores SIGTERM and never ends (a worker stuck in user code);
+    sets the event ``ready`` once it ignores it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready.set()
+    while True:
+        time.sleep(0.05)

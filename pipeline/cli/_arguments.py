@@ -134,6 +134,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def _add_run_commands(sub: Any) -> None:
     """Commands that read a study file and run (or check) it."""
     timeout = {"type": float, "help": "start no trial after this many seconds"}
+    trial_timeout = {
+        "metavar": "DURATION",
+        "help": "fail a trial that runs longer (seconds, or 20s, 30m, 2h; the study file's "
+        "trial_timeout)",
+    }
     p = sub.add_parser("tune", help="run (or resume) a study with parallel local workers")
     _study_args(p, f"storage URL (default: the study file's, else {DEFAULT_STORAGE})")
     p.add_argument("--n-trials", type=int, help="finished trials the study should end with")
@@ -143,6 +148,7 @@ def _add_run_commands(sub: Any) -> None:
         help="worker processes (default: the study file's, else one per core)",
     )
     p.add_argument("--timeout", **timeout)
+    p.add_argument("--trial-timeout", **trial_timeout)
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
     p.add_argument(
         "--branch",
@@ -175,6 +181,7 @@ def _add_run_commands(sub: Any) -> None:
         help="offsets the sampler seed (default: the process id)",
     )
     p.add_argument("--timeout", **timeout)
+    p.add_argument("--trial-timeout", **trial_timeout)
 
     _add_compare(sub)
 

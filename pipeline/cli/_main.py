@@ -96,6 +96,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         n_trials=args.n_trials,
         workers=args.workers,
         timeout=args.timeout,
+        trial_timeout=args.trial_timeout,
         **{"task.options.download": True if args.download else None},
     )
     parent = None
@@ -114,7 +115,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from pipeline.runner import join_study
 
-    config = _load(args, storage=args.storage)
+    config = _load(args, storage=args.storage, trial_timeout=args.trial_timeout)
     # The index offsets the sampler's seed; distinct per worker unless given.
     worker = args.worker_index if args.worker_index is not None else os.getpid()
     threads = args.threads or config.cpus_per_trial or os.cpu_count() or 1

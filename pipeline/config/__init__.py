@@ -5,6 +5,13 @@ the package but :mod:`pipeline.exceptions`, nor torch or optuna.
 
 from __future__ import annotations
 
+from pipeline.config._control import (
+    PlateauConfig,
+    StopConfig,
+    WarmStartConfig,
+    duration_text,
+    seconds_of,
+)
 from pipeline.config._objectives import MEASURED_DIRECTIONS, LimitConfig, ObjectiveConfig
 from pipeline.config._packing import CPU_PACKING, PackingConfig
 from pipeline.config._plugins import check_arity, import_function, required_arguments
@@ -30,14 +37,19 @@ __all__ = [
     "ObjectiveConfig",
     "PackingConfig",
     "ParamSpec",
+    "PlateauConfig",
     "PrunerConfig",
     "SamplerConfig",
+    "StopConfig",
     "StudyConfig",
     "TaskConfig",
     "TrackingConfig",
+    "WarmStartConfig",
     "check_arity",
     "convert",
+    "duration_text",
     "import_function",
     "required_arguments",
+    "seconds_of",
     "study_name_problem",
 ]

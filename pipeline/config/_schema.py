@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pipeline.config._control import CONTROL_KEYS, StopConfig, WarmStartConfig, resolve_control
 from pipeline.config._names import study_name_problem
 from pipeline.config._objectives import (
     MEASURED_DIRECTIONS,
@@ -103,6 +104,9 @@ class StudyConfig:
     n_trials: int | None = 20
     timeout: float | None = None
     max_total_epochs: int | None = None
+    trial_timeout: float | str | None = None  # seconds once loaded; "30m" in a file
+    stop: StopConfig | None = None  # target and plateau stops
+    warm_start: WarmStartConfig | None = None  # an earlier study's best, queued or as history
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     storage: str = DEFAULT_STORAGE
@@ -161,8 +165,9 @@ class StudyConfig:
             data.pop("inference_batch_size")
         if not self.tracking.enabled:  # off: the record reads as before tracking existed
             data.pop("tracking")
-        if self.packing is None:  # likewise
-            data.pop("packing")
+        for key in ("packing", *CONTROL_KEYS):  # unset: as before they existed
+            if data[key] is None:
+                data.pop(key)
         data["search_space"] = {
             name: {
                 k: v
@@ -192,7 +197,7 @@ def convert(raw: Mapping[str, Any]) -> StudyConfig:
         raise ConfigError(
             "objectives", "replaces metric and direction; remove them (the first objective is both)"
         )
-    config: StudyConfig = convert_value(StudyConfig, raw, "")
+    config: StudyConfig = resolve_control(raw, lambda data: convert_value(StudyConfig, data, ""))
     check_values(config)
     if not config.objectives:
         short = ObjectiveConfig(config.metric, _direction(config.metric, config.direction, ""))

@@ -5,7 +5,13 @@ and optuna-dashboard with the checkpoints.
 
 from __future__ import annotations
 
-from pipeline.results._best import best_record, best_with_checkpoint, format_best, test_scores_of
+from pipeline.results._best import (
+    best_record,
+    best_with_checkpoint,
+    deepest_record,
+    format_best,
+    test_scores_of,
+)
 from pipeline.results._dashboard import serve
 from pipeline.results._evaluate import evaluate_best, test_scores
 from pipeline.results._export import export
@@ -15,6 +21,7 @@ from pipeline.results._winner import load_best
 __all__ = [
     "best_record",
     "best_with_checkpoint",
+    "deepest_record",
     "evaluate_best",
     "export",
     "format_best",

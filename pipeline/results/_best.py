@@ -68,6 +68,43 @@ def best_record(study: optuna.Study) -> dict[str, Any] | None:
     }
 
 
+def deepest_record(study: optuna.Study) -> dict[str, Any] | None:
+    """When no trial completed, every one pruned: the trial best at the deepest epoch any
+    trial reached, as :func:`best_record` (with ``pruned`` and ``epoch``); None if no
+    trial reported an epoch, or the study has several objectives."""
+    pruned = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
+        if t.intermediate_values
+    ]
+    if not pruned or len(study.directions) > 1:
+        return None
+    depth = max(max(t.intermediate_values) for t in pruned)
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    best = min(
+        (t for t in pruned if depth in t.intermediate_values),
+        key=lambda t: (sign * t.intermediate_values[depth], t.number),
+    )
+    metric = (study.metric_names or ["value"])[0]
+    value = best.intermediate_values[depth]
+    last = last_metrics(best)
+    metrics = {metric: last.pop(metric, value), **last}
+    return {
+        "study": study.study_name,
+        "trial": best.number,
+        "metric": metric,
+        "value": value,
+        "params": best.params,
+        **metrics,
+        "metrics": metrics,
+        "test": {},
+        "epochs": best.user_attrs.get(Attr.EPOCHS, depth),
+        "pruned": True,
+        "epoch": depth,
+        "checkpoint_error": None,
+    }
+
+
 def best_with_checkpoint(
     study: optuna.Study, storage_url: str, artifacts: str | None = None
 ) -> dict[str, Any]:
@@ -78,6 +115,10 @@ def best_with_checkpoint(
     """
     record = best_record(study)
     best = best_trial(study)
+    if record is None and _complete(study) == "complete":  # none completed
+        pruned = deepest_record(study)  # every trial pruned: still an answer
+        if pruned is not None:
+            return pruned
     if record is None or best is None:
         raise NoResult(f"study {study.study_name!r} has no {_complete(study)} trial yet")
     store = open_location(storage_url, artifacts, create=False)
@@ -102,7 +143,13 @@ def format_best(record: dict[str, Any]) -> str:
             return "n/a"
         return str(int(value)) if float(value).is_integer() and abs(value) >= 1 else f"{value:.4f}"
 
-    lines = [f"Best trial #{record['trial']} of study {record['study']!r}:", f"  config:\n{params}"]
+    title = f"Best trial #{record['trial']} of study {record['study']!r}"
+    if record.get("pruned"):
+        title += (
+            f" at epoch {record['epoch']}, the deepest any trial reached "
+            "(no trial completed: every one was pruned)"
+        )
+    lines = [f"{title}:", f"  config:\n{params}"]
     rows = [
         (label(name), num(value)) for name, value in {**record["metrics"], **record["test"]}.items()
     ]
@@ -127,6 +174,7 @@ __all__ = [
     "FINAL_EVALUATION",
     "best_record",
     "best_with_checkpoint",
+    "deepest_record",
     "format_best",
     "test_scores_of",
 ]

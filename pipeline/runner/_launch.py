@@ -15,12 +15,13 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.synchronize import Event
 from typing import TextIO
 
 import optuna
 import torch
+from optuna.storages import BaseStorage
 
 from pipeline.artifacts import location, open_location
 from pipeline.config import StudyConfig
@@ -38,7 +39,8 @@ from pipeline.exceptions import (
 from pipeline.packing import check_device
 from pipeline.results import evaluate_best, test_scores
 from pipeline.runner._live import LiveReporter
-from pipeline.runner._placement import Slot, plan, resolve_device, start_method
+from pipeline.runner._placement import Slot, plan, resolve_device, start_method, visible_gpus
+from pipeline.runner._watch import Supervisor
 from pipeline.runner._worker import POLL_SECONDS, open_with_retry, run_worker
 from pipeline.signals import StopOnSignal, die_with_parent
 from pipeline.storages import (
@@ -108,7 +110,7 @@ def tune(
         config.tracking, config.study_name, config.metric, lambda: note(config), "pipeline"
     )
     _say_what_changed(study, branch_from, out)
-    release_orphans(study, config.max_retries, lambda line: print(line, file=out))
+    release_orphans(study, config.max_retries, lambda line: print(line, file=out), storage)
     deadline = time.time() + config.timeout if config.timeout is not None else None
     budget = budget_for(config, study, deadline)
     slots = worker_slots(config, budget.remaining(study))
@@ -124,30 +126,55 @@ def tune(
         release_connections(storage)
     ctx = mp.get_context(method)
     stop = ctx.Event()
-    procs: list[mp.process.BaseProcess] = []
+    supervisor = Supervisor(
+        study,
+        storage,
+        [],
+        lambda i: _restart(ctx, config, slots[i], stop, deadline, storage, method),
+        trial_timeout=config.trial_timeout,  # type: ignore[arg-type]
+        max_retries=config.max_retries,
+        say=lambda line: print(line, file=out, flush=True),
+    )
     try:
         for slot in slots:
-            procs.append(_start(ctx, config, slot, stop, deadline))
+            supervisor.procs.append(_start(ctx, config, slot, stop, deadline))
         if tracking is not None:  # after the fork: MLflow's client starts threads
             tracking.start_study(study)
-        while any(p.is_alive() for p in procs):
-            # During an outage the workers report and retry; the table resumes after it.
-            with contextlib.suppress(*STORAGE_ERRORS):
-                reporter.poll()
-            time.sleep(POLL_SECONDS)
+        # During an outage the workers report and retry; the table resumes after it.
+        supervisor.watch(lambda: _quietly(reporter.poll), POLL_SECONDS)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP (see signals.py)
         stop.set()
         print(
             "\nInterrupted: running trials stop after their current epoch ...", file=out, flush=True
         )
-        _join(procs)
-        with contextlib.suppress(*STORAGE_ERRORS):
-            reporter.poll()
+        supervisor.join()
+        _quietly(reporter.poll)
         print("Stopped. Run the same command again to resume the study.", file=out, flush=True)
         return exit_code_of(interrupt)
+    procs = supervisor.procs
     if tracking is not None:
         tracking.end_study(study)
     return _finish(study, config, reporter, procs, device, out)
+
+
+def _quietly(poll: Callable[[], object]) -> None:
+    with contextlib.suppress(*STORAGE_ERRORS):
+        poll()
+
+
+def _restart(
+    ctx: mp.context.BaseContext,
+    config: StudyConfig,
+    slot: Slot,
+    stop: Event,
+    deadline: float | None,
+    storage: BaseStorage,
+    method: str,
+) -> mp.process.BaseProcess:
+    """A replacement worker; a forked one must not share this process's connections."""
+    if method == "fork":
+        release_connections(storage)
+    return _start(ctx, config, slot, stop, deadline)
 
 
 def _say_what_changed(study: optuna.Study, branch_from: str | None, out: TextIO) -> None:
@@ -173,7 +200,7 @@ def _start(
 ) -> mp.process.BaseProcess:
     """Start one worker process; a spawned one is pinned to its GPU(s) by the
     environment it inherits at start."""
-    with _visible_gpus(slot.visible_gpus):
+    with visible_gpus(slot.visible_gpus):
         proc = ctx.Process(  # type: ignore[attr-defined]
             target=_worker_process,
             args=(config, slot, stop, deadline, os.getpid()),
@@ -181,23 +208,6 @@ def _start(
         )
         proc.start()
     return proc
-
-
-@contextlib.contextmanager
-def _visible_gpus(gpus: str | None) -> Iterator[None]:
-    """``CUDA_VISIBLE_DEVICES`` set to ``gpus`` inside the block (None: unchanged)."""
-    if gpus is None:
-        yield
-        return
-    inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
-    os.environ["CUDA_VISIBLE_DEVICES"] = gpus
-    try:
-        yield
-    finally:
-        if inherited is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = inherited
 
 
 def _worker_process(
@@ -296,17 +306,6 @@ def _final_evaluation(
     )
 
 
-def _join(procs: Sequence[mp.process.BaseProcess]) -> None:
-    try:
-        for proc in procs:
-            proc.join()
-    except KeyboardInterrupt:  # a second signal: stop now (a worker's second signal exits)
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.join()
-
-
 def join_study(config: StudyConfig, worker: int, threads: int, timeout: float | None = None) -> int:
     """``pipeline worker``: run trials in this process until the study's budget is met;
     return an exit code. SIGINT and SIGTERM end the running epoch, record the trial and
@@ -316,13 +315,13 @@ def join_study(config: StudyConfig, worker: int, threads: int, timeout: float | 
     report_thread_errors(f"worker {worker}")
     torch.set_num_threads(threads)
     deadline = time.time() + timeout if timeout is not None else None
-    study, _ = open_with_retry(config, joining=True)
+    study, storage = open_with_retry(config, joining=True)
     tracking = open_tracking(
         config.tracking, config.study_name, config.metric, lambda: note(config), f"worker {worker}"
     )
     if tracking is not None:
         tracking.start_study(study)
-    release_orphans(study, config.max_retries, lambda line: print(line, file=sys.stderr))
+    release_orphans(study, config.max_retries, lambda line: print(line, file=sys.stderr), storage)
     ran = run_worker(config, worker, deadline, should_stop=stop.is_set)
     if stop.is_set():
         print(f"worker {worker}: interrupted; its running trial was re-queued", file=sys.stderr)

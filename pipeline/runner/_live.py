@@ -15,6 +15,7 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import optuna
@@ -22,9 +23,16 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import StudyConfig
-from pipeline.results import best_record, format_best, format_front, front_result
+from pipeline.results import (
+    best_record,
+    deepest_record,
+    format_best,
+    format_front,
+    front_result,
+)
 from pipeline.runner._hints import pipeline_command, storage_flags
 from pipeline.storages import mask_url
+from pipeline.study import stop_reason
 from pipeline.trial import (
     FINISHED,
     Outcome,
@@ -90,8 +98,10 @@ class LiveReporter:
         out: TextIO = sys.stdout,
         max_epochs: int | None = None,
         objectives: list[str] | None = None,
+        stopped: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.study = study
+        self.stopped = stopped  # why the study stopped before its budget, if it did
         self.objectives = objectives or [metric]  # the first is ``metric``
         self.storage_flag = storage_flag  # " --storage URL" for the next commands, or ""
         self.metric = metric
@@ -148,6 +158,7 @@ class LiveReporter:
             out=out,
             max_epochs=config.max_epochs,
             objectives=config.metric_names,
+            stopped=lambda: stop_reason(study, config.stop),
         )
 
     def header(self, workers: int, threads: int) -> None:
@@ -244,7 +255,7 @@ class LiveReporter:
         )
         outcome = outcome_of(trial)
         state = outcome.label if outcome is not None else trial.state.name
-        if outcome == Outcome.FAILED:
+        if outcome in (Outcome.FAILED, Outcome.TIMED_OUT):
             state = "FAIL"
         cells = [f"{trial.number:5d}", f"{state:8s}"]
         cells += [_fmt(trial.params.get(n)).rjust(self.widths[n]) for n in self.params]
@@ -291,8 +302,13 @@ class LiveReporter:
             f"({_clock(time.time() - self.started)} this run)",
             file=self.out,
         )
+        stopped = self.stopped()
+        if stopped:
+            print(stopped[0].upper() + stopped[1:], file=self.out)
         front = front_result(self.study) if len(self.study.directions) > 1 else None
         record = best_record(self.study) if front is None else None
+        if record is None and front is None and not c["complete"]:
+            record = deepest_record(self.study)  # every trial pruned: the deepest one
         if record is None and front is None:
             print(
                 "No trial completed, so there is no best configuration yet."

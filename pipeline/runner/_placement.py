@@ -9,8 +9,11 @@ Every worker runs one trial at a time, so resources per trial are resources per 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -117,4 +120,21 @@ def start_method(device: str, storage: str, fresh_process: bool = False) -> str:
     return "spawn"
 
 
-__all__ = ["Slot", "gpu_capacity", "plan", "resolve_device", "start_method"]
+@contextlib.contextmanager
+def visible_gpus(gpus: str | None) -> Iterator[None]:
+    """``CUDA_VISIBLE_DEVICES`` set to ``gpus`` inside the block (None: unchanged)."""
+    if gpus is None:
+        yield
+        return
+    inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    try:
+        yield
+    finally:
+        if inherited is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = inherited
+
+
+__all__ = ["Slot", "gpu_capacity", "plan", "resolve_device", "start_method", "visible_gpus"]

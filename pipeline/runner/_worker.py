@@ -24,7 +24,15 @@ from pipeline.config import StudyConfig
 from pipeline.packing import Packer, packer_for
 from pipeline.runner._placement import resolve_device
 from pipeline.storages import STORAGE_ERRORS, Outage, storage_error_in
-from pipeline.study import Budget, budget_for, load_study, note, prepare_study, storage_for
+from pipeline.study import (
+    Budget,
+    budget_for,
+    clear_stop,
+    load_study,
+    note,
+    prepare_study,
+    storage_for,
+)
 from pipeline.tasks import check_labels, resolve_task
 from pipeline.tracking import open_tracking
 from pipeline.training import (
@@ -53,12 +61,14 @@ class FailurePolicy:
         keep_checkpoints: int,
         store: ArtifactStore | None,
         log: TextIO,
+        storage: BaseStorage | None = None,
     ) -> None:
         self.worker = worker
         self.max_retries = max_retries
         self.keep_checkpoints = keep_checkpoints
         self.store = store
         self.log = log
+        self.storage = storage  # where a dead worker's trial gets its reason
         self.failures = 0  # in a row
 
     @property
@@ -73,7 +83,7 @@ class FailurePolicy:
             self.failures = 0
             if self.store is not None and outcome == Outcome.COMPLETE:
                 keep_top(study, self.store, self.keep_checkpoints)
-        elif outcome == Outcome.FAILED:
+        elif outcome in (Outcome.FAILED, Outcome.TIMED_OUT):
             self.failures += 1
             retries = len(retry_history(trial))
             retry = retries < self.max_retries
@@ -81,7 +91,7 @@ class FailurePolicy:
             self.say(f"trial {trial.number} failed: {reason_of(trial)}{note}")
         if retry:
             requeue(study, trial)
-        elif self.store is not None:
+        elif self.store is not None and outcome != Outcome.TIMED_OUT:  # its last one is kept
             drop_working(study, trial, self.store)
 
     def say(self, text: str) -> None:
@@ -100,6 +110,7 @@ def open_with_retry(
         try:
             storage = storage_for(config)
             study = prepare_study(config, storage, joining=joining, branch_from=branch_from)
+            clear_stop(study)  # stored by the last run: this one may have fixed its cause
         except STORAGE_ERRORS as exc:
             outage.failed(exc)
             continue
@@ -143,6 +154,7 @@ def run_worker(
         is_surplus=lambda trial: budget.is_surplus(study, trial),
         worker=worker,
         store=store,
+        trial_timeout=config.trial_timeout,  # type: ignore[arg-type]  # seconds once loaded
         tracking=open_tracking(
             config.tracking,
             config.study_name,
@@ -152,7 +164,7 @@ def run_worker(
             log,
         ),
     )
-    policy = FailurePolicy(worker, config.max_retries, config.keep_checkpoints, store, log)
+    policy = FailurePolicy(worker, config.max_retries, config.keep_checkpoints, store, log, storage)
     packer = packer_for(config.packing, trainable, objective, policy, storage)
     ran = 0
     while not should_stop():
@@ -213,7 +225,7 @@ def _step(
             with warnings.catch_warnings():  # experimental API, used on purpose
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
-            release_orphans(study, policy.max_retries, policy.say)
+            release_orphans(study, policy.max_retries, policy.say, policy.storage)
             outage.ok()
             time.sleep(POLL_SECONDS)
             return "idle"

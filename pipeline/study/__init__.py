@@ -17,12 +17,14 @@ from pipeline.study._create import (
 )
 from pipeline.study._file import load_study_file
 from pipeline.study._provenance import RUNS_ATTR, masked, note
+from pipeline.study._stops import clear_stop, stop_reason
 
 __all__ = [
     "BRANCH_ATTR",
     "RUNS_ATTR",
     "Budget",
     "budget_for",
+    "clear_stop",
     "create_hint",
     "load_study",
     "load_study_file",
@@ -31,5 +33,6 @@ __all__ = [
     "open_existing",
     "prepare_study",
     "set_optuna_logging",
+    "stop_reason",
     "storage_for",
 ]

@@ -19,8 +19,9 @@ from typing import Literal
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.config import StudyConfig
+from pipeline.config import StopConfig, StudyConfig
 from pipeline.study._create import GRID_ATTR
+from pipeline.study._stops import stop_reason
 from pipeline.trial import FINISHED, IN_FLIGHT, is_enqueued
 
 Admission = Literal["run", "wait", "stop"]
@@ -36,6 +37,7 @@ class Budget:
         queue_only: Grid search: run queued trials only, never sample new ones.
         max_total_epochs: Epochs all trials together may train (a running trial counts
             as ``max_epochs`` until it ends); None for no limit.
+        stop: The study file's ``stop`` (see :func:`stop_reason`).
     """
 
     n_trials: int | None
@@ -43,10 +45,13 @@ class Budget:
     queue_only: bool = False
     max_total_epochs: int | None = None
     max_epochs: int = 1
+    stop: StopConfig | None = None  # target and plateau stops
 
     def admit(self, study: optuna.Study) -> Admission:
         """Whether a worker may start a trial now, should wait for running ones, or stop."""
         if self.deadline is not None and time.time() >= self.deadline:
+            return "stop"
+        if stop_reason(study, self.stop) is not None:
             return "stop"
         trials = study.get_trials(deepcopy=False)
         waiting = sum(t.state == TrialState.WAITING for t in trials)
@@ -115,6 +120,7 @@ def budget_for(config: StudyConfig, study: optuna.Study, deadline: float | None)
         queue_only=grid,
         max_total_epochs=config.max_total_epochs,
         max_epochs=config.max_epochs,
+        stop=config.stop,
     )
 
 

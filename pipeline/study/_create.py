@@ -14,10 +14,10 @@ import warnings
 import optuna
 
 from pipeline.config import StudyConfig
-from pipeline.exceptions import UsageError
+from pipeline.exceptions import ConfigError, UsageError
 from pipeline.search import grid_points, make_pruner, make_sampler
 from pipeline.storages import mask_url, open_storage
-from pipeline.study._branch import import_trials
+from pipeline.study._branch import import_trials, warm_start
 from pipeline.study._drift import DEFINITION_ATTR, check_resume, definition
 from pipeline.study._grid import grid_values_of, new_grid_points
 from pipeline.study._provenance import note, record
@@ -126,6 +126,12 @@ def prepare_study(
         _write_note(study, config)
         if branch_from is not None:
             _branch(study, storage, branch_from, config)
+        if config.warm_start is not None:  # an earlier study's best, before enqueue:
+            try:
+                warm_start(study, storage, config.storage, config.warm_start, config.search_space)
+            except ConfigError:  # refused: no half-made study to resume
+                optuna.delete_study(study_name=config.study_name, storage=storage)
+                raise
         for point in config.enqueue:  # configurations to run first, queued once
             study.enqueue_trial(point)
     record(study, config)

@@ -9,6 +9,7 @@ bookkeeping and, for a trial that did not complete, its outcome and reason.
 
 from __future__ import annotations
 
+import signal
 import sys
 import sysconfig
 import tempfile
@@ -23,8 +24,10 @@ import torch
 from optuna.trial import FrozenTrial
 
 from pipeline.artifacts import ArtifactStore
-from pipeline.config import ParamSpec, StudyConfig
+from pipeline.config import ParamSpec, StudyConfig, duration_text
+from pipeline.exceptions import Interrupted
 from pipeline.search import suggest
+from pipeline.signals import time_limit
 from pipeline.tracking import Tracking
 from pipeline.training._measure import PeakMemory, count_params
 from pipeline.training._session import Session, TrialInterrupted, read_checkpoint, remove_quietly
@@ -44,6 +47,15 @@ Trainable = Callable[[dict[str, Any], Session], Any]
 
 class TrialSkipped(Exception):
     """The budget was met by other workers between admission and the trial's creation."""
+
+
+class TrainableExited(Exception):
+    """The user's code raised ``SystemExit`` or ``KeyboardInterrupt``: the trial fails,
+    the worker goes on (the message is the trial's ``fail_reason``)."""
+
+
+class TrialTimedOut(Exception):
+    """The trial ran past ``trial_timeout`` (the message is its ``fail_reason``)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,7 @@ class Objective:
         is_surplus: Checked before anything is sampled; when true the trial is skipped.
         store: Where checkpoints go; None for none.
         tracking: Where trials are mirrored (MLflow, TensorBoard); None for nowhere.
+        trial_timeout: Seconds a trial may run; past them it fails (None: no limit).
     """
 
     def __init__(
@@ -104,8 +117,10 @@ class Objective:
         worker: int = 0,
         store: ArtifactStore | None = None,
         tracking: Tracking | None = None,
+        trial_timeout: float | None = None,
     ) -> None:
         self.plan = plan
+        self.trial_timeout = trial_timeout
         self.trainable = trainable
         self.device = device
         self.should_stop = should_stop
@@ -157,14 +172,28 @@ class Objective:
     def run(self, trial: optuna.Trial, session: Session) -> float | list[float]:
         """Train ``trial`` alone with the trainable and return its value."""
         try:
-            return self._run(trial, session)
+            with time_limit(self.trial_timeout, lambda: self._timed_out(session)):
+                return self._run(trial, session)
         except (optuna.TrialPruned, TrialSkipped):
             raise
         except Exception as exc:
             record_end(trial, exc)
             raise
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if isinstance(exc, Interrupted) or _ctrl_c(exc):
+                raise  # a stop signal, not the user's code
+            reason = _exited(exc, _epoch(session))
+            _end(trial, Outcome.FAILED, reason)
+            raise TrainableExited(reason) from None
         finally:
             session.store_bookkeeping()
+
+    def _timed_out(self, session: Session) -> BaseException:
+        assert self.trial_timeout is not None
+        return TrialTimedOut(
+            f"exceeded trial_timeout ({duration_text(self.trial_timeout)}) "
+            f"during epoch {_epoch(session)}"
+        )
 
     def _run(self, trial: optuna.Trial, session: Session) -> float | list[float]:
         config = suggest(trial, self.plan.search_space)
@@ -253,11 +282,39 @@ def _last_user_frame(exc: BaseException) -> str | None:
     return None
 
 
+def _epoch(session: Session) -> int:
+    """The epoch the trainable was in: one past the last it reported."""
+    return (session.last or {}).get("epoch", 0) + 1
+
+
+def _ctrl_c(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt may be Ctrl-C: in a process that kept Python's SIGINT
+    handler (trials run in-process). A worker's handler stops it without raising, so
+    there a KeyboardInterrupt comes from the user's code."""
+    return (
+        isinstance(exc, KeyboardInterrupt)
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
+
+
+def _exited(exc: SystemExit | KeyboardInterrupt, epoch: int) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return f"the training function raised KeyboardInterrupt during epoch {epoch}"
+    code = 0 if exc.code is None else exc.code
+    if not isinstance(code, int):  # sys.exit("message") exits with 1 and prints it
+        return f"the training function exited with code 1 ({code}) during epoch {epoch}"
+    return f"the training function exited with code {code} during epoch {epoch}"
+
+
 def record_end(trial: optuna.Trial, exc: Exception) -> None:
     """Record how a trial that raised ``exc`` ended: interrupted (it will be re-queued) or
     failed, with the reason."""
     if isinstance(exc, TrialInterrupted):
         _end(trial, Outcome.INTERRUPTED, "interrupted")
+    elif isinstance(exc, TrialTimedOut):  # its last checkpoint is kept
+        _end(trial, Outcome.TIMED_OUT, str(exc))
+    elif isinstance(exc, TrainableExited):
+        _end(trial, Outcome.FAILED, str(exc))
     else:
         _end(trial, Outcome.FAILED, describe(exc)[:500])
 
@@ -271,9 +328,11 @@ def _end(trial: optuna.Trial, outcome: Outcome, reason: str) -> None:
 __all__ = [
     "Objective",
     "Trainable",
+    "TrainableExited",
     "TrialInterrupted",
     "TrialPlan",
     "TrialSkipped",
+    "TrialTimedOut",
     "describe",
     "record_end",
 ]

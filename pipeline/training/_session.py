@@ -24,7 +24,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 
 from pipeline.artifacts import ArtifactStore
 from pipeline.search import FirstObjectivePruning
-from pipeline.trial import Attr, Limits, Outcome
+from pipeline.trial import STOPPED_ATTR, Attr, Limits, Outcome
 
 RESERVED = frozenset(
     value for name, value in vars(Attr).items() if name.isupper() and isinstance(value, str)
@@ -161,11 +161,7 @@ class Session:
                 )
             values[name] = float(value)
         if self.metric not in values:
-            reported = ", ".join(values) or "nothing"
-            raise TrainableError(
-                f"reported {reported} but not {self.metric!r}, the study's metric; "
-                f"set metric: to one of the reported names in the study file"
-            )
+            raise self._metric_missing(", ".join(values) or "nothing")
         return values
 
     def checkpoint(self, obj: Any) -> None:
@@ -281,10 +277,25 @@ class Session:
             TrainableError: nothing was reported.
         """
         if self.last is None:
-            raise TrainableError(
+            raise self._metric_missing("nothing")
+        return float(self.last[self.metric])
+
+    def _metric_missing(self, reported: str) -> TrainableError:
+        """The error of a trial without the study's metric; the study stops (every
+        later trial would fail the same way)."""
+        self.trial.study.set_user_attr(
+            STOPPED_ATTR,
+            f"stopped: trial {self.trial_number} reported {reported} but never {self.metric!r}, "
+            "the study's metric",
+        )
+        if reported == "nothing":
+            return TrainableError(
                 "reported no metric: call session.report(epoch, name=value, ...) after every epoch"
             )
-        return float(self.last[self.metric])
+        return TrainableError(
+            f"reported {reported} but not {self.metric!r}, the study's metric; "
+            f"set metric: to one of the reported names in the study file"
+        )
 
     def store_bookkeeping(self) -> None:
         """Write the last epoch's (finite) metrics, the epochs and the compute time,

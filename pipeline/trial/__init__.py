@@ -5,6 +5,7 @@ Pareto front of several objectives.
 
 from __future__ import annotations
 
+from pipeline.trial._ended import death_reason, fail_dead, running_epoch
 from pipeline.trial._liveness import process_identity, release_orphans
 from pipeline.trial._objectives import (
     Limits,
@@ -20,6 +21,7 @@ from pipeline.trial._objectives import (
 from pipeline.trial._trials import (
     FINISHED,
     IN_FLIGHT,
+    STOPPED_ATTR,
     Attr,
     Outcome,
     best_trial,
@@ -40,10 +42,13 @@ from pipeline.trial._trials import (
 __all__ = [
     "FINISHED",
     "IN_FLIGHT",
+    "STOPPED_ATTR",
     "Attr",
     "Limits",
     "Outcome",
     "best_trial",
+    "death_reason",
+    "fail_dead",
     "front",
     "frozen",
     "hypervolume",
@@ -63,6 +68,7 @@ __all__ = [
     "release_orphans",
     "requeue",
     "retry_history",
+    "running_epoch",
     "state_counts",
     "study_front",
     "test_score_name",

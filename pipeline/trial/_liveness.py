@@ -16,9 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from pipeline.trial._trials import Attr, requeue, retry_history
+from pipeline.trial._ended import fail_dead, running_epoch
+from pipeline.trial._trials import Attr
 
 
 def _stat(pid: int) -> list[str]:
@@ -65,26 +67,27 @@ def is_gone(identity: Any) -> bool:
 
 
 def release_orphans(
-    study: optuna.Study, max_retries: int, say: Callable[[str], None] = lambda _: None
+    study: optuna.Study,
+    max_retries: int,
+    say: Callable[[str], None] = lambda _: None,
+    storage: BaseStorage | None = None,
 ) -> list[int]:
     """Fail every RUNNING trial whose worker on this host is gone and re-queue it (up
-    to ``max_retries`` re-runs, at least one); return the numbers released."""
+    to ``max_retries`` re-runs, at least one); return the numbers released. With
+    ``storage``, each gets its ``outcome`` and ``fail_reason``."""
     released = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not is_gone(trial.user_attrs.get(Attr.WORKER_PROCESS)):
             continue
-        try:
-            study.tell(trial.number, state=TrialState.FAIL)
-        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+        reason = f"its worker process ended during epoch {running_epoch(trial)}"
+        retry = fail_dead(study, storage, trial, reason, max(1, max_retries))
+        if retry is None:
             continue  # another worker released it first
         released.append(trial.number)
-        retry = len(retry_history(trial)) < max(1, max_retries)
         say(
             f"trial {trial.number} was left running by a worker that is gone"
             + ("; re-queued" if retry else "; retries used up")
         )
-        if retry:
-            requeue(study, trial)
     return released
 
 

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pipeline.config import KNOWN_DIRECTIONS
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+STOPPED_ATTR: Final = "stopped"  # a study's user attribute: why it stopped early
 IN_FLIGHT = (TrialState.RUNNING, TrialState.WAITING)
 
 
@@ -62,6 +63,7 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"  # raised: counts towards the worker's failure limit and retries
     SKIPPED = "skipped"  # created in a race after the budget was met; never ran
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C; re-queued to run again
+    TIMED_OUT = "timed_out"  # FAIL past trial_timeout, as FAILED but its checkpoint kept
     REJECTED = "rejected"  # PRUNED before training: it broke a constraint known then
 
     @property
@@ -196,6 +198,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
 __all__ = [
     "FINISHED",
     "IN_FLIGHT",
+    "STOPPED_ATTR",
     "Attr",
     "Outcome",
     "best_trial",
