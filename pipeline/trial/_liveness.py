@@ -2,16 +2,24 @@
 
 Optuna's heartbeat finds dead trials only on RDB storages, only when a heartbeat is set,
 and only for trials that wrote a first heartbeat. Every trial here also records which
-process runs it (host, pid and the pid's start time, so a reused pid is not mistaken for
-the worker). A RUNNING trial whose process on this host no longer exists is failed and
-re-queued with its parameters, on any storage; a worker checks whenever it waits for
-room in the budget, and ``tune`` when it starts.
+process runs it: a random id of its own, the kernel's boot id, the PID namespace, the pid
+and the pid's start time (so a reused pid is not mistaken for the worker). A RUNNING
+trial whose process no longer exists is failed and re-queued with its parameters, on any
+storage; a worker checks whenever it waits for room in the budget, and ``tune`` when it
+starts.
+
+A pid means something only inside its PID namespace on its kernel. Workers that share a
+hostname (Docker ``--network host``, Kubernetes ``hostNetwork``, SLURM tasks in
+containers) may each have their own namespace, so the hostname proves nothing: only a
+trial whose worker has this process's boot id and PID namespace is judged here. Any
+other is left to Optuna's heartbeat, which stays the arbiter between machines.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -39,16 +47,60 @@ def _start_time(pid: int) -> int | None:
     return int(fields[19]) if len(fields) > 19 else None
 
 
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> str | None:
+    """This process's PID namespace, e.g. ``pid:[4026531836]``; None where unknown."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+_ID = uuid.uuid4().hex  # this process's own, never shared with another (a fork gets a new one)
+
+
+def _new_id() -> None:
+    global _ID
+    _ID = uuid.uuid4().hex
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_id)
+
+
 def process_identity() -> dict[str, Any]:
-    """This process, as stored on the trials it runs."""
+    """This process, as stored on the trials it runs (the host is for people to read;
+    liveness never trusts it)."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "started": _start_time(pid)}
+    return {
+        "id": _ID,
+        "host": socket.gethostname(),
+        "boot_id": _read("/proc/sys/kernel/random/boot_id"),
+        "pid_namespace": _pid_namespace(),
+        "pid": pid,
+        "started": _start_time(pid),
+    }
+
+
+def _here(identity: dict[str, Any]) -> bool:
+    """Whether ``identity``'s pid can be looked up from this process: the same kernel and
+    the same PID namespace, both known."""
+    me = process_identity()
+    keys = ("boot_id", "pid_namespace")
+    return all(me[k] is not None and identity.get(k) == me[k] for k in keys)
 
 
 def is_gone(identity: Any) -> bool:
-    """Whether the process ``identity`` names has ended. Only a process on this host
-    can be checked; any other counts as alive."""
-    if not isinstance(identity, dict) or identity.get("host") != socket.gethostname():
+    """Whether the process ``identity`` names has ended. Only a process of this kernel
+    and PID namespace can be checked; any other counts as alive."""
+    if not isinstance(identity, dict) or not _here(identity):
         return False
     pid = identity.get("pid")
     if not isinstance(pid, int) or pid <= 0:

@@ -41,7 +41,7 @@ class Attr:
     EPOCHS: Final = "epochs"  # epochs trained
     COMPUTE_SECONDS: Final = "compute_seconds"  # inside forward, backward and evaluation
     WORKER: Final = "worker"
-    WORKER_PROCESS: Final = "worker_process"  # host, pid, start time: see liveness.py
+    WORKER_PROCESS: Final = "worker_process"  # id, boot id, PID namespace, pid: see _liveness.py
     OUTCOME: Final = "outcome"  # an Outcome value, where the state says only FAIL (or PRUNED)
     PRUNED_REASON: Final = "pruned_reason"
     FAIL_REASON: Final = "fail_reason"
