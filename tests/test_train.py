@@ -94,7 +94,7 @@ def test_a_model_too_large_for_memory_fails_its_trial_with_a_reason() -> None:
         max_epochs=1,
         search_space={
             "lr": {"type": "float", "low": 0.01, "high": 0.1},
-            "l1": {"type": "int", "low": 4, "high": 10**9},
+            "l1": {"type": "categorical", "choices": [4, 10**9]},  # listed: past the range cap
         },
     )
     study = optuna.create_study()
