@@ -196,6 +196,25 @@ def test_a_refused_login_is_one_line_exit_2_and_no_retry(
     assert time.monotonic() - started < 20  # no back-off
 
 
+def test_a_role_without_the_right_to_create_tables_is_one_line_exit_2(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    role = f"pipeline_ro_{uuid.uuid4().hex[:8]}"  # may log in (trust), may not create
+    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE ROLE "{role}" LOGIN'))
+    try:
+        url = postgres_db.replace("postgres@", f"{role}@")
+        _tiny_study(tmp_path / "s.yaml", storage=url, storage_retry_seconds=60)
+        done = cli("tune", str(tmp_path / "s.yaml"))
+        assert done.returncode == 2 and "permission denied" in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP ROLE "{role}"'))
+        admin.dispose()
+
+
 @pytest.mark.slow
 def test_four_postgres_workers_meet_the_budget_exactly_and_run_each_grid_point_once(
     tmp_path: Path, postgres_db: str
@@ -356,11 +375,14 @@ def test_no_password_form_reaches_any_sink(tmp_path: Path, postgres_db: str, for
         stderr=subprocess.PIPE,
         text=True,
     )
+    seen = 0  # polls that found the run's processes: the ps check was not vacuous
     while proc.poll() is None:
-        assert not [c for c in _cmdlines() if _leaks(c, secret) and "pytest" not in c]
+        commands = _cmdlines()
+        seen += any("pipeline tune" in c or "multiprocessing" in c for c in commands)
+        assert not [c for c in commands if _leaks(c, secret)]
         time.sleep(0.2)
     out, err = proc.communicate()
-    assert proc.returncode == 0, err
+    assert proc.returncode == 0 and seen, err
     assert not _leaks(out + err, secret)
     assert ("postgres:***@" if shape == "userinfo" else "password=***") in out
     assert "postgresql" in out  # the masking leaves the rest of the text as it was

@@ -30,7 +30,7 @@ _USERINFO = re.compile(
 )
 _QUERY_SECRET = re.compile(r"(?P<head>[?&;](?P<key>[A-Za-z_]+)=)(?P<value>[^&#\s'\"]*)")
 _QUERY_SECRET_IN_URL = re.compile(r"(?P<head>[?&](?P<key>[A-Za-z_%0-9]+)=)(?P<value>[^&]*)")
-_SEEN: set[str] = set()
+_SEEN: dict[str, str] = {}  # a credential token as it may show -> what shows instead
 
 
 def remember_password(url: str) -> None:
@@ -46,13 +46,13 @@ def remember_password(url: str) -> None:
     if ":" in userinfo:
         user, _, password = userinfo.partition(":")
         for form in {password, unquote(password)}:
-            if form:
-                _SEEN.add(f"{user}:{form}@")
-                _SEEN.add(f"{unquote(user)}:{form}@")
+            for name in {user, unquote(user)}:
+                if form:
+                    _SEEN[f"{name}:{form}@"] = f"{name}:{MASK}@"
     for key, value in _query_secrets(rest):
         for form in {value, unquote(value.replace("+", " "))}:
             if form:
-                _SEEN.add(f"{key}={form}")
+                _SEEN[f"{key}={form}"] = f"{key}={MASK}"
 
 
 def _query_secrets(rest: str) -> list[tuple[str, str]]:
@@ -73,12 +73,7 @@ def mask_url(text: str) -> str:
         remember_password(stripped)
         return text.replace(stripped, _mask_one(stripped))
     for token in sorted(_SEEN, key=len, reverse=True):
-        if "=" in token and not token.endswith("@"):
-            key = token.split("=", 1)[0]
-            text = text.replace(token, f"{key}={MASK}")
-        else:
-            user = token.split(":", 1)[0]
-            text = text.replace(token, f"{user}:{MASK}@")
+        text = text.replace(token, _SEEN[token])
     text = _USERINFO.sub(lambda m: m.group("head") + MASK, text)
     return _QUERY_SECRET.sub(_mask_parameter, text)
 

@@ -299,8 +299,8 @@ def _create_rdb(
     for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            if attempt == 4:
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            if attempt == 4 or denial_of(exc) is not None:  # no right to create: no race
                 raise
             time.sleep(0.2 + random.random() * 0.5)
     raise AssertionError("unreachable")
