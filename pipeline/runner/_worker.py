@@ -154,7 +154,7 @@ def run_worker(
         is_surplus=lambda trial: budget.is_surplus(study, trial),
         worker=worker,
         store=store,
-        trial_timeout=config.trial_timeout,  # type: ignore[arg-type]  # seconds once loaded
+        trial_timeout=config.trial_timeout,
         tracking=open_tracking(
             config.tracking,
             config.study_name,
