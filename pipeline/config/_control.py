@@ -6,7 +6,6 @@ Durations are seconds or text with a unit: ``90``, ``20s``, ``30m``, ``2h``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from collections.abc import Callable
@@ -52,8 +51,10 @@ _WARM_START_KEYS = {"from": "study", "as": "mode"}
 
 
 def control_keys(raw: dict[str, Any]) -> dict[str, Any]:
-    """``raw`` with ``warm_start``'s ``from`` and ``as`` (Python keywords) renamed to
-    their field names."""
+    """``raw`` with ``trial_timeout`` in seconds, and ``warm_start``'s ``from`` and
+    ``as`` (Python keywords) renamed to their field names."""
+    if raw.get("trial_timeout") is not None:
+        raw = {**raw, "trial_timeout": seconds_of(raw["trial_timeout"], "trial_timeout")}
     warm = raw.get("warm_start")
     if not isinstance(warm, dict):
         return raw
@@ -103,15 +104,13 @@ def check_stop(stop: StopConfig | None) -> None:
 
 
 def resolve_control(raw: dict[str, Any], convert: Callable[[dict[str, Any]], Any]) -> Any:
-    """The StudyConfig ``convert`` makes of ``raw`` (``warm_start``'s keys renamed), with
-    ``trial_timeout`` in seconds, its stop and warm start checked."""
+    """The StudyConfig ``convert`` makes of :func:`control_keys` of ``raw``, its stop and
+    warm start checked."""
     config = convert(control_keys(raw))
     check_stop(config.stop)
     if config.warm_start is not None and config.warm_start.top_k < 1:
         raise ConfigError("warm_start.top_k", f"must be at least 1, got {config.warm_start.top_k}")
-    return dataclasses.replace(
-        config, trial_timeout=seconds_of(config.trial_timeout, "trial_timeout")
-    )
+    return config
 
 
 __all__ = [

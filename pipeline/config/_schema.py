@@ -104,7 +104,7 @@ class StudyConfig:
     n_trials: int | None = 20
     timeout: float | None = None
     max_total_epochs: int | None = None
-    trial_timeout: float | str | None = None  # seconds once loaded; "30m" in a file
+    trial_timeout: float | None = None  # seconds ("30m" in a file: see _control)
     stop: StopConfig | None = None  # target and plateau stops
     warm_start: WarmStartConfig | None = None  # an earlier study's best, queued or as history
     sampler: SamplerConfig = field(default_factory=SamplerConfig)

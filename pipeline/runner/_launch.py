@@ -131,7 +131,7 @@ def tune(
         storage,
         [],
         lambda i: _restart(ctx, config, slots[i], stop, deadline, storage, method),
-        trial_timeout=config.trial_timeout,  # type: ignore[arg-type]
+        trial_timeout=config.trial_timeout,
         max_retries=config.max_retries,
         say=lambda line: print(line, file=out, flush=True),
     )

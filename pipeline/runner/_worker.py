@@ -154,7 +154,7 @@ def run_worker(
         is_surplus=lambda trial: budget.is_surplus(study, trial),
         worker=worker,
         store=store,
-        trial_timeout=config.trial_timeout,  # type: ignore[arg-type]  # seconds once loaded
+        trial_timeout=config.trial_timeout,
         tracking=open_tracking(
             config.tracking,
             config.study_name,
@@ -222,10 +222,12 @@ def _step(
         if decision == "stop":
             return "stop"
         if decision == "wait":
+            # This host's dead workers first: the liveness rule records why; Optuna's
+            # heartbeat check (other hosts) records no reason.
+            release_orphans(study, policy.max_retries, policy.say, policy.storage)
             with warnings.catch_warnings():  # experimental API, used on purpose
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
-            release_orphans(study, policy.max_retries, policy.say, policy.storage)
             outage.ok()
             time.sleep(POLL_SECONDS)
             return "idle"
