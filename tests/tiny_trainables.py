@@ -71,3 +71,9 @@ def fit_line_timed(config: Mapping[str, Any], session: Session) -> None:
     """fit_line, reporting its own latency once per trial, as a trainable may."""
     fit_line(config, session)
     session.record(latency_ms=0.25)
+
+
+def instant(config: Mapping[str, Any], session: Session) -> None:
+    """A trial that costs nothing: one epoch whose metric is the sampled ``x``, so that
+    tests of what workers do around trials spend no time training."""
+    session.report(1, mse=float(config["x"]))

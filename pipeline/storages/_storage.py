@@ -244,12 +244,16 @@ def _create_rdb(
     url: str, engine_kwargs: dict[str, Any], heartbeat: dict[str, Any]
 ) -> optuna.storages.RDBStorage:
     # Workers that start together on an empty database race to create Optuna's tables;
-    # the losers see a duplicate-table error. The tables exist then: try again.
+    # the losers see a duplicate-table error (SQLite: "table ... already exists"). The
+    # tables exist then: try again.
     for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             if attempt == 4:
+                raise
+        except sqlalchemy.exc.OperationalError as exc:
+            if attempt == 4 or "already exists" not in str(exc):
                 raise
             time.sleep(0.2 + random.random() * 0.5)
     raise AssertionError("unreachable")
@@ -279,9 +283,18 @@ def _sqlite_begin(connection: sqlalchemy.engine.Connection) -> None:
 def _enable_wal(path: Path) -> None:
     # WAL lets readers (the dashboard, the live reporter) proceed while a worker writes;
     # the mode is stored in the file, so every later connection, ours or not, uses it.
-    with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S) as conn:
-        conn.execute("PRAGMA journal_mode=WAL")
-    conn.close()
+    # Workers that start together on a new file race to switch it, and SQLite answers
+    # the losers "database is locked" without waiting on the busy timeout: try again.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05 + random.random() * 0.1)
 
 
 __all__ = [
