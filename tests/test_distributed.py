@@ -16,7 +16,6 @@ import sys
 import tempfile
 import time
 import urllib.parse
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,10 +23,8 @@ from typing import Any
 
 import optuna
 import pytest
-import sqlalchemy
 import yaml
 from conftest import (
-    POSTGRES_URL,
     REPO,
     cli,
     free_port,
@@ -109,25 +106,6 @@ def _trials(storage: str, name: str) -> list[optuna.trial.FrozenTrial]:
     from pipeline.storages import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(storage)).trials
-
-
-@pytest.fixture
-def postgres_db() -> Iterator[str]:
-    """A fresh database on the machine's PostgreSQL server, dropped afterwards."""
-    name = f"pipeline_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    except sqlalchemy.exc.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc}); start it as .ci/run does"
-        )
-    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.mark.slow
