@@ -264,7 +264,7 @@ def _add_result_commands(sub: Any) -> None:
 
 def _add_launch(sub: Any) -> None:
     """``pipeline launch slurm``: a study's workers as a cluster job."""
-    launch = sub.add_parser("launch", help="run a study's workers on a cluster (SLURM)")
+    launch = sub.add_parser("launch", help="run a study's workers on a cluster (SLURM, Kubernetes)")
     kinds = launch.add_subparsers(dest="launcher", required=True, metavar="CLUSTER")
     p = kinds.add_parser("slurm", help="submit the study's workers as one SLURM job array")
     _study_args(p, None)
@@ -300,6 +300,21 @@ def _add_launch(sub: Any) -> None:
         help="the journal:/// file is on a file system every node shares",
     )
     p.add_argument("--dry-run", action="store_true", help="print the script; submit nothing")
+
+    p = kinds.add_parser("k8s", help="write a Kubernetes Indexed Job for the study's workers")
+    _study_args(p, None)
+    p.add_argument("--workers", type=_at_least(1), required=True, help="pods (workers)")
+    p.add_argument("--image", required=True, help="the worker image (see the Dockerfile written)")
+    p.add_argument(
+        "--storage-secret",
+        required=True,
+        metavar="NAME",
+        help="the Secret whose key `url` holds the storage URL",
+    )
+    p.add_argument("--namespace", default="default")
+    p.add_argument("--gpus-per-worker", type=_at_least(0), default=0, metavar="N")
+    p.add_argument("--cpus-per-trial", type=_at_least(1), default=1, metavar="N")
+    p.add_argument("--out", help="folder for the manifests (default runs/launch/<study>/k8s)")
 
 
 __all__ = ["STORAGE_ENV", "build_parser", "parse_args"]

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pipeline.cli._arguments import STORAGE_ENV, parse_args
+from pipeline.cli._launch import cmd_launch
 from pipeline.config import StudyConfig
 from pipeline.exceptions import (
     EXIT_OK,
@@ -112,34 +113,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = args.worker_index if args.worker_index is not None else os.getpid()
     threads = args.threads or config.cpus_per_trial or os.cpu_count() or 1
     return join_study(config, worker, threads, args.timeout)
-
-
-def cmd_launch(args: argparse.Namespace) -> int:
-    from pipeline.launch import SlurmLaunch, check_shared, launch_slurm
-
-    env = args.storage_env or (
-        STORAGE_ENV if args.storage is None and STORAGE_ENV in os.environ else None
-    )
-    if env is not None and env not in os.environ:
-        raise UsageError(f"--storage-env: the environment variable {env} is not set")
-    config = _load(args)
-    url = args.storage or (os.environ[env] if env else config.storage)
-    check_shared(url, args.shared_journal)
-    launch = SlurmLaunch(
-        study_file=args.study,
-        study_name=config.study_name,
-        workers=args.workers,
-        storage_env=env,
-        partition=args.partition,
-        time=args.time,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        grace=args.grace,
-        sbatch_args=list(args.sbatch_arg),
-        overrides=list(args.overrides),
-    )
-    print(launch_slurm(launch, url, dry_run=args.dry_run), end="")
-    return EXIT_OK
 
 
 def cmd_storage_proxy(args: argparse.Namespace) -> int:
