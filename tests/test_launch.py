@@ -189,7 +189,7 @@ def test_scancel_then_a_second_launch_reaches_exactly_n_trials(
     tmp_path: Path, slurm: dict[str, str], postgres_db: str
 ) -> None:
     url = postgres_db
-    path, data = _study(tmp_path, n_trials=6)
+    path, data = _study(tmp_path, n_trials=6, max_epochs=3)
     job = _launch(path, tmp_path, slurm, url)
     _poll(lambda: sum(t.state in FINISHED for t in _trials(url, data["study_name"])) >= 1)
     _slurm(slurm, "scancel", job)
