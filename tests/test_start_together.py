@@ -79,7 +79,8 @@ def _start_each(index: int, url: str, names: list[str], barriers: dict[int, Barr
         study = prepare_study(config, storage_for(config), joining=index % 2 == 1)
         while True:
             trial = study.ask()
-            queued = "fixed_params" in trial._cached_frozen_trial.system_attrs
+            record = study.get_trials(deepcopy=False)[trial.number]
+            queued = "fixed_params" in record.system_attrs
             x = trial.suggest_float("x", 0.0, 1.0)
             if not queued:  # the queue is empty: as the budget is met, stop
                 study.tell(trial, state=TrialState.FAIL)
@@ -149,3 +150,23 @@ def test_workers_that_create_one_study_together_run_each_queued_point_once(
         sampled = [t.number for t in trials if t.state == TrialState.FAIL]
         assert min(sampled) > max(t.number for t in trials if t.state == TrialState.COMPLETE)
         assert study.metric_names == ["mse"] and "prepared" in study.user_attrs
+
+
+def test_a_study_whose_creator_died_half_way_is_finished_without_a_point_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.study import _create, prepare_study, storage_for
+    from pipeline.study._file import parse_study
+
+    monkeypatch.setattr(_create, "PREPARE_WAIT_S", 0.3)
+    config = parse_study(_study(f"sqlite:///{tmp_path}/optuna.db", "orphaned"))
+    storage = storage_for(config)
+    # The creator made the study and queued 5 of its 12 points, then died.
+    half = optuna.create_study(study_name="orphaned", storage=storage)
+    for point in config.enqueue[:5]:
+        half.enqueue_trial(point)
+    study = prepare_study(config, storage, joining=True)
+    queued = study.get_trials(states=(TrialState.WAITING,))
+    waiting = [t.system_attrs["fixed_params"]["x"] for t in queued]
+    assert sorted(waiting) == sorted(i / 100 for i in range(QUEUED))
+    assert study.user_attrs["prepared"] is True
