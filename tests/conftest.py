@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,3 +174,22 @@ def _storage_url(mode: str, tmp_path: Path) -> Iterator[str | None]:
         if not _sql_up(POSTGRES_URL):
             pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}; start it as .ci/run does")
         yield POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL server, dropped afterwards."""
+    name = f"pipeline_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    except sqlalchemy.exc.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc}); start it as .ci/run does"
+        )
+    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()

@@ -118,25 +118,6 @@ def _trials(storage: str, name: str) -> list[optuna.trial.FrozenTrial]:
 
 
 @pytest.fixture
-def postgres_db() -> Iterator[str]:
-    """A fresh database on the machine's PostgreSQL server, dropped afterwards."""
-    name = f"pipeline_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    except sqlalchemy.exc.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc}); start it as .ci/run does"
-        )
-    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture
 def mysql_db() -> Iterator[str]:
     """A fresh database on the machine's MySQL (MariaDB) server, dropped afterwards."""
     name = f"pipeline_{uuid.uuid4().hex[:10]}"

@@ -36,6 +36,7 @@ LAYERS = [
     "runner",
     "visualization",
     "compare",
+    "launch",
     "cli",
 ]
 # Modules that stand alone at the top of the package, each a leaf every room may use.

@@ -86,15 +86,17 @@ def test_workers_with_one_hostname_in_two_pid_namespaces_fail_nothing(tmp_path: 
     # the budget, checks the other's running trial: by hostname and pid, each judged the
     # other dead and failed its trials (76 trials, 74 FAIL).
     url = f"sqlite:///{tmp_path}/optuna.db"
+    # Trials of about 2 s (fit_line sleeps 0.6 s an epoch): both workers are up before either
+    # could run the whole budget alone.
     study = minimal_study(
-        task={"name": "tiny_task:tiny", "options": {"n": 4000}},
-        max_epochs=6,
-        n_trials=4,
-        search_space={
-            "lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True},
-            "hidden": {"type": "int", "low": 2, "high": 64},
-        },
+        task=None,
+        trainable="tiny_trainables:fit_line",
+        metric="mse",
+        max_epochs=3,
+        n_trials=6,
+        search_space={"lr": {"type": "float", "low": 0.01, "high": 0.1}, "sleep": 0.6},
     )
+    del study["task"]
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     command = [sys.executable, "-m", "pipeline", "worker", str(path), "--storage", url]
@@ -117,8 +119,8 @@ def test_workers_with_one_hostname_in_two_pid_namespaces_fail_nothing(tmp_path: 
     assert not [err for _, err in results if "Traceback" in err], results
     trials = optuna.load_study(study_name=study["study_name"], storage=open_storage(url)).trials
     states = Counter(t.state for t in trials)
-    assert states == {TrialState.COMPLETE: 4}, (states, time.monotonic() - started)
+    assert states == {TrialState.COMPLETE: 6}, (states, time.monotonic() - started)
     params = [tuple(sorted(t.params.items())) for t in trials]
-    assert len(set(params)) == 4
+    assert len(set(params)) == 6
     # Both namespaces ran trials: the test covered two workers, not one.
     assert len({t.user_attrs["worker_process"]["pid_namespace"] for t in trials}) == 2

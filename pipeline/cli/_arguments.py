@@ -184,6 +184,7 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--trial-timeout", **trial_timeout)
 
     _add_compare(sub)
+    _add_launch(sub)
 
     p = sub.add_parser("validate", help="check a study file and print it resolved")
     _study_args(p, None)
@@ -271,6 +272,61 @@ def _add_result_commands(sub: Any) -> None:
         help="on an address other than 127.0.0.1, let visitors delete, rename and edit "
         "studies (refused by default)",
     )
+
+
+def _add_launch(sub: Any) -> None:
+    """``pipeline launch slurm``: a study's workers as a cluster job."""
+    launch = sub.add_parser("launch", help="run a study's workers on a cluster (SLURM, Kubernetes)")
+    kinds = launch.add_subparsers(dest="launcher", required=True, metavar="CLUSTER")
+    p = kinds.add_parser("slurm", help="submit the study's workers as one SLURM job array")
+    _study_args(p, None)
+    p.add_argument("--workers", type=_at_least(1), required=True, help="array tasks (workers)")
+    p.add_argument("--storage", help="storage URL every node reaches (default: the study file's)")
+    p.add_argument(
+        "--storage-env",
+        metavar="NAME",
+        help=f"the tasks read the storage URL from environment variable NAME (default "
+        f"{STORAGE_ENV} when it is set); sbatch carries it from this shell",
+    )
+    p.add_argument("--partition", help="SLURM partition")
+    p.add_argument("--time", help="time limit of each task, e.g. 04:00:00")
+    p.add_argument("--cpus-per-trial", type=_at_least(1), default=1, metavar="N")
+    p.add_argument("--gpus-per-trial", type=_at_least(0), default=0, metavar="N")
+    p.add_argument(
+        "--grace",
+        type=_at_least(1),
+        default=120,
+        metavar="S",
+        help="seconds before a time limit when the worker is told to stop (default 120)",
+    )
+    p.add_argument(
+        "--sbatch-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more sbatch option, e.g. --sbatch-arg=--account=ml (repeatable)",
+    )
+    p.add_argument(
+        "--shared-journal",
+        action="store_true",
+        help="the journal:/// file is on a file system every node shares",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the script; submit nothing")
+
+    p = kinds.add_parser("k8s", help="write a Kubernetes Indexed Job for the study's workers")
+    _study_args(p, None)
+    p.add_argument("--workers", type=_at_least(1), required=True, help="pods (workers)")
+    p.add_argument("--image", required=True, help="the worker image (see the Dockerfile written)")
+    p.add_argument(
+        "--storage-secret",
+        required=True,
+        metavar="NAME",
+        help="the Secret whose key `url` holds the storage URL",
+    )
+    p.add_argument("--namespace", default="default")
+    p.add_argument("--gpus-per-worker", type=_at_least(0), default=0, metavar="N")
+    p.add_argument("--cpus-per-trial", type=_at_least(1), default=1, metavar="N")
+    p.add_argument("--out", help="folder for the manifests (default runs/launch/<study>/k8s)")
 
 
 __all__ = ["STORAGE_ENV", "build_parser", "parse_args"]

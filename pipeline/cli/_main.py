@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pipeline.cli._arguments import STORAGE_ENV, parse_args
+from pipeline.cli._launch import cmd_launch
 from pipeline.config import StudyConfig, study_name_problem
 from pipeline.exceptions import (
     EXIT_OK,
@@ -260,6 +261,7 @@ COMMANDS = {
     "tune": cmd_tune,
     "worker": cmd_worker,
     "storage-proxy": cmd_storage_proxy,
+    "launch": cmd_launch,
     "compare": cmd_compare,
     "validate": cmd_validate,
     "best": cmd_best,

@@ -14,8 +14,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
-import socket
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -25,11 +25,13 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import duration_text
+from pipeline.storages import STORAGE_ERRORS
 from pipeline.trial import (
     Attr,
     Outcome,
     death_reason,
     fail_dead,
+    is_local,
     release_orphans,
     running_epoch,
 )
@@ -82,26 +84,29 @@ class Supervisor:
         trial ran too long, replace workers that died inside a trial."""
         while True:
             poll()
-            owned = self._running()
-            for i, proc in enumerate(self.procs):
-                trial = owned.get(proc.pid or -1)
-                if proc.is_alive():
-                    self._check_time(proc, trial)
-                elif proc.pid not in self.ended:
-                    self.ended.add(proc.pid or -1)
-                    if self._died(i, proc, trial):
-                        self.procs[i] = self.start(i)
+            with contextlib.suppress(*STORAGE_ERRORS):  # an outage: workers wait it out, so do we
+                self._check(self._running())
             if not any(p.is_alive() for p in self.procs):
                 return
             time.sleep(poll_seconds)
 
+    def _check(self, owned: dict[int, FrozenTrial]) -> None:
+        for i, proc in enumerate(self.procs):
+            trial = owned.get(proc.pid or -1)
+            if proc.is_alive():
+                self._check_time(proc, trial)
+            elif proc.pid not in self.ended:
+                if self._died(i, proc, trial):
+                    self.procs[i] = self.start(i)
+                self.ended.add(proc.pid or -1)  # after _died: a storage error retries it
+
     def _running(self) -> dict[int, FrozenTrial]:
-        """The RUNNING trials of this machine's workers, by the pid that runs them."""
+        """The RUNNING trials of this machine's workers, by the pid that runs them (a pid
+        of this kernel and PID namespace: a host name can be shared by containers)."""
         out = {}
-        host = socket.gethostname()
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             identity = trial.user_attrs.get(Attr.WORKER_PROCESS)
-            if isinstance(identity, dict) and identity.get("host") == host:
+            if isinstance(identity, dict) and is_local(identity) and "pid" in identity:
                 out[int(identity["pid"])] = trial
         return out
 

@@ -15,7 +15,6 @@ workers and an open dashboard share one file without "database is locked".
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import sqlite3
 import time
@@ -34,6 +33,7 @@ from sqlalchemy.engine import make_url
 
 from pipeline.exceptions import ConfigError, StorageProblem, UsageError
 from pipeline.storages._errors import denial_of, denied, first_line, problem_of
+from pipeline.storages._existing import check_file_exists, server_has_tables
 from pipeline.storages._masking import mask_url, remember_password
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
@@ -135,9 +135,9 @@ def open_storage(
     remember_password(url)
     scheme = scheme_of(url)
     if must_exist and scheme in ("sqlite", "journal"):
-        _check_exists(Path(_local_path(url)), sqlite=scheme == "sqlite")
+        check_file_exists(Path(_local_path(url)), sqlite=scheme == "sqlite")
     try:
-        if must_exist and scheme in ("postgresql", "mysql") and not _has_tables(url):
+        if must_exist and scheme in ("postgresql", "mysql") and not server_has_tables(url):
             raise UsageError(f"--storage: {mask_url(url)} holds no Optuna tables (no study yet)")
         if scheme in RDB_SCHEMES:
             return _open_rdb(url, heartbeat_interval, grace_period, stale_retries, readers_only)
@@ -158,64 +158,6 @@ def open_storage(
             f"the storage {mask_url(url)} is not an Optuna journal, or is corrupt "
             f"({type(exc).__name__}: {first_line(exc)})"
         ) from None
-
-
-def _check_exists(path: Path, sqlite: bool) -> None:
-    """A read-only command's storage file must be there, and a SQLite one must hold
-    Optuna's tables: such a command never creates a database or adds tables to one."""
-    if path.is_file():
-        if sqlite and not _has_optuna_tables(path):
-            raise UsageError(f"--storage: {path} is not an Optuna storage (no studies table)")
-        return
-    folder = path.parent if path.parent.is_dir() else Path(".")
-    found = sorted(str(p) for p in folder.glob("*") if _is_storage_file(p))
-    raise UsageError(
-        f"--storage: there is no {path}"
-        + (f"; storage files in {folder}: {', '.join(found)}" if found else "")
-    )
-
-
-def _is_storage_file(path: Path) -> bool:
-    """Whether ``path`` is an Optuna storage file worth suggesting: a SQLite database with
-    Optuna's tables, or a journal whose first line is one of Optuna's operations (a
-    ``*.log`` of anything else is not)."""
-    if not path.is_file():
-        return False
-    with contextlib.suppress(OSError, StorageProblem), path.open("rb") as f:
-        head = f.read(4096)
-        if head.startswith(b"SQLite format 3\x00"):
-            return _has_optuna_tables(path)
-        first = head.split(b"\n", 1)[0]
-        try:
-            return isinstance(json.loads(first), dict) and b'"op_code"' in first
-        except ValueError:
-            return False
-    return False
-
-
-def _has_optuna_tables(path: Path) -> bool:
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-            found = conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN "
-                "('studies', 'trials', 'version_info')"
-            ).fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise StorageProblem(f"the storage {path}: {problem_of(exc) or exc}") from None
-    return bool(found and found[0] == 3)
-
-
-def _has_tables(url: str) -> bool:
-    """Whether a database server's database holds Optuna's tables, asked without creating
-    them (Optuna's RDBStorage creates any that are missing)."""
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            return {"studies", "trials", "version_info"} <= set(
-                sqlalchemy.inspect(conn).get_table_names()
-            )
-    finally:
-        engine.dispose()
 
 
 def _open_rdb(
@@ -295,12 +237,16 @@ def _create_rdb(
     url: str, engine_kwargs: dict[str, Any], heartbeat: dict[str, Any]
 ) -> optuna.storages.RDBStorage:
     # Workers that start together on an empty database race to create Optuna's tables;
-    # the losers see a duplicate-table error. The tables exist then: try again.
+    # the losers see a duplicate-table error (SQLite: "table ... already exists"). The
+    # tables exist then: try again.
     for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             if attempt == 4 or denial_of(exc) is not None:  # no right to create: no race
+                raise
+        except sqlalchemy.exc.OperationalError as exc:
+            if attempt == 4 or "already exists" not in str(exc):
                 raise
             time.sleep(0.2 + random.random() * 0.5)
     raise AssertionError("unreachable")
@@ -330,9 +276,18 @@ def _sqlite_begin(connection: sqlalchemy.engine.Connection) -> None:
 def _enable_wal(path: Path) -> None:
     # WAL lets readers (the dashboard, the live reporter) proceed while a worker writes;
     # the mode is stored in the file, so every later connection, ours or not, uses it.
-    with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S) as conn:
-        conn.execute("PRAGMA journal_mode=WAL")
-    conn.close()
+    # Workers that start together on a new file race to switch it, and SQLite answers
+    # the losers "database is locked" without waiting on the busy timeout: try again.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05 + random.random() * 0.1)
 
 
 __all__ = [

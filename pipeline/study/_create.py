@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import logging
 import random
+import time
 import warnings
 
 import optuna
@@ -25,6 +26,8 @@ from pipeline.training import TrialSkipped
 
 GRID_ATTR = "grid_points"  # study user attribute: how many grid points were queued
 GRID_VALUES_ATTR = "grid_values"  # ... and the values per parameter they were made of
+PREPARED_ATTR = "prepared"  # study user attribute: note written and queue filled
+PREPARE_WAIT_S = 120.0  # how long others wait for the creator before finishing for it
 
 
 def set_optuna_logging(level: int = logging.WARNING) -> None:
@@ -93,10 +96,14 @@ def prepare_study(
     trials mean, record provenance, queue the study's ``enqueue`` configurations and, for
     grid search, the grid.
 
+    Workers often start together (a SLURM array, a Kubernetes Job). Creation is atomic in
+    every storage, so exactly one process creates the study; it writes the note and fills
+    the queue, then marks the study prepared. Every other process waits for that mark
+    before it returns, so none samples while the queue is still being filled.
+
     Args:
         joining: A worker joining a study that may already run elsewhere: it records
-            provenance and queues the grid only if it is the one that creates the study
-            (creation is atomic in every storage, so exactly one worker does).
+            provenance and queues new grid points only if it is the one that creates it.
         branch_from: A new study imports the valid finished trials of this one.
 
     Raises:
@@ -110,34 +117,66 @@ def prepare_study(
             pruner=make_pruner(config.pruner, config.max_epochs),
             directions=config.directions,
         )
-        created = True
     except optuna.exceptions.DuplicatedStudyError:
         study = load_study(config, storage)
-        created = False
-    if not created:
+        if not _wait_until_prepared(study):  # its creator died half-way: finish for it
+            _fill(study, storage, config, branch_from, again=True)
         check_resume(study, definition(config))
         if joining:
             return study
     else:
-        with warnings.catch_warnings():  # experimental since 3.2; used on purpose
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(config.metric_names)  # else the dashboard says "Objective 0"
-        study.set_user_attr(DEFINITION_ATTR, definition(config))
-        _write_note(study, config)
-        if branch_from is not None:
-            _branch(study, storage, branch_from, config)
-        if config.warm_start is not None:  # an earlier study's best, before enqueue:
-            try:
-                warm_start(study, storage, config.storage, config.warm_start, config.search_space)
-            except ConfigError:  # refused: no half-made study to resume
-                optuna.delete_study(study_name=config.study_name, storage=storage)
-                raise
-        for point in config.enqueue:  # configurations to run first, queued once
-            study.enqueue_trial(point)
+        _fill(study, storage, config, branch_from, again=False)
+        record(study, config)
+        return study
     record(study, config)
     if config.sampler.name == "grid":
         _queue_grid(study, config)
     return study
+
+
+def _fill(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    config: StudyConfig,
+    branch_from: str | None,
+    again: bool,
+) -> None:
+    """Everything a new study holds before any worker samples: metric names, definition,
+    note, branched trials, ``enqueue`` and the grid; then the mark that it is prepared.
+    ``again``: another process may have done part of it; queue no point twice."""
+    with warnings.catch_warnings():  # experimental since 3.2; used on purpose
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(config.metric_names)  # else the dashboard says "Objective 0"
+    study.set_user_attr(DEFINITION_ATTR, definition(config))
+    _write_note(study, config)
+    if branch_from is not None and not (again and study.get_trials(deepcopy=False)):
+        _branch(study, storage, branch_from, config)
+    if config.warm_start is not None and not (again and study.get_trials(deepcopy=False)):
+        try:  # an earlier study's best, queued before enqueue:
+            warm_start(study, storage, config.storage, config.warm_start, config.search_space)
+        except ConfigError:  # refused: no half-made study to resume
+            optuna.delete_study(study_name=config.study_name, storage=storage)
+            raise
+    for point in config.enqueue:  # configurations to run first, queued once
+        study.enqueue_trial(point, skip_if_exists=again)
+    if config.sampler.name == "grid":
+        _queue_grid(study, config, skip_if_exists=again)
+    study.set_user_attr(PREPARED_ATTR, True)
+
+
+def _wait_until_prepared(study: optuna.Study) -> bool:
+    """Wait for the process that created ``study`` to fill it; False if it never did
+    within ``PREPARE_WAIT_S`` (it died half-way)."""
+    deadline = time.monotonic() + PREPARE_WAIT_S
+    while True:
+        attrs = study.user_attrs
+        # "config" (provenance) is recorded after the queue: a study made before the
+        # prepared mark existed is prepared when it has it.
+        if PREPARED_ATTR in attrs or "config" in attrs:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
 
 
 def _write_note(study: optuna.Study, config: StudyConfig) -> None:
@@ -157,7 +196,7 @@ def _branch(
     import_trials(source, study, definition(config), config.search_space)
 
 
-def _queue_grid(study: optuna.Study, config: StudyConfig) -> None:
+def _queue_grid(study: optuna.Study, config: StudyConfig, skip_if_exists: bool = False) -> None:
     """Queue the grid once; later, queue only the points that added grid values make."""
     if GRID_ATTR not in study.user_attrs:
         points = grid_points(config.search_space)
@@ -169,7 +208,7 @@ def _queue_grid(study: optuna.Study, config: StudyConfig) -> None:
         points = new_grid_points(stored, config.search_space)
         total = int(study.user_attrs[GRID_ATTR]) + len(points)
     for point in points:
-        study.enqueue_trial(point)
+        study.enqueue_trial(point, skip_if_exists=skip_if_exists)
     study.set_user_attr(GRID_ATTR, total)
     study.set_user_attr(GRID_VALUES_ATTR, grid_values_of(config.search_space))
 

@@ -6,7 +6,7 @@ Pareto front of several objectives.
 from __future__ import annotations
 
 from pipeline.trial._ended import death_reason, fail_dead, running_epoch
-from pipeline.trial._liveness import process_identity, release_orphans
+from pipeline.trial._liveness import is_local, process_identity, release_orphans
 from pipeline.trial._objectives import (
     Limits,
     front,
@@ -54,6 +54,7 @@ __all__ = [
     "hypervolume",
     "is_enqueued",
     "is_feasible",
+    "is_local",
     "is_multi_objective",
     "last_metrics",
     "limits_of",

@@ -89,7 +89,7 @@ def process_identity() -> dict[str, Any]:
     }
 
 
-def _here(identity: dict[str, Any]) -> bool:
+def is_local(identity: dict[str, Any]) -> bool:
     """Whether ``identity``'s pid can be looked up from this process: the same kernel and
     the same PID namespace, both known."""
     me = process_identity()
@@ -100,7 +100,7 @@ def _here(identity: dict[str, Any]) -> bool:
 def is_gone(identity: Any) -> bool:
     """Whether the process ``identity`` names has ended. Only a process of this kernel
     and PID namespace can be checked; any other counts as alive."""
-    if not isinstance(identity, dict) or not _here(identity):
+    if not isinstance(identity, dict) or not is_local(identity):
         return False
     pid = identity.get("pid")
     if not isinstance(pid, int) or pid <= 0:
@@ -143,4 +143,4 @@ def release_orphans(
     return released
 
 
-__all__ = ["is_gone", "process_identity", "release_orphans"]
+__all__ = ["is_gone", "is_local", "process_identity", "release_orphans"]
