@@ -80,12 +80,18 @@ def _unshare_works() -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _unshare_works(), reason="needs root and unshare(1) for a PID namespace")
-def test_workers_with_one_hostname_in_two_pid_namespaces_fail_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "journal", "postgresql"])
+def test_workers_with_one_hostname_in_two_pid_namespaces_fail_nothing(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     # The repro of issue 25: one worker under `unshare --pid --fork --mount-proc`, one
-    # outside, the same SQLite study without a heartbeat. Each worker, waiting for room in
-    # the budget, checks the other's running trial: by hostname and pid, each judged the
-    # other dead and failed its trials (76 trials, 74 FAIL).
-    url = f"sqlite:///{tmp_path}/optuna.db"
+    # outside, the same study without a heartbeat. Each worker, waiting for room in the
+    # budget, checks the other's running trial: by hostname and pid, each judged the
+    # other dead and failed its trials (on SQLite: 76 trials, 74 FAIL).
+    url = {
+        "sqlite": f"sqlite:///{tmp_path}/optuna.db",
+        "journal": f"journal:///{tmp_path}/optuna.log",
+    }.get(backend) or request.getfixturevalue("postgres_db")
     # Trials of about 2 s (fit_line sleeps 0.6 s an epoch): both workers are up before either
     # could run the whole budget alone.
     study = minimal_study(
