@@ -415,7 +415,7 @@ def test_a_trial_skipped_because_the_budget_was_met_logs_nothing() -> None:
     import logging
 
     from pipeline.study import set_optuna_logging
-    from pipeline.training import TrialSkipped
+    from pipeline.training import TrialInterrupted, TrialSkipped
 
     set_optuna_logging()
     records: list[logging.LogRecord] = []
@@ -428,7 +428,8 @@ def test_a_trial_skipped_because_the_budget_was_met_logs_nothing() -> None:
     logging.getLogger("optuna").addHandler(handler)
     try:
         study = optuna.create_study()
-        for error in (TrialSkipped("trial 0 not run: the budget was already met"), KeyError("x")):
+        routine = [TrialSkipped("not run: the budget was already met"), TrialInterrupted()]
+        for error in (*routine, KeyError("x")):
 
             def objective(trial: optuna.Trial, error: Exception = error) -> float:
                 raise error
@@ -437,7 +438,7 @@ def test_a_trial_skipped_because_the_budget_was_met_logs_nothing() -> None:
     finally:
         logging.getLogger("optuna").removeHandler(handler)
     failed = [r.getMessage() for r in records if "failed" in r.getMessage()]
-    assert failed and all(m.startswith("Trial 1 failed") for m in failed), failed
+    assert failed and all(m.startswith("Trial 2 failed") for m in failed), failed
     assert any("KeyError" in m for m in failed)
 
 

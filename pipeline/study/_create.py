@@ -22,7 +22,7 @@ from pipeline.study._branch import import_trials, warm_start
 from pipeline.study._drift import DEFINITION_ATTR, check_resume, definition
 from pipeline.study._grid import grid_values_of, new_grid_points
 from pipeline.study._provenance import note, record
-from pipeline.training import TrialSkipped
+from pipeline.training import TrialInterrupted, TrialSkipped
 
 GRID_ATTR = "grid_points"  # study user attribute: how many grid points were queued
 GRID_VALUES_ATTR = "grid_values"  # ... and the values per parameter they were made of
@@ -40,9 +40,10 @@ def set_optuna_logging(level: int = logging.WARNING) -> None:
 
 
 class _NoSkippedTrials(logging.Filter):
-    """Optuna logs a trial that raised as failed, with its traceback. A trial skipped
-    because other workers met the budget first is routine: it is marked skipped, and the
-    log says nothing of it."""
+    """Optuna logs a trial that raised as failed, with its traceback. Two ends are
+    routine and say nothing in the log: a trial skipped because other workers met the
+    budget first (marked skipped), and one a stop signal interrupted (marked interrupted
+    and re-queued; a SLURM task's log held its traceback at every preemption)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -50,7 +51,7 @@ class _NoSkippedTrials(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         head = " ".join(record.getMessage().split()[:3])
-        if record.exc_info and isinstance(record.exc_info[1], TrialSkipped):
+        if record.exc_info and isinstance(record.exc_info[1], TrialSkipped | TrialInterrupted):
             self.skipped.add(head)
             return False
         return head not in self.skipped

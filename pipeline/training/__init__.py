@@ -17,7 +17,14 @@ from pipeline.training._loop import (
 )
 from pipeline.training._measure import PeakMemory, count_params, latency_ms
 from pipeline.training._memory import too_large
-from pipeline.training._objective import Objective, Trainable, TrialPlan, TrialSkipped, record_end
+from pipeline.training._objective import (
+    Objective,
+    Trainable,
+    TrialInterrupted,
+    TrialPlan,
+    TrialSkipped,
+    record_end,
+)
 from pipeline.training._optim import make_optimizer, make_scheduler
 from pipeline.training._session import Session
 from pipeline.training._trainables import check_trainable, import_user_function, load_user_function
@@ -30,6 +37,7 @@ __all__ = [
     "Session",
     "TaskTrainable",
     "Trainable",
+    "TrialInterrupted",
     "TrialPlan",
     "TrialSkipped",
     "autocast_context",
