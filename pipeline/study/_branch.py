@@ -62,13 +62,12 @@ def import_trials(
         if trial.state == TrialState.COMPLETE and value is None:
             continue
         target.add_trial(
-            optuna.trial.create_trial(
-                state=trial.state,
-                value=value if trial.state == TrialState.COMPLETE else None,
-                params=trial.params,
-                distributions=dists,
-                user_attrs={**_portable(trial.user_attrs), "imported_from": trial.number},
-                intermediate_values=trial.intermediate_values if same_metric else None,
+            _copy(
+                trial,
+                dists,
+                {"imported_from": trial.number},
+                values=[value] if value is not None else None,
+                curve=same_metric,
             )
         )
         copied.append(trial.number)
@@ -86,17 +85,31 @@ def _import_pareto(
         if dists is None:
             continue
         target.add_trial(
-            optuna.trial.create_trial(
-                state=trial.state,
-                values=trial.values if trial.state == TrialState.COMPLETE else None,
-                params=trial.params,
-                distributions=dists,
-                user_attrs={**_portable(trial.user_attrs), "imported_from": trial.number},
-            )
+            _copy(trial, dists, {"imported_from": trial.number}, trial.values, curve=False)
         )
         copied.append(trial.number)
     target.set_user_attr(BRANCH_ATTR, {"study": source.study_name, "trials": copied})
     return copied
+
+
+def _copy(
+    trial: FrozenTrial,
+    dists: dict[str, Any],
+    origin: dict[str, Any],
+    values: list[float] | None,
+    curve: bool,
+) -> FrozenTrial:
+    """A finished trial of another study, as a trial of this one: its parameters under the
+    new distributions, ``values`` if it completed, its portable attributes and ``origin``,
+    and its per-epoch curve when ``curve`` (the same metric)."""
+    return optuna.trial.create_trial(
+        state=trial.state,
+        values=values if trial.state == TrialState.COMPLETE else None,
+        params=trial.params,
+        distributions=dists,
+        user_attrs={**_portable(trial.user_attrs), **origin},
+        intermediate_values=trial.intermediate_values if curve else None,
+    )
 
 
 def _portable(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,16 +181,8 @@ def warm_start(
         if spec.mode == "enqueue":
             target.enqueue_trial(trial.params, user_attrs=origin)
             continue
-        copies.append(
-            optuna.trial.create_trial(
-                state=trial.state,
-                values=trial.values if trial.state == TrialState.COMPLETE else None,
-                params=trial.params,
-                distributions=dists,
-                user_attrs={**_portable(trial.user_attrs), **origin},
-                intermediate_values=trial.intermediate_values,
-            )
-        )
+        assert dists is not None  # refused above
+        copies.append(_copy(trial, dists, origin, trial.values, curve=True))
     target.add_trials(copies)
     numbers = [t.number for t in trials]
     target.set_user_attr(WARM_START_ATTR, {"study": source.study_name, "trials": numbers})
