@@ -250,7 +250,8 @@ def test_s3_checkpoints_are_read_from_another_working_directory(
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=aws_env)["Contents"]]
     # One checkpoint per trial under the prefix; the working copies were removed.
     assert len(keys) == 2 and all(k.startswith("studies/digits/") for k in keys)
-    assert not (here / "artifacts").exists() and not (here / "runs").exists()
+    assert not (here / "artifacts").exists()
+    assert [p.name for p in (here / "runs").iterdir()] == ["logs"]  # trials' output only
 
     # Another machine: only the storage URL and the artifact URL.
     monkeypatch.chdir(there)

@@ -4,10 +4,12 @@ loop that checkpoints every epoch, and the mistakes a user makes."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -134,3 +136,15 @@ def instant(config: Mapping[str, Any], session: Session) -> None:
     """A trial that costs nothing: one epoch whose metric is the sampled ``x``, so that
     tests of what workers do around trials spend no time training."""
     session.report(1, mse=float(config["x"]))
+
+
+def chatty(config: Mapping[str, Any], session: Session) -> None:
+    """Prints the way user code and its libraries do (print, a warning, logging, a C
+    library writing to fd 2), then reports; with ``fail: true`` it raises after."""
+    print(f"chatter from trial {session.trial_number}")
+    warnings.warn(f"a library's complaint in trial {session.trial_number}", stacklevel=1)
+    logging.getLogger("some.library").warning("a logged line from trial %d", session.trial_number)
+    os.write(2, f"raw fd 2 from trial {session.trial_number}\n".encode())
+    session.report(1, mse=float(config["x"]))
+    if config.get("fail"):
+        raise ValueError(f"trial {session.trial_number} gives up")

@@ -14,6 +14,19 @@ from typing import Literal
 
 from pipeline.exceptions import ConfigError
 
+# The metrics the built-in loop reports, and which way is better. A study of any other
+# metric (a trainable's own, a task's custom one) must say its direction.
+KNOWN_DIRECTIONS: dict[str, str] = {
+    "train_loss": "minimize",
+    "val_loss": "minimize",
+    "val_accuracy": "maximize",
+    "val_macro_f1": "maximize",
+    "val_rmse": "minimize",
+    "val_mae": "minimize",
+    "val_r2": "maximize",
+}
+
+
 # What the pipeline measures for every trial without user code, and which way is better.
 MEASURED_DIRECTIONS: dict[str, str] = {
     "params": "minimize",  # trainable parameters

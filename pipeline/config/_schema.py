@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pipeline.config._control import CONTROL_KEYS, StopConfig, WarmStartConfig, resolve_control
 from pipeline.config._names import study_name_problem
 from pipeline.config._objectives import (
+    KNOWN_DIRECTIONS,
     MEASURED_DIRECTIONS,
     LimitConfig,
     ObjectiveConfig,
@@ -30,18 +31,6 @@ from pipeline.exceptions import ConfigError
 
 DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
 MAX_STEP = 2**31 - 1  # Optuna stores an epoch as a step in a 32-bit integer column
-
-# The metrics the built-in loop reports, and which way is better. A study of any other
-# metric (a trainable's own, a task's custom one) must say its direction.
-KNOWN_DIRECTIONS: dict[str, str] = {
-    "train_loss": "minimize",
-    "val_loss": "minimize",
-    "val_accuracy": "maximize",
-    "val_macro_f1": "maximize",
-    "val_rmse": "minimize",
-    "val_mae": "minimize",
-    "val_r2": "maximize",
-}
 
 
 @dataclass(frozen=True)
@@ -123,6 +112,9 @@ class StudyConfig:
     storage_retry_seconds: float = 120.0
     artifacts: str | None = None
     keep_checkpoints: int = 3
+    trial_logs: str | None = (
+        "runs/logs"  # what trials print: DIR/<study>/trial-N.log; null: console
+    )
     enqueue: list[dict[str, Any]] = field(default_factory=list)
     # Several objectives (metric/direction is the one-objective short form, and after
     # loading always equals the first objective) and constraints on any metric.

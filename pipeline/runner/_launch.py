@@ -40,7 +40,7 @@ from pipeline.packing import check_device
 from pipeline.results import evaluate_best, test_scores
 from pipeline.runner._live import LiveReporter
 from pipeline.runner._placement import Slot, plan, resolve_device, start_method, visible_gpus
-from pipeline.runner._watch import Supervisor
+from pipeline.runner._watch import Supervisor, last_words
 from pipeline.runner._worker import POLL_SECONDS, open_with_retry, run_worker
 from pipeline.signals import StopOnSignal, die_with_parent
 from pipeline.storages import (
@@ -271,6 +271,8 @@ def _finish(
     if failed:
         names = ", ".join(p.name or "worker" for p in failed)
         print(f"error: {names} exited with an error (see above)", file=sys.stderr)
+        for proc in failed:
+            last_words(study, proc)
         return 1
     return code
 

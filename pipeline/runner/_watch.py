@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -32,6 +33,8 @@ from pipeline.trial import (
     death_reason,
     fail_dead,
     is_local,
+    last_lines,
+    output_note,
     release_orphans,
     running_epoch,
 )
@@ -146,7 +149,7 @@ class Supervisor:
         retry = fail_dead(self.study, self.storage, trial, reason, self.max_retries, outcome)
         if retry is not None:
             note = " (re-queued)" if retry else ""
-            self.say(f"trial {trial.number} failed: {reason}{note}")
+            self.say(f"trial {trial.number} failed: {reason}{note}{output_note(trial)}")
 
     def join(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """After a stop signal: wait up to ``grace`` seconds for the workers to end their
@@ -172,4 +175,23 @@ def kill_all(procs: Sequence[Process]) -> None:
         proc.join()
 
 
-__all__ = ["KILL_GRACE_SECONDS", "STOP_GRACE_SECONDS", "Supervisor", "kill_grace"]
+def last_words(study: optuna.Study, proc: mp.process.BaseProcess, count: int = 12) -> None:
+    """Print the end of the log of the last trial ``proc`` ran: what a worker that died
+    inside a trial printed went there, not to the console."""
+    ran = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if Attr.LOG in t.user_attrs
+        and t.user_attrs.get(Attr.WORKER_PROCESS, {}).get("pid") == proc.pid
+    ]
+    if not ran:
+        return
+    path = ran[-1].user_attrs[Attr.LOG]
+    lines = last_lines(path, count)
+    said = f"the last {len(lines)} lines of {path}:" if lines else f"{path} is empty"
+    print(f"{proc.name} ran trial #{ran[-1].number} last; {said}", file=sys.stderr)
+    for line in lines:
+        print(f"  | {line}", file=sys.stderr)
+
+
+__all__ = ["KILL_GRACE_SECONDS", "STOP_GRACE_SECONDS", "Supervisor", "kill_grace", "last_words"]

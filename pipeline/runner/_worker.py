@@ -43,7 +43,16 @@ from pipeline.training import (
     load_user_function,
     warm_up,
 )
-from pipeline.trial import Outcome, outcome_of, reason_of, release_orphans, requeue, retry_history
+from pipeline.trial import (
+    Outcome,
+    TrialOutput,
+    outcome_of,
+    output_note,
+    reason_of,
+    release_orphans,
+    requeue,
+    retry_history,
+)
 
 # A worker whose trials keep failing stops rather than burn the study's time; the
 # failures' reasons are in the trials' user attributes.
@@ -88,7 +97,7 @@ class FailurePolicy:
             retries = len(retry_history(trial))
             retry = retries < self.max_retries
             note = f" (retry {retries + 1} of {self.max_retries} queued)" if retry else ""
-            self.say(f"trial {trial.number} failed: {reason_of(trial)}{note}")
+            self.say(f"trial {trial.number} failed: {reason_of(trial)}{note}{output_note(trial)}")
         if retry:
             requeue(study, trial)
         elif self.store is not None and outcome != Outcome.TIMED_OUT:  # its last one is kept
@@ -123,16 +132,35 @@ def run_worker(
     worker: int = 0,
     deadline: float | None = None,
     should_stop: Callable[[], bool] = lambda: False,
-    log: TextIO = sys.stderr,
+    log: TextIO | None = None,
 ) -> int:
     """Run trials until the budget is met; return the number of trials this worker ran,
     negated when it stopped because its trials kept failing.
 
-    Loads the task's data once, onto the device, for all the trials it runs.
+    Loads the task's data once, onto the device, for all the trials it runs. The
+    worker's own lines go to ``log`` (default: the console it was started on).
 
     Raises:
         StorageLost: the storage stayed unreachable past ``storage_retry_seconds``.
     """
+    if config.trial_logs is None:
+        return _run_trials(config, worker, deadline, should_stop, log or sys.stderr, None)
+    # What trials print goes to their log files; the worker's own lines to the console.
+    output = TrialOutput(config.trial_logs, config.study_name)
+    try:
+        return _run_trials(config, worker, deadline, should_stop, log or output.console, output)
+    finally:
+        output.close()
+
+
+def _run_trials(
+    config: StudyConfig,
+    worker: int,
+    deadline: float | None,
+    should_stop: Callable[[], bool],
+    log: TextIO,
+    output: TrialOutput | None,
+) -> int:
     device = resolve_device(config.device)
     trainable = _trainable(config, device)
     outage = Outage(config.storage, config.storage_retry_seconds, f"worker {worker}", log)
@@ -155,6 +183,7 @@ def run_worker(
         worker=worker,
         store=store,
         trial_timeout=config.trial_timeout,
+        output=output,
         tracking=open_tracking(
             config.tracking,
             config.study_name,

@@ -19,6 +19,7 @@ import optuna
 from pipeline.config import StudyConfig
 from pipeline.storages import mask_url
 from pipeline.study._drift import changes
+from pipeline.trial import trial_log
 
 RUNS_ATTR = "runs"  # study user attribute: one entry per run, oldest first
 
@@ -179,6 +180,12 @@ def note(config: StudyConfig) -> str:
         f"`{config.pruner.name}`; budget: {budget or 'the grid'}.\n\n"
         f"| parameter | type | values |\n|---|---|---|\n{space}\n\n"
         f"Started with `{mask_url(_command())}` from `{config.source}`."
+        + (
+            f" What each trial printed is in `{trial_log(config.trial_logs, config.study_name, 'N')}`"
+            " on the host that ran it (the trial's `log` attribute)."
+            if config.trial_logs
+            else ""
+        )
     )
 
 

@@ -35,6 +35,7 @@ from pipeline.trial import (
     Attr,
     Limits,
     Outcome,
+    TrialOutput,
     frozen,
     limits_of,
     original_number,
@@ -104,6 +105,8 @@ class Objective:
         store: Where checkpoints go; None for none.
         tracking: Where trials are mirrored (MLflow, TensorBoard); None for nowhere.
         trial_timeout: Seconds a trial may run; past them it fails (None: no limit).
+        output: Where what each trial prints goes (one log file per trial); None: the
+            console.
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class Objective:
         store: ArtifactStore | None = None,
         tracking: Tracking | None = None,
         trial_timeout: float | None = None,
+        output: TrialOutput | None = None,
     ) -> None:
         self.plan = plan
         self.trial_timeout = trial_timeout
@@ -128,6 +132,7 @@ class Objective:
         self.worker = worker
         self.store = store
         self.tracking = tracking
+        self.output = output
         self.identity = process_identity()
         self.current: int | None = None  # the number of the trial being run
         self.warned = False
@@ -149,6 +154,8 @@ class Objective:
             raise TrialSkipped(f"trial {trial.number} not run: the budget was already met")
         trial.set_user_attr(Attr.WORKER_PROCESS, self.identity)
         trial.set_user_attr(Attr.WORKER, self.worker)
+        if self.output is not None:
+            trial.set_user_attr(Attr.LOG, str(self.output.switch(trial.number)))
         history = retry_history(record)
         if history:
             trial.set_user_attr(Attr.RETRY_OF, original_number(record))
@@ -178,6 +185,8 @@ class Objective:
             raise
         except Exception as exc:
             record_end(trial, exc)
+            if self.output is not None:  # the whole traceback, in the trial's own log
+                traceback.print_exc()
             raise
         except (SystemExit, KeyboardInterrupt) as exc:
             if isinstance(exc, Interrupted) or _ctrl_c(exc):
@@ -253,7 +262,8 @@ class Objective:
     def _warn(self, text: str) -> None:
         if not self.warned:
             self.warned = True
-            print(f"warning: worker {self.worker}: {text}", file=sys.stderr, flush=True)
+            console = sys.stderr if self.output is None else self.output.console
+            print(f"warning: worker {self.worker}: {text}", file=console, flush=True)
 
 
 def describe(exc: BaseException) -> str:

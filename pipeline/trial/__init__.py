@@ -18,6 +18,7 @@ from pipeline.trial._objectives import (
     reference_point,
     study_front,
 )
+from pipeline.trial._output import TrialOutput, last_lines, output_note, trial_log
 from pipeline.trial._trials import (
     FINISHED,
     IN_FLIGHT,
@@ -46,6 +47,7 @@ __all__ = [
     "Attr",
     "Limits",
     "Outcome",
+    "TrialOutput",
     "best_trial",
     "death_reason",
     "fail_dead",
@@ -56,12 +58,14 @@ __all__ = [
     "is_feasible",
     "is_local",
     "is_multi_objective",
+    "last_lines",
     "last_metrics",
     "limits_of",
     "metric_names",
     "minimized",
     "original_number",
     "outcome_of",
+    "output_note",
     "process_identity",
     "rank",
     "reason_of",
@@ -73,4 +77,5 @@ __all__ = [
     "state_counts",
     "study_front",
     "test_score_name",
+    "trial_log",
 ]

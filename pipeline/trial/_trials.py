@@ -52,6 +52,7 @@ class Attr:
     HISTORY: Final = "history"  # every epoch's metrics: [{"epoch", "trial", name: value}]
     RESUME: Final = "resume"  # the latest working checkpoint: {"artifact", "epoch"}
     RESUMED_FROM: Final = "resumed_from"  # {"trial", "epoch"} a retry went on from
+    LOG: Final = "log"  # the file what the trial printed went to (see _output.py)
 
 
 class Outcome(enum.StrEnum):
