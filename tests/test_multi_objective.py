@@ -41,6 +41,7 @@ from pipeline.trial import (
     outcome_of,
     study_front,
 )
+from pipeline.visualization import DASHBOARD_PLOT
 from pipeline.visualization import write_report as write_study_report
 from pipeline.visualization._front_plot import pareto_figure
 
@@ -571,7 +572,8 @@ def test_the_report_draws_front_dominated_and_infeasible_trials_apart(tmp_path: 
     limits = Limits.of(
         parse_study(pareto_study(constraints={"latency_ms": {"max": 2}})).constraints
     )
-    study = optuna.create_study(directions=["maximize", "minimize"])
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
     study.set_metric_names(["val_accuracy", "params"])
     _tell(study, [0.91, 900.0], limits, latency_ms=1.0)  # trial 0: on the front
     _tell(study, [0.99, 100.0], limits, latency_ms=5.0)  # too slow: infeasible
@@ -586,3 +588,29 @@ def test_the_report_draws_front_dominated_and_infeasible_trials_apart(tmp_path: 
     html = write_study_report(study, tmp_path / "report").read_text()
     assert "front members, other feasible trials and infeasible trials" in html
     assert "in grey" not in html  # the old caption, which the colours did not keep
+    # optuna-dashboard shows the same drawing on the study's page, as the study's own plot.
+    shown = _dashboard_json(
+        storage, f"/api/studies/{storage.get_study_id_from_name(study.study_name)}"
+    )
+    plots = {p["id"]: json.loads(p["graph_object"]) for p in shown["plotly_graph_objects"]}
+    drawn_there = plots[DASHBOARD_PLOT]
+    assert [trace["name"] for trace in drawn_there["data"]] == [t.name for t in figure.data]
+    assert drawn_there["layout"]["xaxis"]["title"]["text"] == "val_accuracy (maximize)"
+
+
+def _dashboard_json(storage: optuna.storages.BaseStorage, path: str) -> Any:
+    """What optuna-dashboard's own API serves at ``path``, through its WSGI app."""
+    import io
+    import wsgiref.util
+
+    import optuna_dashboard
+
+    environ: dict[str, Any] = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
+    wsgiref.util.setup_testing_defaults(environ)
+    environ["wsgi.input"] = io.BytesIO()
+    status: list[str] = []
+    body = b"".join(
+        optuna_dashboard.wsgi(storage)(environ, lambda s, h, *exc_info: status.append(s))
+    )
+    assert status[0].startswith("200"), status
+    return json.loads(body)

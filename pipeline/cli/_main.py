@@ -108,7 +108,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
             raise UsageError(f"--branch: the name {study_name_problem(args.branch)}")
         parent, config = config.study_name, dataclasses.replace(config, study_name=args.branch)
     # A fresh process that has computed nothing yet: workers may be forked from it.
-    return tune(config, quiet=args.quiet, fresh_process=True, branch_from=parent)
+    code = tune(config, quiet=args.quiet, fresh_process=True, branch_from=parent)
+    if config.multi_objective and code == EXIT_OK:
+        import optuna
+
+        from pipeline.study import storage_for
+        from pipeline.visualization import publish_front
+
+        # The honest Pareto plot, for the dashboard too.
+        publish_front(optuna.load_study(study_name=config.study_name, storage=storage_for(config)))
+    return code
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pipeline.visualization._front_plot import DASHBOARD_PLOT, publish_front
 from pipeline.visualization._page import markdown_html, page
 from pipeline.visualization._report import write_report
 
 __all__ = [
+    "DASHBOARD_PLOT",
     "markdown_html",
     "page",
+    "publish_front",
     "write_report",
 ]

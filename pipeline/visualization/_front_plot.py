@@ -17,6 +17,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.trial import front, is_feasible, metric_names
 
+DASHBOARD_PLOT = "pareto-front"  # the id of the plot publish_front stores
+
 # (legend label, colour, matplotlib marker, plotly symbol) per group, drawn in this order.
 GROUPS = (
     ("infeasible", "#b0b0b0", "x", "x"),
@@ -95,6 +97,17 @@ def pareto_figure(study: optuna.Study) -> Any:
     return fig
 
 
+def publish_front(study: optuna.Study) -> None:
+    """Store :func:`pareto_figure` in the study as a plot of its own, which optuna-dashboard
+    shows on the study's page below the note: the dashboard's built-in Pareto plot colours
+    points by trial number and names no axis. Each call replaces the last one."""
+    import optuna_dashboard
+
+    figure = pareto_figure(study)
+    figure.update_layout(title={"text": "Pareto front: front members, dominated, infeasible"})
+    optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=DASHBOARD_PLOT)
+
+
 def pareto_axes(study: optuna.Study) -> Any:
     """The matplotlib version, for the PNG."""
     import matplotlib.pyplot as plt
@@ -118,4 +131,12 @@ def pareto_axes(study: optuna.Study) -> Any:
     return ax
 
 
-__all__ = ["GROUPS", "axis_titles", "groups", "pareto_axes", "pareto_figure"]
+__all__ = [
+    "DASHBOARD_PLOT",
+    "GROUPS",
+    "axis_titles",
+    "groups",
+    "pareto_axes",
+    "pareto_figure",
+    "publish_front",
+]

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from pipeline.exceptions import NoResult
 from pipeline.trial import FINISHED
+from pipeline.visualization._front_plot import publish_front
 from pipeline.visualization._page import figure_html, markdown_html, page
 from pipeline.visualization._pareto import (
     pareto_plots,
@@ -259,6 +260,8 @@ def write_report(study: optuna.Study, out: Path) -> Path:
     (out / "summary.md").write_text(summary)
     body = f'{markdown_html(summary)}{"".join(sections)}<p><a href="summary.md">summary.md</a></p>'
     (out / "index.html").write_text(page(f"Study {study.study_name}", body))
+    if len(study.directions) > 1 and study.best_trials:
+        publish_front(study)  # the dashboard shows the same drawing
     return out / "index.html"
 
 
