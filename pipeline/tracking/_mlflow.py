@@ -10,10 +10,13 @@ at the same moment both keep the older, and the younger's maker deletes it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,26 @@ STATUS = {Outcome.COMPLETE: "FINISHED", Outcome.PRUNED: "KILLED"}  # anything el
 # MLflow's UI opens an experiment of this kind on its runs table (else on GenAI traces).
 KIND = {"mlflow.experimentKind": "custom_model_development"}
 MAX_PARAM = 6000  # MLflow's limit on a parameter's value (characters)
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Hold a lock beside a ``sqlite:`` store while MLflow opens it: the parent and its
+    workers open a new store at the same moment, and MLflow's table creation and
+    migrations, run by each of them at once, fail (a circular dependency, "expected to
+    match one row"). A server's store is the server's business."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        yield
+        return
+    lock = Path(uri.removeprefix(prefix).split("?")[0] + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
 
 
 class MLflowTracker:
@@ -72,7 +95,13 @@ class MLflowTracker:
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.uri)
+            # MLflow says at INFO that it creates or upgrades its tables: not news to a
+            # user watching the live table. Its warnings still show.
+            logging.getLogger("mlflow").setLevel(logging.WARNING)
+            with _store_lock(self.uri):  # the first use creates (or migrates) the store
+                client = MlflowClient(tracking_uri=self.uri)
+                client.search_experiments(max_results=1)
+            self._client = client
         return self._client
 
     # --- the study: experiment and parent run ------------------------------------------
