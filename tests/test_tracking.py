@@ -377,19 +377,33 @@ def tracked(
         f"tracking.mlflow={url}",
         "--set",
         f"tracking.tensorboard={tmp}/tb",
-        "--quiet",
         cwd=tmp,
     )
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr, result.stderr
     study = optuna.load_study(study_name=name, storage=storage)
-    return {"url": url, "name": name, "study": study, "tb": tmp / "tb", "tmp": tmp}
+    return {
+        "url": url,
+        "name": name,
+        "study": study,
+        "tb": tmp / "tb",
+        "tmp": tmp,
+        "out": result.stdout,
+    }
 
 
 def _client(url: str) -> Any:
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=url)
+
+
+def test_tune_names_the_experiment_s_runs_table_in_mlflow_s_ui(tracked: dict[str, Any]) -> None:
+    """MLflow 3 opens an experiment on its GenAI overview; the runs table has an address
+    of its own, which tune prints with the experiment's id (seen in headless Chromium)."""
+    experiment = _client(tracked["url"]).get_experiment_by_name(tracked["name"])
+    page = f"{tracked['url']}/#/experiments/{experiment.experiment_id}/runs  (MLflow's runs table)"
+    assert f"\n      {page}\n" in tracked["out"]
 
 
 def test_mlflow_keeps_one_nested_run_per_trial_with_every_epoch(tracked: dict[str, Any]) -> None:
@@ -623,3 +637,21 @@ def test_processes_that_open_one_new_mlflow_sqlite_store_at_once_all_succeed(
         proc.join(timeout=300)
     assert [p.exitcode for p in procs] == [0] * 4
     assert errors.empty(), errors.get()
+
+
+def test_the_runs_table_hint_is_a_command_that_exists_and_hides_passwords() -> None:
+    import shlex
+
+    from pipeline.runner._hints import mlflow_hint
+
+    local = mlflow_hint("sqlite:////tmp/m.db", "#/experiments/3/runs")
+    command = shlex.split(local.split("  (")[0])
+    assert Path(command[0]).is_file() and command[1:] == [
+        "ui",
+        "--backend-store-uri",
+        "sqlite:////tmp/m.db",
+    ]
+    assert local.endswith("(then http://127.0.0.1:5000/#/experiments/3/runs: MLflow's runs table)")
+    served = mlflow_hint("https://me:s3cret@mlflow.example", "#/experiments/3/runs")
+    assert "s3cret" not in served
+    assert served.startswith("https://") and "mlflow.example/#/experiments/3/runs" in served

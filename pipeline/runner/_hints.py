@@ -33,6 +33,21 @@ def pipeline_command() -> str:
     return f"{shlex.quote(sys.executable)} -m pipeline"
 
 
+def mlflow_hint(uri: str, page: str) -> str:
+    """Where the runs table of a study's MLflow experiment is: on the tracking server, or
+    in ``mlflow ui`` over a local store."""
+    if uri.startswith(("http://", "https://")):
+        return f"{mask_url(uri).rstrip('/')}/{page}  (MLflow's runs table)"
+    mlflow = Path(sys.executable).parent / "mlflow"
+    command = shlex.quote(os.path.relpath(mlflow)) if mlflow.exists() else "mlflow"
+    if command.startswith(".."):
+        command = shlex.quote(str(mlflow))
+    return (
+        f"{command} ui --backend-store-uri {shlex.quote(mask_url(uri))}  "
+        f"(then http://127.0.0.1:5000/{page}: MLflow's runs table)"
+    )
+
+
 def storage_flags(storage: str) -> tuple[str, str]:
     """The flags that name ``storage`` again (" --storage URL", or "" for the default
     one), and a note when the URL holds a password that the flags leave out."""
@@ -46,4 +61,4 @@ def storage_flags(storage: str) -> tuple[str, str]:
     return f" --storage {shlex.quote(storage)}", ""
 
 
-__all__ = ["pipeline_command", "storage_flags"]
+__all__ = ["mlflow_hint", "pipeline_command", "storage_flags"]

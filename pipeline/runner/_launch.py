@@ -38,6 +38,7 @@ from pipeline.exceptions import (
 )
 from pipeline.packing import check_device
 from pipeline.results import evaluate_best, test_scores
+from pipeline.runner._hints import mlflow_hint
 from pipeline.runner._live import LiveReporter
 from pipeline.runner._placement import Slot, plan, resolve_device, start_method, visible_gpus
 from pipeline.runner._watch import Supervisor, last_words
@@ -154,6 +155,7 @@ def tune(
     procs = supervisor.procs
     if tracking is not None:
         tracking.end_study(study)
+        reporter.hints += [mlflow_hint(uri, page) for uri, page in tracking.runs_pages()]
     return _finish(study, config, reporter, procs, device, out)
 
 

@@ -120,6 +120,7 @@ class LiveReporter:
         self.finished_before: int | None = None
         self._progress_shown = False
         self.max_epochs = max_epochs
+        self.hints: list[str] = []  # more lines for next_steps (where the runs are tracked)
         self._running_said = ("", 0.0)  # the last running-trials line in a log, and when
 
     @classmethod
@@ -335,6 +336,8 @@ class LiveReporter:
             f"--out {shlex.quote(out)}  (HTML report and plots)\n"
             f"      {command} export{self.storage_flag} --study-name {name} "
             f"--out {shlex.quote(out + '.csv')} --curves  (one row per trial)",
+            *(f"      {hint}" for hint in self.hints),
+            sep="\n",
             file=self.out,
             flush=True,
         )

@@ -145,6 +145,12 @@ class MLflowTracker:
         self.client.set_terminated(self.parent_id, "FINISHED")
 
     @property
+    def runs_page(self) -> str | None:
+        """The address of the experiment's runs table in MLflow's UI, relative to the
+        UI's root: MLflow 3 opens an experiment on its GenAI overview instead."""
+        return None if self.experiment_id is None else f"#/experiments/{self.experiment_id}/runs"
+
+    @property
     def parent_id(self) -> str:
         """The parent run's id (found or made on first use)."""
         if self.parent is None:

@@ -77,6 +77,12 @@ class Tracking:
         self.started: dict[int, set[str]] = {}  # trial -> backends that started its run
         self.logged: dict[int, set[int]] = {}  # trial -> epochs already logged
 
+    def runs_pages(self) -> list[tuple[str, str]]:
+        """``(tracking URI, page)`` of each MLflow experiment this process wrote to,
+        the page being its runs table relative to the UI's root."""
+        pages = [(getattr(t, "uri", ""), getattr(t, "runs_page", None)) for t in self.trackers]
+        return [(uri, page) for uri, page in pages if page]
+
     def start_study(self, study: optuna.Study) -> None:
         """Record the study's provenance in every backend."""
         for tracker in self.trackers:
