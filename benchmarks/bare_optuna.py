@@ -127,6 +127,13 @@ def main() -> None:
             "best_config": best.params,
             "best_val_loss": best.value,
             "best_val_accuracy": best.user_attrs["val_accuracy"],
+            # When trials ran, for the fixed cost around them (benchmarks/overhead.py).
+            "first_trial_start": min(
+                t.datetime_start.timestamp() for t in trials if t.datetime_start
+            ),
+            "last_trial_end": max(
+                t.datetime_complete.timestamp() for t in trials if t.datetime_complete
+            ),
         }
     Path(args.out).write_text(json.dumps(result))
 
