@@ -239,6 +239,8 @@ def test_the_ray_tutorial_runs_with_two_workers_asha_and_checkpoints(tmp_path: P
         "trainable_args.verify_checksums=false",
         "--set",
         "trainable_args.num_workers=0",
+        "--set",
+        "max_epochs=3",  # below the loop's range(start_epoch, 10): ASHA's max_t=3
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 worker(s)" in result.stdout
@@ -247,6 +249,12 @@ def test_the_ray_tutorial_runs_with_two_workers_asha_and_checkpoints(tmp_path: P
     trials = _trials(url, "ray-tutorial")
     states = [t.state for t in trials]
     assert states.count(TrialState.PRUNED) >= 1 and states.count(TrialState.COMPLETE) >= 1
+    note = "stopped at max_epochs (3): the trainable went on to epoch 4"
+    for trial in trials:
+        if trial.state == TrialState.COMPLETE:
+            assert trial.user_attrs["note"] == note and trial.user_attrs["epochs"] == 3
+            assert set(trial.params) == {"l1", "l2", "lr", "batch_size"}  # no data_dir
+    assert f"({note})" in result.stdout  # the live table's row of a complete trial
     assert "test accuracy" in result.stdout  # the study's test: function scored the winner
     best = cli("best", "--storage", url, "--study", "ray-tutorial", "--json")
     record = json.loads(best.stdout)
@@ -257,6 +265,70 @@ def test_the_ray_tutorial_runs_with_two_workers_asha_and_checkpoints(tmp_path: P
     # The rebuilt winner scores what the test function scored at the end of tune.
     final = optuna.load_study(study_name="ray-tutorial", storage=url).user_attrs
     assert 0 <= final["final_evaluation"]["test_accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_the_ray_tutorial_s_loop_survives_a_sigkill_and_completes_at_max_epochs(
+    tmp_path: Path,
+) -> None:
+    """The tutorial's own loop (range(start_epoch, 10), a restart at the saved epoch) with
+    max_epochs 3: the worker is SIGKILLed mid-trial; the retry restores, reports the
+    checkpoint's epoch again and completes at max_epochs."""
+    data = write_cifar10(tmp_path / "data", per_batch=40, test=20)
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = yaml.safe_load((REPO / "studies" / "ray_tutorial.yaml").read_text())
+    study.update(
+        storage=url,
+        n_trials=1,
+        max_epochs=3,
+        max_retries=1,
+        workers=1,
+        device="cpu",
+        pruner={"name": "none"},
+        heartbeat_interval=None,
+    )
+    study["search_space"]["batch_size"] = 2  # 80 steps an epoch: time to kill mid-trial
+    study["trainable_args"].update(data_dir=str(data), verify_checksums=False, num_workers=0)
+    path = _write(tmp_path, study)
+    env = {**os.environ, "PYTHONPATH": with_tests_path()}
+    command = [sys.executable, "-m", "pipeline", "worker", str(path), "--threads", "1"]
+    victim = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.05)
+        try:
+            (trial,) = _trials(url, "ray-tutorial")
+        except (KeyError, ValueError):
+            continue
+        if trial.user_attrs.get("resume", {}).get("epoch", 0) >= 1:
+            victim.send_signal(signal.SIGKILL)
+            break
+    else:
+        victim.kill()
+        pytest.fail("the trial did not checkpoint an epoch in time")
+    victim.communicate()
+    first = _trials(url, "ray-tutorial")[0]
+    killed_at = first.user_attrs["resume"]["epoch"]
+    assert first.state == TrialState.RUNNING, "killed too late"
+    rescuer = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert rescuer.returncode == 0, rescuer.stderr
+    first, retry = _trials(url, "ray-tutorial")
+    assert first.state == TrialState.FAIL
+    assert retry.state == TrialState.COMPLETE, retry.user_attrs.get("fail_reason")
+    assert retry.user_attrs["note"] == "stopped at max_epochs (3): the trainable went on to epoch 4"
+    assert retry.user_attrs["resumed_from"] == {"trial": 0, "epoch": killed_at}
+    history = retry.user_attrs["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    # The epochs before the checkpoint's are the killed attempt's; the checkpoint's epoch
+    # was trained again by the retry (the tutorial restarts at it) and replaced.
+    owners = [row["trial"] for row in history]
+    assert owners == [0] * (killed_at - 1) + [retry.number] * (4 - killed_at)
+    assert retry.intermediate_values == {row["epoch"]: row["loss"] for row in history}
+    for epoch in range(1, killed_at):
+        assert retry.intermediate_values[epoch] == first.intermediate_values[epoch]
+    assert "already reported" not in rescuer.stderr
 
 
 def test_provenance_records_the_user_code_s_git_revision_beside_the_pipeline_s(
