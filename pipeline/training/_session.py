@@ -91,8 +91,8 @@ class Session:
         self._warn = warn
         self._on_epoch = on_epoch  # tracking: every epoch's metrics as reported
         self.history: list[dict[str, Any]] = []
-        # Carried over by restore(), told Optuna at the next report (which may go back).
-        self._carried: dict[int, float] | None = None
+        # Epochs carried over by restore(), told Optuna at the next report (it may go back).
+        self._restored = False
         self.resume_id: str | None = None
         self.compute_seconds: float | None = None  # the built-in loop measures its own
         self.started = time.perf_counter()
@@ -160,7 +160,7 @@ class Session:
 
     def _check_report(self, epoch: Any, metrics: Mapping[str, Any]) -> dict[str, float]:
         # After restore() the first report may go back to any epoch: it is trained again.
-        last = self.history[-1]["epoch"] if self.history and self._carried is None else 0
+        last = self.history[-1]["epoch"] if self.history and not self._restored else 0
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch <= last:
             raise TrainableError(
                 f"session.report(epoch={epoch!r}): epochs are whole numbers counted from 1, "
@@ -230,7 +230,7 @@ class Session:
             epoch = int(saved["epoch"])
             rows = attempt.user_attrs.get(Attr.HISTORY) or []
             self.history = [dict(row) for row in rows if row.get("epoch", epoch + 1) <= epoch]
-            self._carried = {k: v for k, v in attempt.intermediate_values.items() if k <= epoch}
+            self._restored = True
             self.trial.set_user_attr(Attr.RESUMED_FROM, {"trial": attempt.number, "epoch": epoch})
             return saved["object"]
         return None
@@ -239,14 +239,13 @@ class Session:
         """After restore(), at the first report (of ``epoch``) or the trial's end: the
         epochs carried over before ``epoch`` are told Optuna (which ignores a step told
         twice); those from it on are dropped, replaced by what the trainable reports."""
-        if self._carried is None:
+        if not self._restored:
             return
-        carried, self._carried = self._carried, None
+        self._restored = False
         self.history = [row for row in self.history if row["epoch"] < epoch]
-        for step, value in sorted(carried.items()):
-            if step < epoch and self._pruning is None:
-                self.trial.report(value, step)
-        for row in self.history:  # tracking: in epoch order, before the new ones
+        for row in self.history:  # tracking too: in epoch order, before the new ones
+            if self._pruning is None:
+                self.trial.report(row[self.metric], row["epoch"])
             self._on_epoch(row["epoch"], {k: row[k] for k in row.keys() - {"epoch", "trial"}})
 
     def record(self, **values: float) -> None:
