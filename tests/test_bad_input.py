@@ -336,7 +336,14 @@ CASES: list[Case] = [
     ("artifacts nowhere", _set("artifacts=/proc/nope/artifacts"), 2, "artifacts"),
     ("a bucket name S3 refuses", _set("artifacts=s3://My_Bucket/x"), 2, "bucket name"),
     ("mlflow without a scheme", _set("tracking.mlflow=127.0.0.1:5000"), 2, "tracking.mlflow"),
-    ("an unknown tracker", _set("tracking.wandb=my-project"), 2, "tracking.wandb: unknown key"),
+    ("an unknown tracker", _set("tracking.neptune=my-project"), 2, "tracking.neptune: unknown key"),
+    (
+        "wandb as a bare name",
+        _set("tracking.wandb=my-project"),
+        2,
+        "tracking.wandb: expected a map",
+    ),
+    ("wandb without a project", _set("tracking.wandb.mode=offline"), 2, "wandb.project: required"),
     ("tensorboard in no directory", _set('tracking.tensorboard=""'), 2, "tracking.tensorboard"),
     ("corrupt sqlite (tune)", _tune(_corrupt), 4, "not a database"),
     (

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from pipeline.exceptions import ConfigError
 from pipeline.runner._worker import FailurePolicy
 from pipeline.study._file import parse_study
 from pipeline.training import Objective, TrialPlan, load_user_function
+from pipeline.trial import reason_of
 
 
 def _trainable_study(**overrides: Any) -> dict[str, Any]:
@@ -63,6 +65,17 @@ def _objective(tmp_path: Path, **overrides: Any) -> Objective:
         ({"metric": "f1", "direction": None}, "direction", "is required"),
         ({"metric": "val_loss", "direction": "maximize"}, "direction", "use direction: minimize"),
         ({"model": "tiny_trainables:raises"}, "model", "(config)"),
+        ({"trainable_args": {"lr": 0.1}}, "trainable_args.lr", "is in search_space too"),
+        (
+            {"task": {"name": "digits"}, "trainable": None, "trainable_args": {"data_dir": "d"}},
+            "trainable_args",
+            "is for trainables",
+        ),
+        (
+            {"trainable": "tiny_trainables:needs_data_dir"},
+            "trainable",
+            "must be def needs_data_dir(config, session)",
+        ),
     ],
 )
 def test_a_wrong_trainable_study_is_one_line_naming_the_key(
@@ -221,11 +234,13 @@ def test_the_ray_tutorial_runs_with_two_workers_asha_and_checkpoints(tmp_path: P
         "--n-trials",
         "8",
         "--set",
-        f"search_space.data_dir={data}",
+        f"trainable_args.data_dir={data}",
         "--set",
-        "search_space.verify_checksums=false",
+        "trainable_args.verify_checksums=false",
         "--set",
-        "search_space.num_workers=0",
+        "trainable_args.num_workers=0",
+        "--set",
+        "max_epochs=3",  # below the loop's range(start_epoch, 10): ASHA's max_t=3
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 worker(s)" in result.stdout
@@ -234,6 +249,12 @@ def test_the_ray_tutorial_runs_with_two_workers_asha_and_checkpoints(tmp_path: P
     trials = _trials(url, "ray-tutorial")
     states = [t.state for t in trials]
     assert states.count(TrialState.PRUNED) >= 1 and states.count(TrialState.COMPLETE) >= 1
+    note = "stopped at max_epochs (3): the trainable went on to epoch 4"
+    for trial in trials:
+        if trial.state == TrialState.COMPLETE:
+            assert trial.user_attrs["note"] == note and trial.user_attrs["epochs"] == 3
+            assert set(trial.params) == {"l1", "l2", "lr", "batch_size"}  # no data_dir
+    assert f"({note})" in result.stdout  # the live table's row of a complete trial
     assert "test accuracy" in result.stdout  # the study's test: function scored the winner
     best = cli("best", "--storage", url, "--study", "ray-tutorial", "--json")
     record = json.loads(best.stdout)
@@ -244,6 +265,70 @@ def test_the_ray_tutorial_runs_with_two_workers_asha_and_checkpoints(tmp_path: P
     # The rebuilt winner scores what the test function scored at the end of tune.
     final = optuna.load_study(study_name="ray-tutorial", storage=url).user_attrs
     assert 0 <= final["final_evaluation"]["test_accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_the_ray_tutorial_s_loop_survives_a_sigkill_and_completes_at_max_epochs(
+    tmp_path: Path,
+) -> None:
+    """The tutorial's own loop (range(start_epoch, 10), a restart at the saved epoch) with
+    max_epochs 3: the worker is SIGKILLed mid-trial; the retry restores, reports the
+    checkpoint's epoch again and completes at max_epochs."""
+    data = write_cifar10(tmp_path / "data", per_batch=40, test=20)
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = yaml.safe_load((REPO / "studies" / "ray_tutorial.yaml").read_text())
+    study.update(
+        storage=url,
+        n_trials=1,
+        max_epochs=3,
+        max_retries=1,
+        workers=1,
+        device="cpu",
+        pruner={"name": "none"},
+        heartbeat_interval=None,
+    )
+    study["search_space"]["batch_size"] = 2  # 80 steps an epoch: time to kill mid-trial
+    study["trainable_args"].update(data_dir=str(data), verify_checksums=False, num_workers=0)
+    path = _write(tmp_path, study)
+    env = {**os.environ, "PYTHONPATH": with_tests_path()}
+    command = [sys.executable, "-m", "pipeline", "worker", str(path), "--threads", "1"]
+    victim = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.05)
+        try:
+            (trial,) = _trials(url, "ray-tutorial")
+        except (KeyError, ValueError):
+            continue
+        if trial.user_attrs.get("resume", {}).get("epoch", 0) >= 1:
+            victim.send_signal(signal.SIGKILL)
+            break
+    else:
+        victim.kill()
+        pytest.fail("the trial did not checkpoint an epoch in time")
+    victim.communicate()
+    first = _trials(url, "ray-tutorial")[0]
+    killed_at = first.user_attrs["resume"]["epoch"]
+    assert first.state == TrialState.RUNNING, "killed too late"
+    rescuer = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert rescuer.returncode == 0, rescuer.stderr
+    first, retry = _trials(url, "ray-tutorial")
+    assert first.state == TrialState.FAIL
+    assert retry.state == TrialState.COMPLETE, retry.user_attrs.get("fail_reason")
+    assert retry.user_attrs["note"] == "stopped at max_epochs (3): the trainable went on to epoch 4"
+    assert retry.user_attrs["resumed_from"] == {"trial": 0, "epoch": killed_at}
+    history = retry.user_attrs["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    # The epochs before the checkpoint's are the killed attempt's; the checkpoint's epoch
+    # was trained again by the retry (the tutorial restarts at it) and replaced.
+    owners = [row["trial"] for row in history]
+    assert owners == [0] * (killed_at - 1) + [retry.number] * (4 - killed_at)
+    assert retry.intermediate_values == {row["epoch"]: row["loss"] for row in history}
+    for epoch in range(1, killed_at):
+        assert retry.intermediate_values[epoch] == first.intermediate_values[epoch]
+    assert "already reported" not in rescuer.stderr
 
 
 def test_provenance_records_the_user_code_s_git_revision_beside_the_pipeline_s(
@@ -268,3 +353,94 @@ def test_provenance_records_the_user_code_s_git_revision_beside_the_pipeline_s(
     assert record["code_git_revision"] == git_revision(package)
     assert record["code_git_revision"] not in (None, record["git_revision"])
     assert collect(parse_study(minimal_study()))["code_git_revision"] is None  # built-in task
+
+
+# --- Ray-style loops: past max_epochs, a restart at the saved epoch, fixed arguments ---
+
+
+def _ray_style(tmp_path: Path, **overrides: Any) -> Objective:
+    """The tests' Ray-tutorial-shaped loop (range(start_epoch, 10)) with max_epochs 3."""
+    return _objective(
+        tmp_path, **{"trainable": "tiny_trainables:ray_style", "max_epochs": 3, **overrides}
+    )
+
+
+def test_a_loop_past_max_epochs_completes_there_with_a_note(tmp_path: Path) -> None:
+    study = optuna.create_study()
+    study.optimize(_ray_style(tmp_path), n_trials=2)
+    for trial in study.trials:
+        assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("fail_reason")
+        note = "stopped at max_epochs (3): the trainable went on to epoch 4"
+        assert trial.user_attrs["note"] == note and reason_of(trial) == note
+        history = trial.user_attrs["history"]
+        assert [row["epoch"] for row in history] == [1, 2, 3] and trial.user_attrs["epochs"] == 3
+        assert trial.value == history[-1]["mse"]
+        assert trial.intermediate_values == {row["epoch"]: row["mse"] for row in history}
+        # The checkpoint kept is the one of epoch 3 (the tutorial's dict counts from 0).
+        saved = load_checkpoint(open_store(tmp_path / "artifacts"), trial.user_attrs["checkpoint"])
+        assert saved["epoch"] == 2
+
+
+def test_a_first_report_past_max_epochs_fails_naming_the_budget(tmp_path: Path) -> None:
+    def trainable(config: dict[str, Any], session: Any) -> None:
+        session.report(5, mse=1.0)
+
+    config = parse_study(_trainable_study(max_epochs=3))
+    study = optuna.create_study()
+    objective = Objective(TrialPlan.of(config), trainable, torch.device("cpu"))
+    study.optimize(objective, n_trials=1, catch=(Exception,))
+    (trial,) = study.trials
+    assert trial.state == TrialState.FAIL
+    assert "session.report(epoch=5) is beyond max_epochs (3)" in trial.user_attrs["fail_reason"]
+
+
+def test_a_retry_that_reports_the_restored_epoch_again_replaces_its_value(tmp_path: Path) -> None:
+    objective = _ray_style(
+        tmp_path,
+        max_epochs=5,
+        search_space={"lr": 0.1, "fail_after": 3, "x": {"type": "int", "low": 0, "high": 1}},
+    )
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/o.db")
+    policy = FailurePolicy(0, 1, 3, objective.store, open(os.devnull, "w"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        study.optimize(objective, n_trials=2, catch=(Exception,), callbacks=[policy])
+    first, retry = study.trials
+    assert first.state == TrialState.FAIL and sorted(first.intermediate_values) == [1, 2, 3]
+    assert retry.state == TrialState.COMPLETE, retry.user_attrs.get("fail_reason")
+    assert retry.user_attrs["resumed_from"] == {"trial": 0, "epoch": 3}
+    history = retry.user_attrs["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5]
+    # Epoch 3 was trained again by the retry: its new value replaced the first attempt's,
+    # in the history and in Optuna's intermediate values alike.
+    assert [row["trial"] for row in history] == [0, 0, 1, 1, 1]
+    assert retry.intermediate_values == {row["epoch"]: row["mse"] for row in history}
+    assert retry.intermediate_values[3] != first.intermediate_values[3]
+    assert [retry.intermediate_values[e] for e in (1, 2)] == [
+        first.intermediate_values[e] for e in (1, 2)
+    ]
+    assert not [w for w in caught if "already reported" in str(w.message)]
+    assert retry.user_attrs["note"] == "stopped at max_epochs (5): the trainable went on to epoch 6"
+
+
+def test_trainable_args_reach_config_and_keywords_but_are_no_hyperparameters(
+    tmp_path: Path,
+) -> None:
+    from pipeline.study._provenance import note
+
+    args = {"data_dir": "/data/cifar", "loader_workers": 2}
+    config = parse_study(_trainable_study(max_epochs=3, trainable_args=args))
+    study = optuna.create_study()
+    study.optimize(_ray_style(tmp_path, trainable_args=args), n_trials=2)
+    for trial in study.trials:
+        assert trial.state == TrialState.COMPLETE
+        assert trial.user_attrs["data_dir_keyword"] == "/data/cifar"
+        assert trial.user_attrs["config_keys"] == ["data_dir", "loader_workers", "lr"]
+        assert set(trial.params) == {"lr"}  # what the sampler, dashboard and export see
+    shown = note(config)  # the dashboard's note: its parameter table
+    assert "`lr`" in shown and "data_dir" not in shown and "loader_workers" not in shown
+    assert config.to_dict()["trainable_args"] == args  # the study's record keeps them
+    assert "trainable_args" not in parse_study(_trainable_study()).to_dict()
+    # A required keyword that trainable_args gives is accepted.
+    needs = _trainable_study(trainable="tiny_trainables:needs_data_dir", trainable_args=args)
+    assert load_user_function(parse_study(needs), "trainable") is not None

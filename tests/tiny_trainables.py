@@ -148,3 +148,46 @@ def chatty(config: Mapping[str, Any], session: Session) -> None:
     session.report(1, mse=float(config["x"]))
     if config.get("fail"):
         raise ValueError(f"trial {session.trial_number} gives up")
+
+
+def ray_style(config: Mapping[str, Any], session: Session, data_dir: str = "") -> None:
+    """fit_line's model in the Ray tutorial's loop: ``range(start_epoch, 10)`` whatever
+    the study's max_epochs, a 0-based epoch in the checkpoint, a restart *at* the saved
+    epoch (reported again), ``data_dir`` as a keyword argument. It records what it got:
+    the keyword and the keys of its config."""
+    session.trial.set_user_attr("data_dir_keyword", data_dir)
+    session.trial.set_user_attr("config_keys", sorted(config))
+    g = torch.Generator().manual_seed(session.seed)
+    x = torch.randn(256, 1, generator=g)
+    y = 3 * x - 1 + 0.1 * torch.randn(256, 1, generator=g)
+    model = nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config["lr"])
+    checkpoint_state = session.restore()
+    if checkpoint_state:
+        start_epoch = checkpoint_state["epoch"]
+        model.load_state_dict(checkpoint_state["model"])
+        optimizer.load_state_dict(checkpoint_state["optimizer"])
+    else:
+        start_epoch = 0
+    for epoch in range(start_epoch, 10):
+        loss = nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            mse = nn.functional.mse_loss(model(x), y).item()
+        checkpoint_data = {
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+        }
+        session.report(epoch + 1, mse=mse, pid=os.getpid())
+        session.checkpoint(checkpoint_data)
+        if config.get("fail_after") == epoch + 1 and checkpoint_state is None:
+            raise RuntimeError(f"lost the GPU after epoch {epoch + 1}")
+        time.sleep(config.get("sleep", 0.0))
+
+
+def needs_data_dir(config: Mapping[str, Any], session: Session, data_dir: str) -> None:
+    """A trainable whose third argument has no default: ``trainable_args`` must give it."""
+    session.report(1, mse=float(len(data_dir)))

@@ -13,6 +13,7 @@ from pipeline.artifacts._checkpoints import (
     load_checkpoint,
     location,
     open_location,
+    remove_quietly,
     where,
 )
 from pipeline.artifacts._s3 import check_s3_url, is_s3
@@ -28,5 +29,6 @@ __all__ = [
     "load_checkpoint",
     "location",
     "open_location",
+    "remove_quietly",
     "where",
 ]

@@ -143,6 +143,12 @@ def load_checkpoint(store: ArtifactStore, artifact_id: str) -> Any:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
+def remove_quietly(store: ArtifactStore, artifact_id: str) -> None:
+    """Remove an artifact if it is still there (another worker may have removed it)."""
+    with contextlib.suppress(ArtifactNotFound, OSError):
+        store.remove(artifact_id)
+
+
 def drop_working(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore) -> None:
     """Remove the working checkpoints of a trial that no retry will resume, and of the
     earlier attempts it re-ran (its own kept checkpoint, if any, stays)."""
@@ -150,8 +156,7 @@ def drop_working(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore) 
     for number in [*retry_history(trial), trial.number]:
         resume = trials[number].user_attrs.get(Attr.RESUME) if number < len(trials) else None
         if isinstance(resume, dict):
-            with contextlib.suppress(ArtifactNotFound, OSError):
-                store.remove(str(resume.get("artifact")))
+            remove_quietly(store, str(resume.get("artifact")))
 
 
 __all__ = [
@@ -165,5 +170,6 @@ __all__ = [
     "location",
     "open_location",
     "open_store",
+    "remove_quietly",
     "where",
 ]

@@ -26,7 +26,7 @@ from pipeline.config._schema import (
     convert,
     study_name_problem,
 )
-from pipeline.config._tracking import TrackingConfig
+from pipeline.config._tracking import TrackingConfig, WandbConfig
 
 __all__ = [
     "CPU_PACKING",
@@ -44,6 +44,7 @@ __all__ = [
     "StudyConfig",
     "TaskConfig",
     "TrackingConfig",
+    "WandbConfig",
     "WarmStartConfig",
     "check_arity",
     "convert",

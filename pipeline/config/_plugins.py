@@ -1,4 +1,5 @@
-"""User code named in a study file: ``package.module:function``, imported and checked.
+"""User code named in a study file: ``package.module:function``, imported and checked,
+and the fixed arguments a trainable gets (``trainable_args``).
 
 A study file names code, as any Python configuration does, but it may only name a plain
 Python function defined in the module it names. Whatever goes wrong while importing or
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from pipeline.exceptions import ConfigError
@@ -62,8 +63,15 @@ def required_arguments(function: Callable[..., Any]) -> list[str]:
     ]
 
 
-def check_arity(function: Callable[..., Any], target: str, key: str, names: list[str]) -> None:
-    """Refuse a function that cannot be called with ``len(names)`` positional arguments.
+def check_arity(
+    function: Callable[..., Any],
+    target: str,
+    key: str,
+    names: list[str],
+    given: Collection[str] = (),
+) -> None:
+    """Refuse a function that cannot be called with ``len(names)`` positional arguments
+    and the keyword arguments ``given``.
 
     Raises:
         ConfigError: naming ``key`` and the signature it needs.
@@ -71,11 +79,36 @@ def check_arity(function: Callable[..., Any], target: str, key: str, names: list
     params = list(inspect.signature(function).parameters.values())
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
-    required = required_arguments(function)
+    kept = {p.name for p in positional[: len(names)]}  # the positional ones take no keyword
+    required = [n for n in required_arguments(function) if n in kept or n not in given]
     if len(required) > len(names) or (len(positional) < len(names) and not varargs):
         wanted = f"{target.partition(':')[2]}({', '.join(names)})"
         have = ", ".join(p.name for p in params) or "no arguments"
         raise ConfigError(key, f"{target} must be def {wanted}; it takes {have}")
 
 
-__all__ = ["check_arity", "import_function", "required_arguments"]
+def check_trainable_args(
+    args: Mapping[str, Any] | None, search_space: Collection[str], trainable: str | None
+) -> None:
+    """Refuse ``trainable_args`` (values the trainable gets in ``config``, never searched
+    nor shown as hyperparameters) without a trainable, or naming a search-space entry.
+
+    Raises:
+        ConfigError: naming the key.
+    """
+    if args is None:
+        return
+    if trainable is None:
+        raise ConfigError(
+            "trainable_args", "is for trainables; a task's settings go in task.options"
+        )
+    for name in args:
+        if name in search_space:
+            raise ConfigError(
+                f"trainable_args.{name}",
+                "is in search_space too; keep it in one of them (search_space for a "
+                "hyperparameter, trainable_args for a fixed value that is not one)",
+            )
+
+
+__all__ = ["check_arity", "check_trainable_args", "import_function", "required_arguments"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from pipeline.config._objectives import (
     check_objectives,
 )
 from pipeline.config._packing import CPU_PACKING, PackingConfig, check_packing
+from pipeline.config._plugins import check_trainable_args
 from pipeline.config._strict import convert as convert_value
 from pipeline.config._tracking import TrackingConfig
 from pipeline.exceptions import ConfigError
@@ -87,6 +89,7 @@ class StudyConfig:
     trainable: str | None = None  # package.module:function(config, session)
     model: str | None = None  # a trainable's package.module:function(config) -> nn.Module
     test: str | None = None  # a trainable's package.module:function(model, config, device)
+    trainable_args: dict[str, Any] | None = None  # fixed values for it, not hyperparameters
     metric: str = "val_loss"
     direction: Literal["minimize", "maximize"] | None = None  # None: the metric's own
     max_epochs: int = 10
@@ -157,7 +160,7 @@ class StudyConfig:
             data.pop("inference_batch_size")
         if not self.tracking.enabled:  # off: the record reads as before tracking existed
             data.pop("tracking")
-        for key in ("packing", *CONTROL_KEYS):  # unset: as before they existed
+        for key in ("packing", "trainable_args", *CONTROL_KEYS):  # unset: as before they existed
             if data[key] is None:
                 data.pop(key)
         data["search_space"] = {
@@ -285,7 +288,7 @@ def check_values(config: StudyConfig) -> None:
     if config.storage_retry_seconds < 0:
         raise ConfigError("storage_retry_seconds", "must be 0 or more seconds")
     _check_what_to_train(config)
-    if config.device not in ("auto", "cpu", "cuda") and not _is_cuda_index(config.device):
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", config.device):
         raise ConfigError("device", f"expected auto, cpu, cuda or cuda:N, got {config.device!r}")
 
 
@@ -301,6 +304,7 @@ def _check_what_to_train(config: StudyConfig) -> None:
     for key in ("model", "test"):
         if config.trainable is None and getattr(config, key) is not None:
             raise ConfigError(key, "is for trainables; a task builds and tests its own model")
+    check_trainable_args(config.trainable_args, config.search_space, config.trainable)
     if not config.metric.strip() or not config.metric.isidentifier():
         raise ConfigError(
             "metric", f"expected a metric name such as val_loss, got {config.metric!r}"
@@ -313,11 +317,6 @@ def _check_what_to_train(config: StudyConfig) -> None:
         one_objective=not (config.multi_objective or config.constraints),
         tracking=config.tracking.enabled,
     )
-
-
-def _is_cuda_index(device: str) -> bool:
-    prefix, _, index = device.partition(":")
-    return prefix == "cuda" and index.isdigit()
 
 
 __all__ = [

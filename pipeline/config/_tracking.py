@@ -7,6 +7,18 @@ Part of the schema: it imports nothing from the package, nor torch or optuna.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class WandbConfig:
+    """Weights & Biases: one run per trial in ``project``, grouped by study."""
+
+    project: str
+    mode: Literal["offline", "online"] = "offline"  # offline: written under dir, `wandb sync`
+    entity: str | None = None  # the team or user; None: the API key's default
+    dir: str | None = None  # where runs are written (wandb's WANDB_DIR, else ./wandb)
+    log_checkpoints: bool = False  # each trial's kept checkpoint as a model artifact
 
 
 @dataclass(frozen=True)
@@ -16,11 +28,12 @@ class TrackingConfig:
 
     mlflow: str | None = None  # an MLflow tracking URI: http(s)://host:port, file:, sqlite:
     tensorboard: str | None = None  # a directory; one event directory per trial under it
+    wandb: WandbConfig | None = None
 
     @property
     def enabled(self) -> bool:
         """Whether any backend is on."""
-        return bool(self.mlflow or self.tensorboard)
+        return bool(self.mlflow or self.tensorboard or self.wandb)
 
 
-__all__ = ["TrackingConfig"]
+__all__ = ["TrackingConfig", "WandbConfig"]

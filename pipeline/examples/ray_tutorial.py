@@ -3,16 +3,21 @@
 The functions below are the tutorial's (PyTorch's "Hyperparameter tuning with Ray
 Tune"), with the lines that talked to Ray changed to talk to the session; each changed
 line says ``# pipeline:``. The rest is the tutorial as written: its transforms, its
-DataLoaders, its loop, its checkpoint dictionary. What changed, and why:
+DataLoaders, its loop (``range(start_epoch, 10)``), its checkpoint dictionary, its
+restart at the saved epoch. What changed, and why:
 
+- The signature takes the session; ``data_dir`` comes from the study file's
+  ``trainable_args`` as ``partial(train_cifar, data_dir=...)`` gave it.
 - ``get_checkpoint()`` -> ``session.restore()``, ``train.report(..., checkpoint=...)``
-  -> ``session.report(...)`` and ``session.checkpoint(...)``.
+  -> ``session.report(epoch + 1, ...)`` and ``session.checkpoint(...)``.
 - The device is the study's (``session.device``), not "cuda:0 if available".
-- A resumed run starts after the saved epoch; the tutorial's restarts at it, training
-  that epoch twice.
 - The data is read, never downloaded, unless the study sets ``download: true``; the
   validation split is the same in every trial (the tutorial's depends on each trial's
   random state), and the loaders' worker count comes from the study.
+
+The loop runs to epoch 10 whatever the study's ``max_epochs``: the session ends the
+trial, complete, when it reports past them (as Ray's ``max_t`` does). A retry restarts
+at the saved epoch and reports it again; the new values replace the old.
 
 ``build_net`` and ``test_cifar`` are the tutorial's ``test_best_model`` cut in two: the
 study file names them as ``model:`` and ``test:`` so that ``pipeline evaluate`` and
@@ -44,21 +49,21 @@ class _UncheckedCIFAR10(CIFAR10):
 
 
 def load_data(
-    data_dir: str = "./data", download: bool = False, verify_checksums: bool = True
+    data_dir: str | None = "./data", download: bool = False, verify_checksums: bool = True
 ) -> tuple[CIFAR10, CIFAR10]:
     """The tutorial's ``load_data``: CIFAR-10 with ToTensor and Normalize(0.5, 0.5)."""
     transform = transforms.Compose(
         [transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]
     )
     dataset = CIFAR10 if verify_checksums else _UncheckedCIFAR10
-    root = str(Path(data_dir).expanduser())
+    root = str(Path(data_dir or "./data").expanduser())
     try:  # pipeline: one line naming the fix, rather than torchvision's traceback
         trainset = dataset(root=root, train=True, download=download, transform=transform)
         testset = dataset(root=root, train=False, download=download, transform=transform)
     except RuntimeError as exc:
         raise FileNotFoundError(
             f"CIFAR-10 is not under {root} ({exc}); run once with "
-            "--set search_space.download=true, or put cifar-10-batches-py there"
+            "--set trainable_args.download=true, or put cifar-10-batches-py there"
         ) from None
     return trainset, testset
 
@@ -84,7 +89,7 @@ class Net(nn.Module):
         return self.fc3(x)
 
 
-def train_cifar(config: Mapping[str, Any], session: Session) -> None:
+def train_cifar(config: Mapping[str, Any], session: Session, data_dir: str | None = None) -> None:
     """The tutorial's ``train_cifar(config, data_dir)``, reporting to the session."""
     net = Net(config["l1"], config["l2"])
 
@@ -96,14 +101,14 @@ def train_cifar(config: Mapping[str, Any], session: Session) -> None:
 
     checkpoint_state = session.restore()  # pipeline: was get_checkpoint() and pickle.load
     if checkpoint_state:
-        start_epoch = checkpoint_state["epoch"] + 1  # pipeline: the epoch after the saved one
+        start_epoch = checkpoint_state["epoch"]
         net.load_state_dict(checkpoint_state["net_state_dict"])
         optimizer.load_state_dict(checkpoint_state["optimizer_state_dict"])
     else:
         start_epoch = 0
 
     trainset, testset = load_data(  # pipeline: read, not downloaded, unless asked
-        config["data_dir"], config["download"], config["verify_checksums"]
+        data_dir, config["download"], config["verify_checksums"]
     )
 
     test_abs = int(len(trainset) * 0.8)
@@ -121,7 +126,7 @@ def train_cifar(config: Mapping[str, Any], session: Session) -> None:
         val_subset, batch_size=int(config["batch_size"]), shuffle=True, num_workers=workers
     )
 
-    for epoch in range(start_epoch, session.max_epochs):  # pipeline: was range(start_epoch, 10)
+    for epoch in range(start_epoch, 10):  # loop over the dataset multiple times
         running_loss = 0.0
         epoch_steps = 0
         for i, data in enumerate(trainloader, 0):

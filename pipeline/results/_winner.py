@@ -26,14 +26,14 @@ from pipeline.trial import best_trial
 
 def trial_config(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """What the trainable's ``config`` held in ``trial``: the study file's fixed values
-    (as of its latest run) and the trial's sampled ones."""
+    (as of its latest run), the trial's sampled ones, then the ``trainable_args``."""
     stored = _stored_config(study)
     fixed = {
         name: spec.get("value")
         for name, spec in stored.get("search_space", {}).items()
         if spec.get("type") == "fixed"
     }
-    return {**fixed, **trial.params}
+    return {**fixed, **trial.params, **(stored.get("trainable_args") or {})}
 
 
 def _stored_config(study: optuna.Study) -> dict[str, Any]:

@@ -269,7 +269,7 @@ class LiveReporter:
         if trial.state == TrialState.COMPLETE and not is_feasible(trial):
             row += "  (infeasible)"
         reason = reason_of(trial)
-        if trial.state != TrialState.COMPLETE and reason:
+        if reason:  # why it was pruned or failed; a complete trial's note
             row += f"  ({reason})"
         return row
 

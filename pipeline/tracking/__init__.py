@@ -1,4 +1,4 @@
-"""Trials mirrored to MLflow and TensorBoard while they run."""
+"""Trials mirrored to MLflow, TensorBoard and Weights & Biases while they run."""
 
 from __future__ import annotations
 

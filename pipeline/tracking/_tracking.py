@@ -1,4 +1,5 @@
-"""Trials mirrored where teams keep their runs: MLflow and TensorBoard (``tracking:``).
+"""Trials mirrored where teams keep their runs: MLflow, TensorBoard and Weights & Biases
+(``tracking:``).
 
 The Optuna storage stays the record of a study; a tracking backend gets a copy. Each
 backend is a :class:`Tracker`; :class:`Tracking` feeds the study's backends from the
@@ -8,8 +9,9 @@ down, a full disk) costs one warning per worker and backend, and that backend is
 alone for :data:`RETRY_SECONDS` before it is tried again at the next trial. No trial
 waits on a backend for long (see each backend's timeouts) and none fails because of one.
 
-The backends' packages are optional (``pip install 'optuna-pipeline[tracking]'``);
-:func:`check` refuses, when the study file is loaded, a backend that is not installed.
+The backends' packages are optional (``pip install 'optuna-pipeline[tracking]'``, and
+``[wandb]``); :func:`check_tracking` refuses, when the study file is loaded, a backend
+that is not installed.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pipeline.storages import mask_url
 from pipeline.trial import Attr
 
 RETRY_SECONDS = 60.0  # a backend that failed is tried again after this long
-INSTALL_HINT = "pip install 'optuna-pipeline[tracking]'"
+INSTALL_HINT = "pip install 'optuna-pipeline[{extra}]'"
 # The URI schemes MLflow's client takes; a bare host:port is a common slip.
 MLFLOW_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks")
 
@@ -176,13 +178,16 @@ def check_tracking(tracking: TrackingConfig) -> None:
         if not tracking.tensorboard.strip():
             raise ConfigError("tracking.tensorboard", "expected a directory, or null for none")
         _need("tensorboard", "tracking.tensorboard")
+    if tracking.wandb is not None:
+        if not tracking.wandb.project.strip():
+            raise ConfigError("tracking.wandb.project", "expected a W&B project name")
+        _need("wandb", "tracking.wandb", extra="wandb")
 
 
-def _need(package: str, key: str) -> None:
+def _need(package: str, key: str, extra: str = "tracking") -> None:
     if importlib.util.find_spec(package) is None:
-        raise ConfigError(
-            key, f"needs the {package} package, which is not installed: {INSTALL_HINT}"
-        )
+        hint = INSTALL_HINT.format(extra=extra)
+        raise ConfigError(key, f"needs the {package} package, which is not installed: {hint}")
 
 
 def open_tracking(
@@ -214,6 +219,10 @@ def open_tracking(
         from pipeline.tracking._tensorboard import TensorBoardTracker
 
         trackers.append(TensorBoardTracker(config.tensorboard, study_name))
+    if config.wandb:
+        from pipeline.tracking._wandb import WandbTracker
+
+        trackers.append(WandbTracker(config.wandb, study_name))
 
     def say(text: str) -> None:
         print(f"warning: {who}: {text}", file=log, flush=True)

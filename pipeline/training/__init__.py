@@ -26,11 +26,12 @@ from pipeline.training._objective import (
     record_end,
 )
 from pipeline.training._optim import make_optimizer, make_scheduler
-from pipeline.training._session import Session
+from pipeline.training._session import EpochBudgetReached, Session
 from pipeline.training._trainables import check_trainable, import_user_function, load_user_function
 
 __all__ = [
     "EVAL_BATCH",
+    "EpochBudgetReached",
     "EpochResult",
     "Objective",
     "PeakMemory",

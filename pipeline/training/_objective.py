@@ -23,14 +23,14 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
-from pipeline.artifacts import ArtifactStore
+from pipeline.artifacts import ArtifactStore, load_checkpoint, remove_quietly
 from pipeline.config import ParamSpec, StudyConfig, duration_text
 from pipeline.exceptions import Interrupted
 from pipeline.search import suggest
 from pipeline.signals import time_limit
 from pipeline.tracking import Tracking
 from pipeline.training._measure import PeakMemory, count_params
-from pipeline.training._session import Session, TrialInterrupted, read_checkpoint, remove_quietly
+from pipeline.training._session import EpochBudgetReached, Session, TrialInterrupted
 from pipeline.trial import (
     Attr,
     Limits,
@@ -216,6 +216,8 @@ class Objective:
         try:
             with peak:
                 self.trainable(config, session)
+        except EpochBudgetReached as exc:  # past max_epochs: complete there, as Ray's max_t
+            trial.set_user_attr(Attr.NOTE, str(exc))
         finally:  # a pruned trial's peak too: a constraint on it steers the sampler
             if peak.mb is not None and "peak_memory_mb" not in session.recorded:
                 session.record(peak_memory_mb=peak.mb)
@@ -236,7 +238,7 @@ class Objective:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / f"trial-{trial.number}.pt"
-                torch.save(read_checkpoint(self.store, working_id)["object"], path)
+                torch.save(load_checkpoint(self.store, working_id)["object"], path)
                 if self.tracking is not None:
                     self.tracking.log_checkpoint(trial.number, path)
                 artifact_id = optuna.artifacts.upload_artifact(

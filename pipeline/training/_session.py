@@ -4,12 +4,12 @@ Every trial, of a task or of the user's own trainable, runs through a :class:`Se
 ``report`` keeps every metric of every epoch, reports the study metric to Optuna and
 prunes; ``checkpoint`` saves the trial's state in the artifact store so that a retry
 (after a killed worker, Ctrl-C or a failure) ``restore``\\ s it and goes on from that
-epoch, with the earlier epochs' values carried over.
-"""
+epoch, with the earlier epochs' values carried over. A Ray Tune loop runs unchanged: a
+report past ``max_epochs`` completes the trial (Ray's ``max_t``), and one may go back after
+``restore``."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import numbers
@@ -22,7 +22,7 @@ import optuna
 import torch
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from pipeline.artifacts import ArtifactStore
+from pipeline.artifacts import ArtifactStore, load_checkpoint, remove_quietly
 from pipeline.search import FirstObjectivePruning
 from pipeline.trial import STOPPED_ATTR, Attr, Limits, Outcome
 
@@ -37,6 +37,11 @@ class TrialInterrupted(Exception):
 
 class TrainableError(Exception):
     """The trainable used the session wrongly; the message says how to fix it."""
+
+
+class EpochBudgetReached(Exception):
+    """The trainable went on past ``max_epochs``: its trial ends there, complete, with
+    the last epoch within the budget as its result (the message is its note)."""
 
 
 class Session:
@@ -86,6 +91,8 @@ class Session:
         self._warn = warn
         self._on_epoch = on_epoch  # tracking: every epoch's metrics as reported
         self.history: list[dict[str, Any]] = []
+        # Epochs carried over by restore(), told Optuna at the next report (it may go back).
+        self._restored = False
         self.resume_id: str | None = None
         self.compute_seconds: float | None = None  # the built-in loop measures its own
         self.started = time.perf_counter()
@@ -109,6 +116,9 @@ class Session:
             TrainableError: the report cannot be used (see the message).
         """
         values = self._check_report(epoch, metrics)
+        self._go_on_from(epoch)
+        if epoch > self.max_epochs:
+            raise self._past_budget(epoch)
         row = {"epoch": epoch, "trial": self.trial_number, **values}
         # The history is written with each checkpoint and when the trial ends, not per
         # epoch: an epoch costs the storage one write (the report) and one read (prune).
@@ -137,17 +147,24 @@ class Session:
             return self._pruning(self.history)
         return self.trial.should_prune()
 
+    def _past_budget(self, epoch: int) -> Exception:
+        """The end of a trainable that reported ``epoch`` past ``max_epochs``: complete at
+        the last epoch within it, as Ray's ``max_t`` stops a trial; an error when none."""
+        if not self.history:
+            return TrainableError(
+                f"session.report(epoch={epoch}) is beyond max_epochs ({self.max_epochs}) "
+                "and no epoch within it was reported; raise max_epochs in the study file"
+            )
+        note = f"stopped at max_epochs ({self.max_epochs}): the trainable went on to epoch {epoch}"
+        return EpochBudgetReached(note)
+
     def _check_report(self, epoch: Any, metrics: Mapping[str, Any]) -> dict[str, float]:
-        last = self.history[-1]["epoch"] if self.history else 0
+        # After restore() the first report may go back to any epoch: it is trained again.
+        last = self.history[-1]["epoch"] if self.history and not self._restored else 0
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch <= last:
             raise TrainableError(
                 f"session.report(epoch={epoch!r}): epochs are whole numbers counted from 1, "
                 f"each above the last one reported ({last})"
-            )
-        if epoch > self.max_epochs:
-            raise TrainableError(
-                f"session.report(epoch={epoch}) is beyond max_epochs ({self.max_epochs}); "
-                "train for session.max_epochs epochs or raise max_epochs in the study file"
             )
         values: dict[str, float] = {}
         for name, value in metrics.items():
@@ -197,7 +214,8 @@ class Session:
         """The latest checkpoint of the earlier attempt this trial retries, or None.
 
         The epochs up to the checkpoint's are carried over (their intermediate values
-        and metrics), so the trainable goes on from the epoch after it.
+        and metrics), so the trainable goes on from the epoch after it; or it trains the
+        checkpoint's epoch (or an earlier one) again, whose new values replace the old.
         """
         if self.store is None or self.history:
             return None
@@ -206,21 +224,29 @@ class Session:
             if not isinstance(resume, dict):
                 continue
             try:
-                saved = read_checkpoint(self.store, str(resume["artifact"]))
+                saved = dict(load_checkpoint(self.store, str(resume["artifact"])))
             except (ArtifactNotFound, OSError, KeyError):
                 continue
             epoch = int(saved["epoch"])
-            self._carry_over(attempt, epoch)
+            rows = attempt.user_attrs.get(Attr.HISTORY) or []
+            self.history = [dict(row) for row in rows if row.get("epoch", epoch + 1) <= epoch]
+            self._restored = True
             self.trial.set_user_attr(Attr.RESUMED_FROM, {"trial": attempt.number, "epoch": epoch})
             return saved["object"]
         return None
 
-    def _carry_over(self, attempt: optuna.trial.FrozenTrial, epoch: int) -> None:
-        for step, value in sorted(attempt.intermediate_values.items()):
-            if step <= epoch and self._pruning is None:
-                self.trial.report(value, step)
-        rows = attempt.user_attrs.get(Attr.HISTORY) or []
-        self.history = [dict(row) for row in rows if row.get("epoch", epoch + 1) <= epoch]
+    def _go_on_from(self, epoch: int) -> None:
+        """After restore(), at the first report (of ``epoch``) or the trial's end: the
+        epochs carried over before ``epoch`` are told Optuna (which ignores a step told
+        twice); those from it on are dropped, replaced by what the trainable reports."""
+        if not self._restored:
+            return
+        self._restored = False
+        self.history = [row for row in self.history if row["epoch"] < epoch]
+        for row in self.history:  # tracking too: in epoch order, before the new ones
+            if self._pruning is None:
+                self.trial.report(row[self.metric], row["epoch"])
+            self._on_epoch(row["epoch"], {k: row[k] for k in row.keys() - {"epoch", "trial"}})
 
     def record(self, **values: float) -> None:
         """Store values that belong to the trial, not to an epoch (test metrics, or the
@@ -300,6 +326,7 @@ class Session:
     def store_bookkeeping(self) -> None:
         """Write the last epoch's (finite) metrics, the epochs and the compute time,
         however the trial ended."""
+        self._go_on_from(self.max_epochs + 1)  # restored, then nothing reported
         seconds = self.seconds()
         self.trial.set_user_attr(Attr.COMPUTE_SECONDS, round(seconds, 4))
         if self.limits is not None:  # where Optuna's samplers, plots and dashboard read them
@@ -316,17 +343,4 @@ class Session:
                 self.trial.set_user_attr(name, value)
 
 
-def read_checkpoint(store: ArtifactStore, artifact_id: str) -> dict[str, Any]:
-    """A checkpoint written by :meth:`Session.checkpoint`: ``{"epoch", "object"}``."""
-    with store.open_reader(artifact_id) as reader:
-        data = reader.read()
-    return dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
-
-
-def remove_quietly(store: ArtifactStore, artifact_id: str) -> None:
-    """Remove an artifact if it is still there (another worker may have removed it)."""
-    with contextlib.suppress(ArtifactNotFound, OSError):
-        store.remove(artifact_id)
-
-
-__all__ = ["Session", "TrainableError", "TrialInterrupted", "read_checkpoint", "remove_quietly"]
+__all__ = ["EpochBudgetReached", "Session", "TrainableError", "TrialInterrupted"]

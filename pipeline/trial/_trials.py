@@ -53,6 +53,7 @@ class Attr:
     RESUME: Final = "resume"  # the latest working checkpoint: {"artifact", "epoch"}
     RESUMED_FROM: Final = "resumed_from"  # {"trial", "epoch"} a retry went on from
     LOG: Final = "log"  # the file what the trial printed went to (see _output.py)
+    NOTE: Final = "note"  # a COMPLETE trial's one-line remark: stopped at max_epochs
 
 
 class Outcome(enum.StrEnum):
@@ -87,8 +88,9 @@ def outcome_of(trial: FrozenTrial) -> Outcome | None:
 
 
 def reason_of(trial: FrozenTrial) -> str | None:
-    """Why a trial was pruned or failed, as stored."""
-    key = Attr.PRUNED_REASON if trial.state == TrialState.PRUNED else Attr.FAIL_REASON
+    """Why a trial was pruned or failed, as stored; a complete trial's note."""
+    keys = {TrialState.PRUNED: Attr.PRUNED_REASON, TrialState.COMPLETE: Attr.NOTE}
+    key = keys.get(trial.state, Attr.FAIL_REASON)
     reason = trial.user_attrs.get(key)
     return None if reason is None else str(reason)
 
