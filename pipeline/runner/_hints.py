@@ -14,8 +14,11 @@ import shutil
 import sys
 from pathlib import Path
 
+import optuna
+
 from pipeline.config import DEFAULT_STORAGE
 from pipeline.storages import mask_url
+from pipeline.tracking import Tracking
 
 STORAGE_ENV = "PIPELINE_STORAGE"  # the variable `--storage-env` reads by default
 
@@ -48,6 +51,14 @@ def mlflow_hint(uri: str, page: str) -> str:
     )
 
 
+def end_tracking(tracking: Tracking | None, study: optuna.Study) -> list[str]:
+    """End the study's tracking; return where its runs are shown (MLflow's runs table)."""
+    if tracking is None:
+        return []
+    tracking.end_study(study)
+    return [mlflow_hint(uri, page) for uri, page in tracking.runs_pages()]
+
+
 def storage_flags(storage: str) -> tuple[str, str]:
     """The flags that name ``storage`` again (" --storage URL", or "" for the default
     one), and a note when the URL holds a password that the flags leave out."""
@@ -61,4 +72,4 @@ def storage_flags(storage: str) -> tuple[str, str]:
     return f" --storage {shlex.quote(storage)}", ""
 
 
-__all__ = ["mlflow_hint", "pipeline_command", "storage_flags"]
+__all__ = ["end_tracking", "mlflow_hint", "pipeline_command", "storage_flags"]

@@ -38,7 +38,7 @@ from pipeline.exceptions import (
 )
 from pipeline.packing import check_device
 from pipeline.results import evaluate_best, test_scores
-from pipeline.runner._hints import mlflow_hint
+from pipeline.runner._hints import end_tracking
 from pipeline.runner._live import LiveReporter
 from pipeline.runner._placement import Slot, plan, resolve_device, start_method, visible_gpus
 from pipeline.runner._watch import Supervisor, last_words
@@ -153,9 +153,7 @@ def tune(
         print("Stopped. Run the same command again to resume the study.", file=out, flush=True)
         return exit_code_of(interrupt)
     procs = supervisor.procs
-    if tracking is not None:
-        tracking.end_study(study)
-        reporter.hints += [mlflow_hint(uri, page) for uri, page in tracking.runs_pages()]
+    reporter.hints += end_tracking(tracking, study)  # where its runs are shown
     return _finish(study, config, reporter, procs, device, out)
 
 
