@@ -57,6 +57,11 @@ FORMS: dict[str, dict[str, Any]] = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing here may need the Hugging Face Hub
+
+
 def _study(form: str, **overrides: Any) -> dict[str, Any]:
     study = minimal_study(direction="minimize", max_epochs=4, **FORMS[form])
     del study["task"]
@@ -201,7 +206,7 @@ def test_a_sigkilled_worker_s_framework_trial_resumes_and_load_best_rebuilds_it(
     study = _study(form, storage=url, n_trials=1, max_epochs=5, max_retries=1, space={"sleep": 0.3})
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
-    env = {**os.environ, "PYTHONPATH": with_tests_path(), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": with_tests_path()}
     command = [sys.executable, "-m", "pipeline", "worker", str(path), "--threads", "1"]
     victim = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
@@ -234,3 +239,20 @@ def test_a_sigkilled_worker_s_framework_trial_resumes_and_load_best_rebuilds_it(
         == {"lightning": "LineModule", "transformers": "BertForSequenceClassification"}[form]
     )
     assert not model.training
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_lightning_trial_run_in_this_process_stays_a_keyboard_interrupt(
+    tmp_path: Path,
+) -> None:
+    # Lightning turns Ctrl-C into sys.exit(1) and ignores SIGINT afterwards; the trial
+    # would fail as "exited with code 1" and a second Ctrl-C would do nothing.
+    config = parse_study(_study("lightning", space={"ctrl_c_at": 2}))
+    trainable = framework_trainable(config.lightning, None)
+    assert trainable is not None
+    objective = Objective(TrialPlan.of(config), trainable, torch.device("cpu"))
+    study = optuna.create_study()
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(objective, n_trials=1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert sorted(study.trials[0].intermediate_values) == [1]

@@ -23,7 +23,7 @@ def _line(seed: int = 0) -> TensorDataset:
 
 class LineModule(pl.LightningModule):
     """Fits y = 3x - 1; ``fail_after``: raise after that epoch on a first attempt;
-    ``sleep``: seconds per epoch."""
+    ``sleep``: seconds per epoch; ``ctrl_c_at``: a KeyboardInterrupt in that epoch."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
@@ -32,6 +32,8 @@ class LineModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], index: int) -> torch.Tensor:
         x, y = batch
+        if self.config.get("ctrl_c_at") == self.current_epoch + 1:
+            raise KeyboardInterrupt  # as Python's SIGINT handler raises it
         loss = nn.functional.mse_loss(self.net(x), y)
         self.log("train_loss", loss, on_step=False, on_epoch=True)
         return loss

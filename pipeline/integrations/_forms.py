@@ -30,10 +30,11 @@ def _framework(form: str) -> Any:
     module, extra = _NEEDS[form]
     try:
         importlib.import_module(module)
-    except ImportError as exc:
+    except ImportError:
         raise ConfigError(
             form,
-            f"needs {extra} ({exc}); install it: pip install -e '.[{extra}]'",
+            f"needs the {extra} package, which is not installed: "
+            f"pip install 'optuna-pipeline[{extra}]'",
         ) from None
     return importlib.import_module(f"pipeline.integrations.{form}")
 

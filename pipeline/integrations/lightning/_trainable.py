@@ -3,11 +3,14 @@ LightningDataModule) trained by a Trainer the pipeline builds, with no loop writ
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+import signal
 import tempfile
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning.pytorch as pl
@@ -68,6 +71,8 @@ class LightningTrainable:
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             # Lightning's own use of torch's pytree, for the Lightning developers to fix.
             warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+            # The workers are the pipeline's, not srun's, even on a machine that has srun.
+            warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
             trainer = pl.Trainer(
                 max_epochs=session.max_epochs,
                 **device_options(session.device),
@@ -79,8 +84,24 @@ class LightningTrainable:
                 callbacks=[SessionCallback(session, self.checkpoint)],
                 **self.options,
             )
-            with restored_checkpoint(session) as ckpt_path:
+            with restored_checkpoint(session) as ckpt_path, _ctrl_c_kept():
                 trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+
+
+@contextlib.contextmanager
+def _ctrl_c_kept() -> Iterator[None]:
+    """Ctrl-C during ``fit`` stays a KeyboardInterrupt (the trial is re-queued): Lightning
+    turns it into ``sys.exit(1)`` and ignores SIGINT from then on. (A worker's stop
+    signals never raise; this is for trials run in the caller's own process.)"""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    except SystemExit as exc:
+        if not isinstance(exc.__context__, KeyboardInterrupt):
+            raise
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
+        raise exc.__context__ from None
 
 
 def device_options(device: torch.device) -> dict[str, Any]:
