@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 from transformers.utils import logging as hf_logging
 
@@ -59,6 +60,8 @@ class TransformersTrainable:
 
     def __call__(self, config: dict[str, Any], session: Session) -> None:
         hf_logging.disable_progress_bar()  # a bar per checkpoint written, in every trial
+        if session.device.type == "cuda" and session.device.index is not None:
+            torch.cuda.set_device(session.device)  # the Trainer trains on the current GPU
         with tempfile.TemporaryDirectory() as output_dir:
             args = TrainingArguments(**self.arguments(config, session, output_dir))
             model = self.model_init(config)
