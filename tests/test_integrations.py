@@ -31,7 +31,7 @@ from pipeline.exceptions import ConfigError
 from pipeline.integrations import framework_trainable
 from pipeline.runner._worker import FailurePolicy
 from pipeline.study._file import parse_study
-from pipeline.training import Objective, TrialPlan
+from pipeline.training import Objective, TrialPlan, load_user_function
 
 LIGHTNING = {"module": "tiny_frameworks:line_module"}
 TRANSFORMERS = {
@@ -88,6 +88,19 @@ def test_a_wrong_framework_section_is_one_line_naming_the_key(
         convert({**_study("lightning"), **change})
     assert caught.value.key == key and words in str(caught.value), str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("form", "module"), [("lightning", "lightning.pytorch"), ("transformers", "transformers")]
+)
+def test_a_framework_that_is_not_installed_is_one_line_saying_how_to_install_it(
+    form: str, module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # what `import` meets where it is missing
+    with pytest.raises(ConfigError) as caught:
+        parse_study(_study(form), "study.yaml")
+    assert caught.value.key == form
+    assert f"pip install 'optuna-pipeline[{form}]'" in str(caught.value)
 
 
 def test_an_unset_framework_section_leaves_the_stored_study_as_before() -> None:
@@ -190,6 +203,26 @@ def test_a_failed_framework_trial_is_retried_from_the_framework_s_checkpoint(
     }
     assert sorted(retry.intermediate_values) == [1, 2, 3, 4]
     # Epochs 1-2 were carried over, 3-4 trained by the retry from where the first stopped.
+    assert [row["trial"] for row in retry.user_attrs["history"]] == [0, 0, 1, 1]
+
+
+@pytest.mark.slow
+def test_the_lightning_callback_in_a_trainable_of_one_s_own_reports_and_resumes(
+    tmp_path: Path,
+) -> None:
+    study = _study("lightning", trainable="tiny_frameworks:train_line", space={"fail_after": 2})
+    del study["lightning"]
+    config = parse_study(study)
+    store = open_store(tmp_path / "artifacts")
+    function = load_user_function(config, "trainable")
+    assert function is not None
+    objective = Objective(TrialPlan.of(config), function, torch.device("cpu"), store=store)
+    result = optuna.create_study(storage=f"sqlite:///{tmp_path}/o.db")
+    policy = FailurePolicy(0, 1, 3, store, open(os.devnull, "w"))
+    result.optimize(objective, n_trials=2, catch=(Exception,), callbacks=[policy])
+    first, retry = result.trials
+    assert first.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
+    assert retry.user_attrs["resumed_from"] == {"trial": 0, "epoch": 2}
     assert [row["trial"] for row in retry.user_attrs["history"]] == [0, 0, 1, 1]
 
 

@@ -130,3 +130,20 @@ def token_trainer(config: Mapping[str, Any], model: nn.Module, args: Any) -> Any
         compute_metrics=accuracy,
         callbacks=[Misbehave()],
     )
+
+
+def train_line(config: Mapping[str, Any], session: Any) -> None:
+    """A trainable of one's own with a Trainer of one's own: the callback form."""
+    from pipeline.integrations.lightning import SessionCallback, restored_checkpoint
+
+    trainer = pl.Trainer(
+        max_epochs=session.max_epochs,
+        callbacks=[SessionCallback(session)],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    with restored_checkpoint(session) as ckpt_path:
+        trainer.fit(LineModule(config), ckpt_path=ckpt_path)
