@@ -33,7 +33,8 @@ from pipeline.runner._worker import FailurePolicy
 from pipeline.study._file import parse_study
 from pipeline.training import Objective, TrialPlan, load_user_function
 
-LIGHTNING = {"module": "tiny_frameworks:line_module"}
+# An option the pipeline also sets by default (logger) is the study's to change.
+LIGHTNING = {"module": "tiny_frameworks:line_module", "trainer": {"logger": False}}
 TRANSFORMERS = {
     "model_init": "tiny_frameworks:tiny_bert",
     "trainer": "tiny_frameworks:token_trainer",

@@ -63,7 +63,8 @@ class LightningTrainable:
     def __call__(self, config: dict[str, Any], session: Session) -> None:
         for name in _QUIET:
             logging.getLogger(name).setLevel(logging.WARNING)
-        pl.seed_everything(session.seed, workers=True, verbose=False)
+        # Lightning takes a 32-bit seed (numpy's); a larger one it replaces at random.
+        pl.seed_everything(session.seed % 2**32, workers=True, verbose=False)
         module = self.make_module(config)
         data = self.make_data(config) if self.make_data is not None else None
         with tempfile.TemporaryDirectory() as root, warnings.catch_warnings():
@@ -73,17 +74,18 @@ class LightningTrainable:
             warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
             # The workers are the pipeline's, not srun's, even on a machine that has srun.
             warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
-            trainer = pl.Trainer(
-                max_epochs=session.max_epochs,
+            options: dict[str, Any] = {
+                "enable_progress_bar": False,
+                "enable_model_summary": False,
+                "logger": False,
+                **self.options,  # the study's may turn those on again
+                "max_epochs": session.max_epochs,
                 **device_options(session.device),
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                enable_checkpointing=False,
-                logger=False,
-                default_root_dir=root,
-                callbacks=[SessionCallback(session, self.checkpoint)],
-                **self.options,
-            )
+                "enable_checkpointing": False,
+                "default_root_dir": root,
+                "callbacks": [SessionCallback(session, self.checkpoint)],
+            }
+            trainer = pl.Trainer(**options)
             with restored_checkpoint(session) as ckpt_path, _ctrl_c_kept():
                 trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
 
