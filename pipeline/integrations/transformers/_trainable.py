@@ -85,7 +85,7 @@ class TransformersTrainable:
             "output_dir": output_dir,
             "num_train_epochs": session.max_epochs,
             "eval_strategy": "epoch",
-            "save_strategy": "epoch",
+            "save_strategy": "epoch" if self.checkpoint else "no",  # keep_checkpoints: 0
             "logging_strategy": "epoch",
             "save_total_limit": 1,
             "report_to": "none",
