@@ -24,7 +24,7 @@ help: ## Show the targets and the variables they read
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e '.[dev,tracking,s3,wandb]'
+	$(BIN)/python -m pip install -e '.[dev,tracking,s3,wandb,lightning,transformers]'
 	@touch $@
 
 install: $(STAMP) ## Create .venv and install the project with its dev tools

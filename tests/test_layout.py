@@ -29,6 +29,7 @@ LAYERS = [
     "artifacts",
     "tracking",
     "training",
+    "integrations",
     "examples",
     "study",
     "packing",

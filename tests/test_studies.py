@@ -19,9 +19,12 @@ OFFLINE = [p for p in STUDIES if "cifar10" not in p.stem and p.stem != "ray_tuto
 
 
 def _load(path: Path) -> StudyConfig:
-    # The CIFAR-10 files need the data set; validating them here must not.
+    # The CIFAR-10 files need the data set; validating them here must not. Lightning and
+    # transformers take seconds to import: tests/test_integrations.py checks their code.
     needs_data = "cifar10" in path.stem
-    return load_study_file(path, ["task.options.download=true"] if needs_data else [])
+    framework = path.stem.startswith(("lightning", "transformers"))
+    overrides = ["task.options.download=true"] if needs_data else []
+    return load_study_file(path, overrides, code=not framework)
 
 
 def test_there_are_study_files_for_every_sampler_and_pruner() -> None:
@@ -35,7 +38,8 @@ def test_there_are_study_files_for_every_sampler_and_pruner() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", OFFLINE, ids=[p.stem for p in OFFLINE])
-def test_study_file_smoke_runs(path: Path, tmp_path: Path) -> None:
+def test_study_file_smoke_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a Hugging Face study must not need the Hub
     url = f"sqlite:///{tmp_path}/smoke.db"
     result = run_cli(
         "tune",

@@ -14,7 +14,14 @@ from pipeline.config._control import (
 )
 from pipeline.config._objectives import MEASURED_DIRECTIONS, LimitConfig, ObjectiveConfig
 from pipeline.config._packing import CPU_PACKING, PackingConfig
-from pipeline.config._plugins import check_arity, import_function, required_arguments
+from pipeline.config._plugins import (
+    LightningConfig,
+    TransformersConfig,
+    check_arity,
+    import_function,
+    required_arguments,
+    user_code,
+)
 from pipeline.config._schema import (
     DEFAULT_STORAGE,
     KNOWN_DIRECTIONS,
@@ -33,6 +40,7 @@ __all__ = [
     "DEFAULT_STORAGE",
     "KNOWN_DIRECTIONS",
     "MEASURED_DIRECTIONS",
+    "LightningConfig",
     "LimitConfig",
     "ObjectiveConfig",
     "PackingConfig",
@@ -44,6 +52,7 @@ __all__ = [
     "StudyConfig",
     "TaskConfig",
     "TrackingConfig",
+    "TransformersConfig",
     "WandbConfig",
     "WarmStartConfig",
     "check_arity",
@@ -53,4 +62,5 @@ __all__ = [
     "required_arguments",
     "seconds_of",
     "study_name_problem",
+    "user_code",
 ]

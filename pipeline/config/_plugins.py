@@ -1,5 +1,7 @@
 """User code named in a study file: ``package.module:function``, imported and checked,
-and the fixed arguments a trainable gets (``trainable_args``).
+and the schema of the forms that name it: ``trainable:``, ``lightning:`` (a
+LightningModule) and ``transformers:`` (a Hugging Face model and Trainer), and the fixed
+arguments a trainable gets (``trainable_args``).
 
 A study file names code, as any Python configuration does, but it may only name a plain
 Python function defined in the module it names. Whatever goes wrong while importing or
@@ -11,9 +13,80 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.exceptions import ConfigError
+
+
+@dataclass(frozen=True)
+class LightningConfig:
+    """``lightning:``: a LightningModule the pipeline trains with a Trainer it builds
+    (docs/own-code.md#pytorch-lightning)."""
+
+    module: str  # package.module:function(config) -> LightningModule
+    datamodule: str | None = None  # package.module:function(config) -> LightningDataModule
+    trainer: dict[str, Any] = field(default_factory=dict)  # more Trainer(...) arguments
+
+
+@dataclass(frozen=True)
+class TransformersConfig:
+    """``transformers:``: a Hugging Face model and the Trainer the user's factory builds
+    around the TrainingArguments the pipeline sets (docs/own-code.md#hugging-face-trainer)."""
+
+    model_init: str  # package.module:function(config) -> PreTrainedModel
+    trainer: str  # package.module:function(config, model, args) -> transformers.Trainer
+    args: dict[str, Any] = field(default_factory=dict)  # more TrainingArguments(...) fields
+
+
+def check_what_trains(
+    task: object, trainable: str | None, lightning: object, transformers: object
+) -> None:
+    """Exactly one of ``task``, ``trainable``, ``lightning`` and ``transformers``.
+
+    Raises:
+        ConfigError: naming the keys to choose from.
+    """
+    given = [
+        key
+        for key, value in (
+            ("task", task),
+            ("trainable", trainable),
+            ("lightning", lightning),
+            ("transformers", transformers),
+        )
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise ConfigError(
+            given[0],
+            f"set one of task (a data set and model the built-in loop trains), trainable "
+            f"(your own training function), lightning or transformers, not both {given[0]} "
+            f"and {given[1]}",
+        )
+    if not given:
+        raise ConfigError(
+            "task",
+            "is missing: set task (name: digits, ...), trainable: package.module:function, "
+            "lightning: {module: ...} or transformers: {model_init: ..., trainer: ...}",
+        )
+
+
+def user_code(
+    trainable: str | None,
+    lightning: LightningConfig | None,
+    transformers: TransformersConfig | None,
+) -> tuple[str, str] | None:
+    """The form of the user's code a study trains and its main function:
+    ``("trainable", target)``, ``("lightning", module)``, ``("transformers", model_init)``;
+    None for a task."""
+    if trainable is not None:
+        return "trainable", trainable
+    if lightning is not None:
+        return "lightning", lightning.module
+    if transformers is not None:
+        return "transformers", transformers.model_init
+    return None
 
 
 def import_function(target: str, key: str, expected: str) -> Callable[..., Any]:
@@ -111,4 +184,13 @@ def check_trainable_args(
             )
 
 
-__all__ = ["check_arity", "check_trainable_args", "import_function", "required_arguments"]
+__all__ = [
+    "LightningConfig",
+    "TransformersConfig",
+    "check_arity",
+    "check_trainable_args",
+    "check_what_trains",
+    "import_function",
+    "required_arguments",
+    "user_code",
+]

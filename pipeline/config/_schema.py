@@ -26,7 +26,12 @@ from pipeline.config._objectives import (
     check_objectives,
 )
 from pipeline.config._packing import CPU_PACKING, PackingConfig, check_packing
-from pipeline.config._plugins import check_trainable_args
+from pipeline.config._plugins import (
+    LightningConfig,
+    TransformersConfig,
+    check_trainable_args,
+    check_what_trains,
+)
 from pipeline.config._strict import convert as convert_value
 from pipeline.config._tracking import TrackingConfig
 from pipeline.exceptions import ConfigError
@@ -88,8 +93,10 @@ class StudyConfig:
     task: TaskConfig | None = None
     trainable: str | None = None  # package.module:function(config, session)
     model: str | None = None  # a trainable's package.module:function(config) -> nn.Module
-    test: str | None = None  # a trainable's package.module:function(model, config, device)
+    test: str | None = None  # user code's package.module:function(model, config, device)
     trainable_args: dict[str, Any] | None = None  # fixed values for it, not hyperparameters
+    lightning: LightningConfig | None = None  # a LightningModule and its Trainer's options
+    transformers: TransformersConfig | None = None  # a Hugging Face model and Trainer
     metric: str = "val_loss"
     direction: Literal["minimize", "maximize"] | None = None  # None: the metric's own
     max_epochs: int = 10
@@ -160,7 +167,7 @@ class StudyConfig:
             data.pop("inference_batch_size")
         if not self.tracking.enabled:  # off: the record reads as before tracking existed
             data.pop("tracking")
-        for key in ("packing", "trainable_args", *CONTROL_KEYS):  # unset: as before they existed
+        for key in ("packing", "trainable_args", "lightning", "transformers", *CONTROL_KEYS):
             if data[key] is None:
                 data.pop(key)
         data["search_space"] = {
@@ -293,17 +300,11 @@ def check_values(config: StudyConfig) -> None:
 
 
 def _check_what_to_train(config: StudyConfig) -> None:
-    if (config.task is None) == (config.trainable is None):
-        raise ConfigError(
-            "task",
-            "set either task (a data set and model the built-in loop trains) or trainable "
-            "(your own training function), not both"
-            if config.task
-            else "is missing: set task (name: digits, ...) or trainable: package.module:function",
-        )
-    for key in ("model", "test"):
-        if config.trainable is None and getattr(config, key) is not None:
-            raise ConfigError(key, "is for trainables; a task builds and tests its own model")
+    check_what_trains(config.task, config.trainable, config.lightning, config.transformers)
+    if config.trainable is None and config.model is not None:
+        raise ConfigError("model", "is for trainables; a task or framework builds its own model")
+    if config.task is not None and config.test is not None:
+        raise ConfigError("test", "is for your own code; a task tests its own model")
     check_trainable_args(config.trainable_args, config.search_space, config.trainable)
     if not config.metric.strip() or not config.metric.isidentifier():
         raise ConfigError(
@@ -313,7 +314,7 @@ def _check_what_to_train(config: StudyConfig) -> None:
     check_packing(
         config.packing,
         device=config.device,
-        trainable=config.trainable is not None,
+        trainable=config.task is None,
         one_objective=not (config.multi_objective or config.constraints),
         tracking=config.tracking.enabled,
     )

@@ -66,7 +66,10 @@ def rebuild_trainable(
     Raises:
         NoResult: the study file names no ``model:`` function, or it cannot be loaded.
     """
-    target = _stored_config(study).get("model")
+    stored = _stored_config(study)
+    # A LightningModule or a Hugging Face model is rebuilt by the function that built it.
+    framework = stored.get("lightning") or stored.get("transformers") or {}
+    target = stored.get("model") or framework.get("module") or framework.get("model_init")
     if not target:
         raise NoResult(
             f"study {study.study_name!r} runs a trainable without model: in its study file; "

@@ -22,7 +22,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.config import StudyConfig
+from pipeline.config import StudyConfig, user_code
 from pipeline.results import (
     best_record,
     deepest_record,
@@ -134,9 +134,11 @@ class LiveReporter:
     ) -> LiveReporter:
         """The reporter of a study file's run."""
         limit = "no limit" if total is None else str(total)
+        code = user_code(config.trainable, config.lightning, config.transformers)
+        code = code or ("task", config.task.name if config.task else "")
         description = (
             f"Study {config.study_name!r}: "
-            + (f"task {config.task.name}, " if config.task else f"trainable {config.trainable}, ")
+            + f"{code[0]} {code[1]}, "
             + f"sampler {config.sampler.name}, pruner {config.pruner.name}, "
             + ", ".join(f"{o.metric} ({o.direction})" for o in config.objectives)
             + f", {limit} trials, "

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.artifacts import ArtifactStore, drop_working, keep_top, open_location
 from pipeline.config import StudyConfig
+from pipeline.integrations import framework_trainable
 from pipeline.packing import Packer, packer_for
 from pipeline.runner._placement import resolve_device
 from pipeline.storages import STORAGE_ERRORS, Outage, storage_error_in
@@ -214,7 +215,9 @@ def _trainable(config: StudyConfig, device: torch.device) -> Trainable:
     """The study's trainable: the user's function, or the built-in loop over the task's
     data, loaded once onto the device for all the trials this worker runs."""
     if config.task is None:
-        function = load_user_function(config, "trainable")
+        function = framework_trainable(
+            config.lightning, config.transformers, checkpoint=config.keep_checkpoints > 0
+        ) or load_user_function(config, "trainable")
         assert function is not None
         return function
     task = resolve_task(config.task)

@@ -41,9 +41,8 @@ def import_trials(
     Nothing is copied when the task, epochs or precision changed: no trial would compare.
     """
     old = source.user_attrs.get(DEFINITION_ATTR, {})
-    if any(
-        old.get(key) != meaning.get(key) for key in ("task", "trainable", "max_epochs", "precision")
-    ):
+    same = ("task", "trainable", "lightning", "transformers", "max_epochs", "precision")
+    if any(old.get(key) != meaning.get(key) for key in same):
         return []
     metric = meaning["metric"]
     same_metric = old.get("metric") == metric

@@ -30,7 +30,8 @@ def definition(config: StudyConfig) -> dict[str, Any]:
     out = {key: data[key] for key in MEANING}
     if config.trainable is not None:  # absent otherwise, as in studies made before it
         out["trainable"] = config.trainable
-    for key in ("objectives", "constraints"):  # absent for one unconstrained objective
+    # Absent for one unconstrained objective, or for code of another form.
+    for key in ("objectives", "constraints", "lightning", "transformers"):
         if key in data:
             out[key] = data[key]
     out["search_space"] = {

@@ -20,6 +20,7 @@ import yaml
 from pipeline.artifacts import check_s3_url, is_s3
 from pipeline.config import MEASURED_DIRECTIONS, StudyConfig, convert
 from pipeline.exceptions import ConfigError
+from pipeline.integrations import check_framework
 from pipeline.search import (
     check_enqueued,
     check_pruner,
@@ -225,6 +226,7 @@ def check_components(config: StudyConfig) -> None:
         _check_metrics(config, task.name, task.metric_names())
     else:
         check_trainable(config)
+        check_framework(config.lightning, config.transformers)
         check_space(config.search_space, None)
     check_enqueued(config.enqueue, config.search_space)
     if config.enqueue and config.sampler.name == "grid":

@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 
-from pipeline.config import StudyConfig
+from pipeline.config import StudyConfig, user_code
 from pipeline.storages import mask_url
 from pipeline.study._drift import changes
 from pipeline.trial import trial_log
@@ -65,7 +65,8 @@ def git_revision(path: Path | None = None) -> str | None:
 def code_revision(config: StudyConfig) -> str | None:
     """The git revision of the user's own code the study runs (its trainable's or task
     plug-in's module), beside the pipeline's own; None for a built-in task."""
-    targets = [config.trainable, config.task.name if config.task else None]
+    code = user_code(config.trainable, config.lightning, config.transformers)
+    targets = [code[1] if code else None, config.task.name if config.task else None]
     for target in targets:
         if target and ":" in target:
             try:
@@ -142,7 +143,11 @@ def _command() -> str:
 def note(config: StudyConfig) -> str:
     """The study's description, in Markdown, for the dashboard's note: what is trained,
     what is searched, how, with which budget, and the command that started it."""
-    what = f"task `{config.task.name}`" if config.task else f"trainable `{config.trainable}`"
+    form, name = user_code(config.trainable, config.lightning, config.transformers) or (
+        "task",
+        config.task.name if config.task else "",
+    )
+    what = f"{form} `{name}`"
     budget = ", ".join(
         f"{label} {value}"
         for label, value in (

@@ -26,7 +26,7 @@ from pipeline.training._objective import (
     record_end,
 )
 from pipeline.training._optim import make_optimizer, make_scheduler
-from pipeline.training._session import EpochBudgetReached, Session
+from pipeline.training._session import EpochBudgetReached, Session, TrainableError
 from pipeline.training._trainables import check_trainable, import_user_function, load_user_function
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "Session",
     "TaskTrainable",
     "Trainable",
+    "TrainableError",
     "TrialInterrupted",
     "TrialPlan",
     "TrialSkipped",
