@@ -85,6 +85,11 @@ def test_tune_shows_progress_and_the_best_trial_then_best_reads_it_back(
     _serves_verbatim(dashboard, tmp_path, fresh)
 
     url = f"sqlite:///{tmp_path}/optuna.db"
+    # The dashboard's note (written once the workers run) describes the study.
+    import optuna_dashboard
+
+    shown = optuna_dashboard.get_note(optuna.load_study(study_name=name, storage=url))
+    assert shown.startswith(f"**{name}**: task `digits`") and "| `lr` | float |" in shown
     best = cli("best", "--storage", url, "--study", name, "--json")
     assert best.returncode == 0, best.stderr
     record = json.loads(best.stdout)

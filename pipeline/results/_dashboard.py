@@ -20,7 +20,6 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import optuna
-import optuna_dashboard
 
 from pipeline.artifacts import artifact_dir_for, open_location
 from pipeline.exceptions import UsageError
@@ -98,6 +97,9 @@ def serve(
         )
     store = open_location(storage_url, artifacts, create=False)
     checkpoints = getattr(store, "url", None) or artifact_dir_for(storage_url, artifacts)
+    # Imported here: it imports scikit-learn (about 2 s), which `tune` never needs.
+    import optuna_dashboard
+
     app: WSGIApp = optuna_dashboard.wsgi(storage, artifact_store=store)
     exposed = not is_loopback(host)
     if exposed and not allow_writes:

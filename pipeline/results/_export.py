@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
-import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.artifacts import ArtifactStore, live_checkpoint, where
 from pipeline.exceptions import NoResult, UsageError
 from pipeline.results._best import test_scores_of
 from pipeline.trial import Attr, is_feasible, last_metrics, outcome_of, reason_of
+
+if TYPE_CHECKING:  # pandas costs 0.4 s to import; `tune` imports this room
+    import pandas as pd
 
 
 def trials_table(study: optuna.Study, store: ArtifactStore | None = None) -> pd.DataFrame:
@@ -29,6 +31,8 @@ def trials_table(study: optuna.Study, store: ArtifactStore | None = None) -> pd.
     params = sorted({name for t in trials for name in t.params})  # as every storage agrees
     metrics = list(dict.fromkeys(k for row in rows for k in row["metrics"]))
     constrained = any(t.constraints for t in trials)
+    import pandas as pd
+
     frame = pd.DataFrame(
         [
             {"number": row["number"], "state": row["state"]}
@@ -119,6 +123,8 @@ def curves_table(study: optuna.Study) -> pd.DataFrame:
                 | {k: v for k, v in reported.items() if k != "trial"}
             )
     columns = ["number", "state", "epoch", metric]
+    import pandas as pd
+
     frame = pd.DataFrame(rows)
     return frame[columns + [c for c in frame.columns if c not in columns]] if rows else frame
 

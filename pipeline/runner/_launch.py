@@ -40,7 +40,13 @@ from pipeline.packing import check_device
 from pipeline.results import evaluate_best, test_scores
 from pipeline.runner._hints import end_tracking
 from pipeline.runner._live import LiveReporter
-from pipeline.runner._placement import Slot, plan, resolve_device, start_method, visible_gpus
+from pipeline.runner._placement import (
+    Slot,
+    resolve_device,
+    start_method,
+    visible_gpus,
+    worker_slots,
+)
 from pipeline.runner._watch import Supervisor, last_words
 from pipeline.runner._worker import POLL_SECONDS, open_with_retry, run_worker
 from pipeline.signals import StopOnSignal, die_with_parent
@@ -50,40 +56,17 @@ from pipeline.storages import (
     release_connections,
     report_thread_errors,
 )
-from pipeline.study import BRANCH_ATTR, RUNS_ATTR, budget_for, note, set_optuna_logging
-from pipeline.tracking import open_tracking
+from pipeline.study import (
+    BRANCH_ATTR,
+    RUNS_ATTR,
+    budget_for,
+    note,
+    set_optuna_logging,
+    write_note,
+)
+from pipeline.tracking import Tracking, open_tracking
+from pipeline.training import warm_up
 from pipeline.trial import release_orphans
-
-
-def worker_slots(config: StudyConfig, remaining: int) -> list[Slot]:
-    """Where this machine's workers run: threads each and, on CUDA, which GPU(s)."""
-    gpu_ids: list[str] = []
-    pinned = None
-    gpus_per_trial = config.gpus_per_trial
-    if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()):
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        gpu_ids = (
-            [v.strip() for v in visible.split(",") if v.strip()]
-            if visible is not None
-            else [str(i) for i in range(torch.cuda.device_count())]
-        )
-        if ":" in config.device:
-            pinned = gpu_ids[int(config.device.split(":")[1])]
-        gpus_per_trial = gpus_per_trial or 1.0
-    placement = {
-        "cores": os.cpu_count() or 1,
-        "cpus_per_trial": config.cpus_per_trial,
-        "gpu_ids": gpu_ids,
-        "gpus_per_trial": gpus_per_trial,
-        "pinned_gpu": pinned,
-    }
-    try:
-        capacity = len(plan(workers=config.workers, **placement))  # type: ignore[arg-type]
-        # No more workers than trials left to run: a worker without a trial would only
-        # race the others for one and record it as skipped.
-        return plan(workers=min(capacity, max(1, remaining)), **placement)  # type: ignore[arg-type]
-    except (ValueError, IndexError) as exc:
-        raise ConfigError("gpus_per_trial", f"cannot place workers: {exc}") from None
 
 
 def tune(
@@ -123,8 +106,9 @@ def tune(
         return reporter.summary()
 
     method = start_method(config.device, config.storage, fresh_process)
-    if method == "fork":
+    if method == "fork":  # what every worker would pay, paid once and inherited
         release_connections(storage)
+        warm_up()
     ctx = mp.get_context(method)
     stop = ctx.Event()
     supervisor = Supervisor(
@@ -139,8 +123,7 @@ def tune(
     try:
         for slot in slots:
             supervisor.procs.append(_start(ctx, config, slot, stop, deadline))
-        if tracking is not None:  # after the fork: MLflow's client starts threads
-            tracking.start_study(study)
+        _describe(study, config, tracking)
         # During an outage the workers report and retry; the table resumes after it.
         supervisor.watch(lambda: _quietly(reporter.poll), POLL_SECONDS)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP (see signals.py)
@@ -155,6 +138,15 @@ def tune(
     procs = supervisor.procs
     reporter.hints += end_tracking(tracking, study)  # where its runs are shown
     return _finish(study, config, reporter, procs, device, out)
+
+
+def _describe(study: optuna.Study, config: StudyConfig, tracking: Tracking | None) -> None:
+    """Once the workers run: the study's note for the dashboard (a second of imports their
+    first trials need not wait for), and its tracking (after the fork: MLflow's client
+    starts threads)."""
+    write_note(study, config)
+    if tracking is not None:
+        tracking.start_study(study)
 
 
 def _quietly(poll: Callable[[], object]) -> None:
@@ -336,4 +328,4 @@ def join_study(config: StudyConfig, worker: int, threads: int, timeout: float | 
     return EXIT_OK
 
 
-__all__ = ["join_study", "tune", "worker_slots"]
+__all__ = ["join_study", "tune"]

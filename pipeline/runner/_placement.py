@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pipeline.config import StudyConfig
 from pipeline.exceptions import ConfigError
 from pipeline.storages import scheme_of
 
@@ -137,4 +138,43 @@ def visible_gpus(gpus: str | None) -> Iterator[None]:
             os.environ["CUDA_VISIBLE_DEVICES"] = inherited
 
 
-__all__ = ["Slot", "gpu_capacity", "plan", "resolve_device", "start_method", "visible_gpus"]
+def worker_slots(config: StudyConfig, remaining: int) -> list[Slot]:
+    """Where this machine's workers run: threads each and, on CUDA, which GPU(s)."""
+    gpu_ids: list[str] = []
+    pinned = None
+    gpus_per_trial = config.gpus_per_trial
+    if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()):
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        gpu_ids = (
+            [v.strip() for v in visible.split(",") if v.strip()]
+            if visible is not None
+            else [str(i) for i in range(torch.cuda.device_count())]
+        )
+        if ":" in config.device:
+            pinned = gpu_ids[int(config.device.split(":")[1])]
+        gpus_per_trial = gpus_per_trial or 1.0
+    placement = {
+        "cores": os.cpu_count() or 1,
+        "cpus_per_trial": config.cpus_per_trial,
+        "gpu_ids": gpu_ids,
+        "gpus_per_trial": gpus_per_trial,
+        "pinned_gpu": pinned,
+    }
+    try:
+        capacity = len(plan(workers=config.workers, **placement))  # type: ignore[arg-type]
+        # No more workers than trials left to run: a worker without a trial would only
+        # race the others for one and record it as skipped.
+        return plan(workers=min(capacity, max(1, remaining)), **placement)  # type: ignore[arg-type]
+    except (ValueError, IndexError) as exc:
+        raise ConfigError("gpus_per_trial", f"cannot place workers: {exc}") from None
+
+
+__all__ = [
+    "Slot",
+    "gpu_capacity",
+    "plan",
+    "resolve_device",
+    "start_method",
+    "visible_gpus",
+    "worker_slots",
+]

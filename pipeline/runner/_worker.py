@@ -119,7 +119,8 @@ def open_with_retry(
     while True:
         try:
             storage = storage_for(config)
-            study = prepare_study(config, storage, joining=joining, branch_from=branch_from)
+            # A worker joining writes the note of a study it creates; tune writes it later.
+            study = prepare_study(config, storage, joining, branch_from, note=joining)
             clear_stop(study)  # stored by the last run: this one may have fixed its cause
         except STORAGE_ERRORS as exc:
             outage.failed(exc)

@@ -14,6 +14,7 @@ from pipeline.study._create import (
     prepare_study,
     set_optuna_logging,
     storage_for,
+    write_note,
 )
 from pipeline.study._file import load_study_file
 from pipeline.study._provenance import RUNS_ATTR, masked, note
@@ -35,4 +36,5 @@ __all__ = [
     "set_optuna_logging",
     "stop_reason",
     "storage_for",
+    "write_note",
 ]

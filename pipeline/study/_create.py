@@ -92,6 +92,7 @@ def prepare_study(
     storage: optuna.storages.BaseStorage,
     joining: bool = False,
     branch_from: str | None = None,
+    note: bool = True,
 ) -> optuna.Study:
     """Create or resume the study, check that the file still means what the study's
     trials mean, record provenance, queue the study's ``enqueue`` configurations and, for
@@ -106,6 +107,8 @@ def prepare_study(
         joining: A worker joining a study that may already run elsewhere: it records
             provenance and queues new grid points only if it is the one that creates it.
         branch_from: A new study imports the valid finished trials of this one.
+        note: Write the dashboard's note on a new study (``tune`` writes it itself once
+            its workers run: see :func:`write_note`).
 
     Raises:
         ConfigError: the file changes what the trials of the stored study mean.
@@ -121,12 +124,12 @@ def prepare_study(
     except optuna.exceptions.DuplicatedStudyError:
         study = load_study(config, storage)
         if not _wait_until_prepared(study):  # its creator died half-way: finish for it
-            _fill(study, storage, config, branch_from, again=True)
+            _fill(study, storage, config, branch_from, again=True, note=note)
         check_resume(study, definition(config))
         if joining:
             return study
     else:
-        _fill(study, storage, config, branch_from, again=False)
+        _fill(study, storage, config, branch_from, again=False, note=note)
         record(study, config)
         return study
     record(study, config)
@@ -141,6 +144,7 @@ def _fill(
     config: StudyConfig,
     branch_from: str | None,
     again: bool,
+    note: bool = True,
 ) -> None:
     """Everything a new study holds before any worker samples: metric names, definition,
     note, branched trials, ``enqueue`` and the grid; then the mark that it is prepared.
@@ -149,7 +153,8 @@ def _fill(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(config.metric_names)  # else the dashboard says "Objective 0"
     study.set_user_attr(DEFINITION_ATTR, definition(config))
-    _write_note(study, config)
+    if note:
+        write_note(study, config)
     if branch_from is not None and not (again and study.get_trials(deepcopy=False)):
         _branch(study, storage, branch_from, config)
     if config.warm_start is not None and not (again and study.get_trials(deepcopy=False)):
@@ -180,9 +185,12 @@ def _wait_until_prepared(study: optuna.Study) -> bool:
         time.sleep(0.1)
 
 
-def _write_note(study: optuna.Study, config: StudyConfig) -> None:
-    """The study's description as its note in optuna-dashboard."""
-    import optuna_dashboard  # imported here: only the process that creates a study needs it
+def write_note(study: optuna.Study, config: StudyConfig) -> None:
+    """The study's description as its note in optuna-dashboard (replacing the last one).
+
+    optuna-dashboard imports scikit-learn, about a second of CPU: ``tune`` calls this
+    once its workers run, so that their first trials need not wait for it."""
+    import optuna_dashboard
 
     optuna_dashboard.save_note(study, note(config))
 

@@ -142,7 +142,7 @@ def _command() -> str:
 
 def note(config: StudyConfig) -> str:
     """The study's description, in Markdown, for the dashboard's note: what is trained,
-    what is searched, how, with which budget, and the command that started it."""
+    what is searched, how, with which budget, and the command of its latest run."""
     form, name = user_code(config.trainable, config.lightning, config.transformers) or (
         "task",
         config.task.name if config.task else "",
@@ -184,7 +184,7 @@ def note(config: StudyConfig) -> str:
         f"Sampler `{config.sampler.name}` (seed {config.sampler.seed}), pruner "
         f"`{config.pruner.name}`; budget: {budget or 'the grid'}.\n\n"
         f"| parameter | type | values |\n|---|---|---|\n{space}\n\n"
-        f"Started with `{mask_url(_command())}` from `{config.source}`."
+        f"Last run with `{mask_url(_command())}` from `{config.source}`."
         + (
             f" What each trial printed is in `{trial_log(config.trial_logs, config.study_name, 'N')}`"
             " on the host that ran it (the trial's `log` attribute)."
