@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import multiprocessing.connection
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -89,9 +90,11 @@ class Supervisor:
             poll()
             with contextlib.suppress(*STORAGE_ERRORS):  # an outage: workers wait it out, so do we
                 self._check(self._running())
-            if not any(p.is_alive() for p in self.procs):
+            alive = [p.sentinel for p in self.procs if p.is_alive()]
+            if not alive:
                 return
-            time.sleep(poll_seconds)
+            # Wakes as a worker ends: the summary follows the last trial at once.
+            mp.connection.wait(alive, timeout=poll_seconds)
 
     def _check(self, owned: dict[int, FrozenTrial]) -> None:
         for i, proc in enumerate(self.procs):
