@@ -15,6 +15,7 @@ from pipeline.config._control import (
 from pipeline.config._objectives import MEASURED_DIRECTIONS, LimitConfig, ObjectiveConfig
 from pipeline.config._packing import CPU_PACKING, PackingConfig
 from pipeline.config._plugins import check_arity, import_function, required_arguments
+from pipeline.config._scheduler import PbtOptions, SchedulerConfig
 from pipeline.config._schema import (
     DEFAULT_STORAGE,
     KNOWN_DIRECTIONS,
@@ -37,9 +38,11 @@ __all__ = [
     "ObjectiveConfig",
     "PackingConfig",
     "ParamSpec",
+    "PbtOptions",
     "PlateauConfig",
     "PrunerConfig",
     "SamplerConfig",
+    "SchedulerConfig",
     "StopConfig",
     "StudyConfig",
     "TaskConfig",

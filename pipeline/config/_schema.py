@@ -24,6 +24,7 @@ from pipeline.config._objectives import (
     check_objectives,
 )
 from pipeline.config._packing import CPU_PACKING, PackingConfig, check_packing
+from pipeline.config._scheduler import SchedulerConfig, check_scheduler
 from pipeline.config._strict import convert as convert_value
 from pipeline.config._tracking import TrackingConfig
 from pipeline.exceptions import ConfigError
@@ -109,6 +110,7 @@ class StudyConfig:
     warm_start: WarmStartConfig | None = None  # an earlier study's best, queued or as history
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    scheduler: SchedulerConfig | None = None  # population-based training; off unless set
     storage: str = DEFAULT_STORAGE
     workers: int | None = None
     device: str = "cpu"
@@ -165,7 +167,7 @@ class StudyConfig:
             data.pop("inference_batch_size")
         if not self.tracking.enabled:  # off: the record reads as before tracking existed
             data.pop("tracking")
-        for key in ("packing", *CONTROL_KEYS):  # unset: as before they existed
+        for key in ("packing", "scheduler", *CONTROL_KEYS):  # unset: as before they existed
             if data[key] is None:
                 data.pop(key)
         data["search_space"] = {
@@ -246,7 +248,7 @@ def check_values(config: StudyConfig) -> None:
             f"got {config.max_epochs}",
         )
     budgets = (config.n_trials, config.timeout, config.max_total_epochs)
-    if all(b is None for b in budgets) and config.sampler.name != "grid":
+    if all(b is None for b in budgets) and config.sampler.name != "grid" and not config.scheduler:
         raise ConfigError(
             "n_trials", "set n_trials, timeout or max_total_epochs, so the study can end"
         )
@@ -293,7 +295,9 @@ def check_values(config: StudyConfig) -> None:
     if config.storage_retry_seconds < 0:
         raise ConfigError("storage_retry_seconds", "must be 0 or more seconds")
     _check_what_to_train(config)
-    if config.device not in ("auto", "cpu", "cuda") and not _is_cuda_index(config.device):
+    check_scheduler(config.scheduler, config.search_space, config.max_epochs, config.pruner.name)
+    prefix, _, index = config.device.partition(":")
+    if config.device not in ("auto", "cpu", "cuda") and not (prefix == "cuda" and index.isdigit()):
         raise ConfigError("device", f"expected auto, cpu, cuda or cuda:N, got {config.device!r}")
 
 
@@ -323,11 +327,6 @@ def _check_what_to_train(config: StudyConfig) -> None:
     )
 
 
-def _is_cuda_index(device: str) -> bool:
-    prefix, _, index = device.partition(":")
-    return prefix == "cuda" and index.isdigit()
-
-
 __all__ = [
     "CPU_PACKING",
     "DEFAULT_STORAGE",
@@ -340,6 +339,7 @@ __all__ = [
     "ParamSpec",
     "PrunerConfig",
     "SamplerConfig",
+    "SchedulerConfig",
     "StudyConfig",
     "TaskConfig",
     "TrackingConfig",

@@ -42,6 +42,7 @@ from pipeline.runner._live import LiveReporter
 from pipeline.runner._placement import Slot, plan, resolve_device, start_method, visible_gpus
 from pipeline.runner._watch import Supervisor
 from pipeline.runner._worker import POLL_SECONDS, open_with_retry, run_worker
+from pipeline.schedulers import check_shared_checkpoints
 from pipeline.signals import StopOnSignal, die_with_parent
 from pipeline.storages import (
     STORAGE_ERRORS,
@@ -316,6 +317,8 @@ def join_study(config: StudyConfig, worker: int, threads: int, timeout: float | 
     torch.set_num_threads(threads)
     deadline = time.time() + timeout if timeout is not None else None
     study, storage = open_with_retry(config, joining=True)
+    if config.scheduler is not None:
+        check_shared_checkpoints(study, config.artifacts)
     tracking = open_tracking(
         config.tracking, config.study_name, config.metric, lambda: note(config), f"worker {worker}"
     )

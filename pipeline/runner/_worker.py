@@ -164,7 +164,9 @@ def run_worker(
             log,
         ),
     )
-    policy = FailurePolicy(worker, config.max_retries, config.keep_checkpoints, store, log, storage)
+    # A PBT segment's checkpoint is a later segment's start: every one is kept.
+    keep = config.keep_checkpoints if config.scheduler is None else sys.maxsize
+    policy = FailurePolicy(worker, config.max_retries, keep, store, log, storage)
     packer = packer_for(config.packing, trainable, objective, policy, storage)
     ran = 0
     while not should_stop():
@@ -204,6 +206,7 @@ def _trainable(config: StudyConfig, device: torch.device) -> Trainable:
         checkpoint=config.keep_checkpoints > 0,
         target=config.task.name,
         inference_batch=config.inference_batch_size,
+        segments=config.scheduler is not None,
     )
 
 

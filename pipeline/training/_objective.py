@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial
 from pipeline.artifacts import ArtifactStore
 from pipeline.config import ParamSpec, StudyConfig, duration_text
 from pipeline.exceptions import Interrupted
+from pipeline.schedulers import Population, parent_of, population_of
 from pipeline.search import suggest
 from pipeline.signals import time_limit
 from pipeline.tracking import Tracking
@@ -69,6 +70,7 @@ class TrialPlan:
     objectives: tuple[str, ...] = ()  # the metrics of several objectives, in order
     limits: Limits | None = None  # the study's constraints
     model: Callable[[dict[str, Any]], torch.nn.Module] | None = None  # a trainable's model:
+    population: Population | None = None  # scheduler pbt: each trial is one segment
 
     @classmethod
     def of(cls, config: StudyConfig, model: Callable[..., Any] | None = None) -> TrialPlan:
@@ -83,6 +85,7 @@ class TrialPlan:
             tuple(config.metric_names) if config.multi_objective else (),
             limits_of(config.constraints),
             model if needs_params else None,
+            population_of(config),
         )
 
     def seed_of(self, trial: FrozenTrial) -> int:
@@ -154,10 +157,17 @@ class Objective:
             trial.set_user_attr(Attr.RETRY_OF, original_number(record))
             trial.set_user_attr(Attr.RETRY_COUNT, len(history))
         trials = trial.study.get_trials(deepcopy=False)
+        end, parent, population = self.plan.max_epochs, None, self.plan.population
+        if population is not None:
+            if population.is_duplicate(trials, record):
+                _end(trial, Outcome.SKIPPED, "skipped: another trial trains this segment")
+                raise TrialSkipped(f"trial {trial.number} not run: its segment is taken")
+            end, number = population.segment_end(record), parent_of(record)
+            parent = trials[number] if number is not None and number < len(trials) else None
         return Session(
             trial,
             self.plan.metric,
-            self.plan.max_epochs,
+            end,
             device=self.device,
             seed=self.plan.seed_of(record),
             store=self.store,
@@ -167,6 +177,7 @@ class Objective:
             objectives=self.plan.objectives,
             limits=self.plan.limits,
             on_epoch=self._epoch_logger(trial.number),
+            parent=parent,
         )
 
     def run(self, trial: optuna.Trial, session: Session) -> float | list[float]:

@@ -22,7 +22,7 @@ import optuna
 import torch
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from pipeline.artifacts import ArtifactStore
+from pipeline.artifacts import ArtifactStore, load_checkpoint
 from pipeline.search import FirstObjectivePruning
 from pipeline.trial import STOPPED_ATTR, Attr, Limits, Outcome
 
@@ -65,6 +65,7 @@ class Session:
         objectives: Sequence[str] = (),
         limits: Limits | None = None,
         on_epoch: Callable[[int, dict[str, float]], None] = lambda epoch, metrics: None,
+        parent: optuna.trial.FrozenTrial | None = None,
     ) -> None:
         self.trial = trial
         self.metric = metric  # the first objective: reported each epoch, pruned on
@@ -89,6 +90,7 @@ class Session:
         self.resume_id: str | None = None
         self.compute_seconds: float | None = None  # the built-in loop measures its own
         self.started = time.perf_counter()
+        self.parent = parent  # population-based training: the segment it goes on from
 
     @property
     def last(self) -> dict[str, Any] | None:
@@ -213,7 +215,22 @@ class Session:
             self._carry_over(attempt, epoch)
             self.trial.set_user_attr(Attr.RESUMED_FROM, {"trial": attempt.number, "epoch": epoch})
             return saved["object"]
-        return None
+        return self._from_parent()
+
+    def _from_parent(self) -> Any:
+        """A segment of population-based training starts from its parent's last
+        checkpoint, with the parent's epochs carried over (curves stay continuous)."""
+        if self.parent is None or self.store is None:
+            return None
+        artifact = self.parent.user_attrs.get(Attr.CHECKPOINT)
+        if artifact is None:
+            return None
+        try:
+            saved = load_checkpoint(self.store, str(artifact))
+        except (ArtifactNotFound, OSError):
+            return None
+        self._carry_over(self.parent, int(self.parent.user_attrs.get(Attr.EPOCHS) or 0))
+        return saved
 
     def _carry_over(self, attempt: optuna.trial.FrozenTrial, epoch: int) -> None:
         for step, value in sorted(attempt.intermediate_values.items()):

@@ -21,6 +21,7 @@ from pipeline.trial._objectives import (
 from pipeline.trial._trials import (
     FINISHED,
     IN_FLIGHT,
+    LINEAGE,
     STOPPED_ATTR,
     Attr,
     Outcome,
@@ -42,6 +43,7 @@ from pipeline.trial._trials import (
 __all__ = [
     "FINISHED",
     "IN_FLIGHT",
+    "LINEAGE",
     "STOPPED_ATTR",
     "Attr",
     "Limits",

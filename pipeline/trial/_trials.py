@@ -52,6 +52,13 @@ class Attr:
     HISTORY: Final = "history"  # every epoch's metrics: [{"epoch", "trial", name: value}]
     RESUME: Final = "resume"  # the latest working checkpoint: {"artifact", "epoch"}
     RESUMED_FROM: Final = "resumed_from"  # {"trial", "epoch"} a retry went on from
+    # Population-based training: each trial is one segment of one member's training.
+    MEMBER: Final = "member"  # which member of the population
+    GENERATION: Final = "generation"  # the segment's index: epochs after generation * interval
+    PARENT: Final = "parent"  # the trial whose checkpoint the segment started from (or None)
+
+
+LINEAGE: Final = (Attr.MEMBER, Attr.GENERATION, Attr.PARENT)  # what a re-run carries over
 
 
 class Outcome(enum.StrEnum):
@@ -187,6 +194,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
             state=TrialState.WAITING,
             params=trial.params,
             distributions=trial.distributions,
+            user_attrs={k: trial.user_attrs[k] for k in LINEAGE if k in trial.user_attrs},
             system_attrs={
                 "failed_trial": original_number(trial),
                 "retry_history": [*retry_history(trial), trial.number],
@@ -198,6 +206,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
 __all__ = [
     "FINISHED",
     "IN_FLIGHT",
+    "LINEAGE",
     "STOPPED_ATTR",
     "Attr",
     "Outcome",
