@@ -15,7 +15,6 @@ from pipeline.config._control import (
 from pipeline.config._objectives import MEASURED_DIRECTIONS, LimitConfig, ObjectiveConfig
 from pipeline.config._packing import CPU_PACKING, PackingConfig
 from pipeline.config._plugins import check_arity, import_function, required_arguments
-from pipeline.config._scheduler import PbtOptions, SchedulerConfig
 from pipeline.config._schema import (
     DEFAULT_STORAGE,
     KNOWN_DIRECTIONS,
@@ -27,6 +26,7 @@ from pipeline.config._schema import (
     convert,
     study_name_problem,
 )
+from pipeline.config._search import PbtOptions, SchedulerConfig
 from pipeline.config._tracking import TrackingConfig
 
 __all__ = [

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pipeline.config._control import CONTROL_KEYS, StopConfig, WarmStartConfig, resolve_control
-from pipeline.config._names import study_name_problem
 from pipeline.config._objectives import (
     MEASURED_DIRECTIONS,
     LimitConfig,
@@ -24,7 +23,7 @@ from pipeline.config._objectives import (
     check_objectives,
 )
 from pipeline.config._packing import CPU_PACKING, PackingConfig, check_packing
-from pipeline.config._scheduler import SchedulerConfig, check_scheduler
+from pipeline.config._search import PrunerConfig, SamplerConfig, SchedulerConfig, check_scheduler
 from pipeline.config._strict import convert as convert_value
 from pipeline.config._tracking import TrackingConfig
 from pipeline.exceptions import ConfigError
@@ -66,24 +65,6 @@ class TaskConfig:
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """An Optuna sampler by name; ``options`` go to its constructor unchanged."""
-
-    name: str = "tpe"
-    seed: int | None = 0
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PrunerConfig:
-    """An Optuna pruner by name, optionally wrapped in ``PatientPruner(patience)``."""
-
-    name: str = "median"
-    options: dict[str, Any] = field(default_factory=dict)
-    patience: int | None = None
 
 
 # --- the study ---------------------------------------------------------------------------
@@ -233,6 +214,22 @@ def _direction(
 
 
 # --- checks that need more than types ------------------------------------------------
+
+MAX_STUDY_NAME = 512  # Optuna's RDB schema: studies.study_name is VARCHAR(512)
+
+
+def study_name_problem(name: str) -> str | None:
+    """What is wrong with a study name, or None. Paths are built from it (``reports/<name>``),
+    so it holds no path separator and no ``..``: nothing built from it leaves its folder."""
+    if not name.strip():
+        return "must not be empty"
+    if any(ord(c) < 32 for c in name):
+        return "must not hold control characters (a newline, a NUL...)"
+    if len(name) > MAX_STUDY_NAME:
+        return f"is {len(name)} characters long; storages keep at most {MAX_STUDY_NAME}"
+    if "/" in name or "\\" in name or ".." in name:
+        return f"{name!r} holds a path separator or '..'; paths are built from it (reports/<name>)"
+    return None
 
 
 def check_values(config: StudyConfig) -> None:

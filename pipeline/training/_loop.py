@@ -257,13 +257,8 @@ def fit(
     val_batches = _batches(val, val_size, device, workers=workers)
     carry = {} if carry is None else carry
     optimizer = _optimizer(task, model, hp, carry.get("optimizer"))
-    scheduler = make_scheduler(optimizer, hp, _steps(train, batch_size), epochs)
     start = int(carry.get("epoch") or 0) + 1
-    if scheduler is not None and start > 1:
-        with warnings.catch_warnings():  # stepped without an optimizer step, on purpose
-            warnings.simplefilter("ignore", UserWarning)
-            for _ in range((start - 1) * _steps(train, batch_size)):
-                scheduler.step()
+    scheduler = _schedule_from(optimizer, hp, _steps(train, batch_size), epochs, start)
     loss_fn = loss_function(task, float(hp["label_smoothing"]))
     clip = float(hp["grad_clip"])
     names = (*KIND_METRICS[task.kind], *(task.metrics or {}))
@@ -294,6 +289,19 @@ def fit(
             break
     carry["optimizer"] = optimizer.state_dict()
     return results
+
+
+def _schedule_from(
+    optimizer: torch.optim.Optimizer, hp: Mapping[str, Any], steps: int, epochs: int, start: int
+) -> LRScheduler | None:
+    """The per-batch schedule, moved on to where epoch ``start`` begins."""
+    scheduler = make_scheduler(optimizer, hp, steps, epochs)
+    if scheduler is not None and start > 1:
+        with warnings.catch_warnings():  # stepped without an optimizer step, on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range((start - 1) * steps):
+                scheduler.step()
+    return scheduler
 
 
 def _optimizer(

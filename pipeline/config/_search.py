@@ -1,6 +1,7 @@
-"""The study-file schema of ``scheduler:``: population-based training (docs/schedulers.md).
+"""The study-file schema of the search strategy: ``sampler``, ``pruner`` and
+``scheduler`` (population-based training, docs/schedulers.md).
 
-A scheduler moves checkpoints between trials, which a pruner cannot: with ``name: pbt``
+Samplers and pruners are Optuna's, by name. A scheduler moves checkpoints between trials, which a pruner cannot: with ``name: pbt``
 every trial is one segment of ``interval`` epochs of one member of a population, and a
 member that falls behind goes on from a better member's checkpoint with perturbed
 hyperparameters. Part of the schema: it imports nothing from the package but the
@@ -15,6 +16,24 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pipeline.exceptions import ConfigError
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """An Optuna sampler by name; ``options`` go to its constructor unchanged."""
+
+    name: str = "tpe"
+    seed: int | None = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PrunerConfig:
+    """An Optuna pruner by name, optionally wrapped in ``PatientPruner(patience)``."""
+
+    name: str = "median"
+    options: dict[str, Any] = field(default_factory=dict)
+    patience: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,4 +97,4 @@ def check_scheduler(
         )
 
 
-__all__ = ["PbtOptions", "SchedulerConfig", "check_scheduler"]
+__all__ = ["PbtOptions", "PrunerConfig", "SamplerConfig", "SchedulerConfig", "check_scheduler"]
