@@ -134,7 +134,7 @@ def run_worker(
         StorageLost: the storage stayed unreachable past ``storage_retry_seconds``.
     """
     device = resolve_device(config.device)
-    trainable = _trainable(config, device)
+    trainable = build_trainable(config, device)
     outage = Outage(config.storage, config.storage_retry_seconds, f"worker {worker}", log)
     while True:
         try:
@@ -183,7 +183,7 @@ def run_worker(
     return ran
 
 
-def _trainable(config: StudyConfig, device: torch.device) -> Trainable:
+def build_trainable(config: StudyConfig, device: torch.device) -> Trainable:
     """The study's trainable: the user's function, or the built-in loop over the task's
     data, loaded once onto the device for all the trials this worker runs."""
     if config.task is None:

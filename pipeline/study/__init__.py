@@ -15,7 +15,7 @@ from pipeline.study._create import (
     set_optuna_logging,
     storage_for,
 )
-from pipeline.study._file import load_study_file
+from pipeline.study._file import load_study_file, parse_study
 from pipeline.study._provenance import RUNS_ATTR, masked, note
 from pipeline.study._stops import clear_stop, stop_reason
 
@@ -31,6 +31,7 @@ __all__ = [
     "masked",
     "note",
     "open_existing",
+    "parse_study",
     "prepare_study",
     "set_optuna_logging",
     "stop_reason",

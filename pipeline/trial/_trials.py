@@ -139,9 +139,15 @@ def best_trial(
     """The best feasible complete trial for the study's first objective (the first of
     equals), among those ``where`` accepts; None if there is none. An infeasible trial
     is never the best. (Of several objectives, this is the end of the Pareto front that
-    is best in the first; see :func:`pipeline.trial.study_front` for all of it.)"""
+    is best in the first; see :func:`pipeline.trial.study_front` for all of it. Of a
+    population, only the segments that reached the deepest epoch compete.)"""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     chosen = [t for t in complete if is_feasible(t) and (where is None or where(t))]
+    if any(Attr.MEMBER in t.user_attrs for t in chosen):
+        # Population-based training: a segment is best among the segments that trained
+        # as far as any did, not against the earlier epochs of other members.
+        deepest = max(int(t.user_attrs.get(Attr.EPOCHS) or 0) for t in chosen)
+        chosen = [t for t in chosen if int(t.user_attrs.get(Attr.EPOCHS) or 0) == deepest]
     ranked = rank(chosen, study.directions[0])
     return ranked[0] if ranked else None
 
