@@ -30,6 +30,7 @@ def test_there_are_study_files_for_every_sampler_and_pruner() -> None:
     assert any(c.multi_objective and c.constraints for c in configs)
     assert {c.pruner.name for c in configs} >= {"none", "median", "percentile", "asha", "hyperband"}
     assert any(c.pruner.patience for c in configs)
+    assert any(c.scheduler is not None for c in configs)  # population-based training
     assert len({c.study_name for c in configs}) == len(configs)
 
 
@@ -37,6 +38,9 @@ def test_there_are_study_files_for_every_sampler_and_pruner() -> None:
 @pytest.mark.parametrize("path", OFFLINE, ids=[p.stem for p in OFFLINE])
 def test_study_file_smoke_runs(path: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/smoke.db"
+    # A population's budget is its members' segments: two members, one epoch each.
+    pbt = _load(path).scheduler is not None
+    shrink = ["scheduler.options.population=2", "scheduler.options.interval=1"] if pbt else []
     result = run_cli(
         "tune",
         str(path),
@@ -48,6 +52,7 @@ def test_study_file_smoke_runs(path: Path, tmp_path: Path) -> None:
         "1",
         "--set",
         "max_epochs=1",
+        *[arg for item in shrink for arg in ("--set", item)],
         "--quiet",
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -119,8 +119,13 @@ def budget_for(config: StudyConfig, study: optuna.Study, deadline: float | None)
     """The budget a worker enforces for this study."""
     grid = config.sampler.name == "grid"
     population = population_of(config)  # PBT runs the segments it queues, and only them
+    n_trials = study.user_attrs.get(GRID_ATTR) if grid else config.n_trials
+    if config.scheduler is not None:  # shown as the total: every member's segments
+        n_trials = config.scheduler.options.population * config.scheduler.generations(
+            config.max_epochs
+        )
     return Budget(
-        n_trials=study.user_attrs.get(GRID_ATTR) if grid else config.n_trials,
+        n_trials=n_trials,
         deadline=deadline,
         queue_only=grid or population is not None,
         max_total_epochs=config.max_total_epochs,
