@@ -4,13 +4,19 @@ real populations."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any, Literal
 
 import optuna
 import pytest
-from conftest import minimal_study
+import yaml
+from conftest import REPO, minimal_study, with_tests_path
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -219,6 +225,7 @@ def test_pbt_beside_a_pruner_is_refused() -> None:
 # --- a real population -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_population_trains_in_segments_with_continuous_curves(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/s.db"
     config = parse_study({**pbt_study(quantile=0.5, synchronous=True), "storage": url})
@@ -244,3 +251,76 @@ def test_a_population_trains_in_segments_with_continuous_curves(tmp_path: Path) 
     stretches = schedule(chain)
     assert [(s.first, s.last) for s in stretches] == [(1, 2), (3, 4)] and stretches[1].exploit
     assert "(exploited)" in schedule_lines(stretches)[1]
+
+
+def _worker(path: Path, index: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "worker", str(path), "--worker-index", str(index)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": with_tests_path()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_segment_loses_nothing(tmp_path: Path) -> None:
+    """Two workers on SQLite share a population; one is SIGKILLed inside a segment. The
+    segment is re-run from its last checkpoint by the other, and every member ends with
+    all its epochs, each curve continuous."""
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = minimal_study(
+        storage=url,
+        trainable="tiny_trainables:fit_line",  # checkpoints every epoch, sleeps in between
+        metric="mse",
+        direction="minimize",
+        max_epochs=6,
+        max_retries=1,
+        heartbeat_interval=1,
+        grace_period=3,
+        scheduler={"name": "pbt", "options": {"population": 2, "interval": 3}},
+        search_space={"lr": {"type": "float", "low": 0.01, "high": 0.2}, "sleep": 0.4},
+        task=None,
+    )
+    study.pop("task")
+    path = tmp_path / "pbt.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    victim, survivor = _worker(path, 0), _worker(path, 1)
+    killed: list[int] = []
+    deadline = time.time() + 120
+    try:
+        while not killed and time.time() < deadline:
+            time.sleep(0.2)
+            try:
+                trials = optuna.load_study(study_name=study["study_name"], storage=url).trials
+            except KeyError:
+                continue  # not created yet
+            for t in trials:
+                pid = (t.user_attrs.get("worker_process") or {}).get("pid")
+                if t.state == TrialState.RUNNING and pid == victim.pid and t.intermediate_values:
+                    victim.send_signal(signal.SIGKILL)
+                    killed.append(t.number)
+                    break
+        assert killed, "the victim never trained a segment"
+        _, err = survivor.communicate(timeout=240)
+        assert survivor.returncode == 0, err
+    finally:
+        for proc in (victim, survivor):
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+    trials = optuna.load_study(study_name=study["study_name"], storage=url).trials
+    dead = trials[killed[0]]
+    assert dead.state == TrialState.FAIL
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == dead.number]
+    assert retry.state == TrialState.COMPLETE
+    for key in ("member", "generation", "parent"):
+        assert retry.user_attrs.get(key) == dead.user_attrs.get(key)
+    assert retry.user_attrs["resumed_from"]["trial"] == dead.number  # its last checkpoint
+    finals = [
+        t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs["generation"] == 1
+    ]
+    assert sorted(t.user_attrs["member"] for t in finals) == [0, 1]
+    for final in finals:  # every epoch of every member is there
+        assert sorted(final.intermediate_values) == [1, 2, 3, 4, 5, 6]
