@@ -217,6 +217,23 @@ def test_bad_scheduler_options_are_refused(options: dict[str, Any], key: str, me
     assert caught.value.key == key and message in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"keep_checkpoints": 0}, "keep_checkpoints"),
+        ({"enqueue": [{"lr": 0.1}]}, "enqueue"),
+        ({"objectives": [{"metric": "val_accuracy"}, {"metric": "params"}]}, "objectives"),
+    ],
+)
+def test_pbt_without_what_it_needs_is_refused(overrides: dict[str, Any], key: str) -> None:
+    raw = {**pbt_study(), **overrides}
+    if "objectives" in overrides:  # they replace metric and direction
+        raw.pop("metric"), raw.pop("direction")
+    with pytest.raises(ConfigError) as caught:
+        parse_study(raw)
+    assert caught.value.key == key and "scheduler pbt" in str(caught.value)
+
+
 def test_pbt_beside_a_pruner_is_refused() -> None:
     with pytest.raises(ConfigError, match="set pruner"):
         parse_study({**pbt_study(), "pruner": {"name": "median"}})

@@ -14,6 +14,7 @@ from pipeline.schedulers._lineage import (
 )
 from pipeline.schedulers._pbt import (
     Population,
+    check_population,
     check_shared_checkpoints,
     generation_of,
     member_of,
@@ -25,6 +26,7 @@ __all__ = [
     "Population",
     "Stretch",
     "changing",
+    "check_population",
     "check_shared_checkpoints",
     "generation_of",
     "lineage",

@@ -34,7 +34,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import ParamSpec, SchedulerConfig, StudyConfig
-from pipeline.exceptions import UsageError
+from pipeline.exceptions import ConfigError, UsageError
 from pipeline.search import to_distribution
 from pipeline.trial import Attr, Outcome, outcome_of, process_identity
 
@@ -193,6 +193,34 @@ def population_of(config: StudyConfig) -> Population | None:
     return Population(config.scheduler, config.search_space, config.max_epochs, config.seed)
 
 
+def check_population(config: StudyConfig) -> None:
+    """Refuse what PBT cannot run with: no checkpoints (an exploit copies one), several
+    objectives (members are ranked on one), packing, a grid or queued configurations
+    (the population queues its own segments).
+
+    Raises:
+        ConfigError: naming the key to change.
+    """
+    if config.scheduler is None:
+        return
+    problems = {
+        "keep_checkpoints": (
+            "must be at least 1: an exploit copies a checkpoint",
+            not config.keep_checkpoints,
+        ),
+        "objectives": ("PBT ranks members on one objective; list one", config.multi_objective),
+        "packing": ("cannot train PBT segments; remove packing", config.packing is not None),
+        "sampler.name": (
+            "grid cannot draw a population; use random",
+            config.sampler.name == "grid",
+        ),
+        "enqueue": ("the population queues its own segments; remove enqueue", bool(config.enqueue)),
+    }
+    for key, (message, broken) in problems.items():
+        if broken:
+            raise ConfigError(key, f"with scheduler pbt: {message}")
+
+
 def check_shared_checkpoints(study: optuna.Study, artifacts: str | None) -> None:
     """Refuse to join a PBT study from a second machine while its checkpoints are on one
     machine's disk: a segment started here could not read its parent's checkpoint.
@@ -261,6 +289,7 @@ def _snap(dist: FloatDistribution | IntDistribution, value: float) -> float | in
 
 __all__ = [
     "Population",
+    "check_population",
     "check_shared_checkpoints",
     "generation_of",
     "member_of",
