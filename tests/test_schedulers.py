@@ -16,12 +16,13 @@ from typing import Any, Literal
 import optuna
 import pytest
 import yaml
-from conftest import REPO, minimal_study, with_tests_path
+from conftest import REPO, cli, minimal_study, with_tests_path
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from pipeline.config import PrunerConfig
 from pipeline.exceptions import ConfigError
+from pipeline.results import best_record, export, format_best
 from pipeline.runner import run_worker
 from pipeline.schedulers import Population, lineage, population_of, schedule, schedule_lines
 from pipeline.search import check_pruner, make_pruner
@@ -268,6 +269,76 @@ def test_a_population_trains_in_segments_with_continuous_curves(tmp_path: Path) 
     stretches = schedule(chain)
     assert [(s.first, s.last) for s in stretches] == [(1, 2), (3, 4)] and stretches[1].exploit
     assert "(exploited)" in schedule_lines(stretches)[1]
+    # What a user reads: the report's population, and the winner retrained from scratch.
+    source = ("--storage", url, "--study-name", config.study_name)
+    report = cli("report", *source, "--out", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "report" / "population.png").exists()
+    assert "The population" in (tmp_path / "report" / "index.html").read_text()
+    replayed = cli("replay", *source)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "from scratch" in replayed.stdout and "test_accuracy: " in replayed.stdout
+
+
+def _history(study: optuna.Study) -> None:
+    """Two members, two segments each; member 1 copied member 0 at epoch 2."""
+    lr = FloatDistribution(0.01, 0.5, log=True)
+    rows = [  # member, generation, parent, lr, value
+        (0, 0, None, 0.1, 0.8),
+        (1, 0, None, 0.02, 0.5),
+        (0, 1, 0, 0.1, 0.85),
+        (1, 1, 0, 0.12, 0.9),
+    ]
+    for member, generation, parent, value_lr, value in rows:
+        epochs = 2 * (generation + 1)
+        study.add_trial(
+            create_trial(
+                value=value,
+                params={"lr": value_lr},
+                distributions={"lr": lr},
+                intermediate_values={e: value for e in range(1, epochs + 1)},
+                user_attrs={
+                    "member": member,
+                    "generation": generation,
+                    "parent": parent,
+                    "epochs": epochs,
+                },
+            )
+        )
+
+
+def test_best_prints_the_winners_schedule_and_whom_it_descends_from() -> None:
+    study = optuna.create_study(direction="maximize")
+    _history(study)
+    record = best_record(study)
+    assert record is not None and record["trial"] == 3
+    text = format_best(record)
+    assert "epochs 1-2: lr=0.1  member 0, trials 0" in text
+    assert "epochs 3-4: lr=0.12  member 1 (exploited), trials 3" in text
+
+
+def test_the_best_segment_is_one_that_trained_deepest() -> None:
+    study = optuna.create_study(direction="maximize")
+    _history(study)
+    study.add_trial(  # a better value, but after two epochs only: not the winner
+        create_trial(value=0.99, user_attrs={"member": 2, "generation": 0, "epochs": 2})
+    )
+    record = best_record(study)
+    assert record is not None and record["trial"] == 3
+
+
+def test_export_has_member_generation_and_parent_columns(tmp_path: Path) -> None:
+    study = optuna.create_study(direction="maximize")
+    _history(study)
+    (path,) = export(study, tmp_path / "trials.csv")
+    header, *rows = Path(path).read_text().splitlines()
+    assert header.startswith("number,state,member,generation,parent,")
+    assert [row.split(",")[2:5] for row in rows] == [
+        ["0", "0", ""],
+        ["1", "0", ""],
+        ["0", "1", "0"],
+        ["1", "1", "0"],
+    ]
 
 
 def _worker(path: Path, index: int) -> subprocess.Popen[str]:
@@ -341,3 +412,22 @@ def test_a_worker_killed_mid_segment_loses_nothing(tmp_path: Path) -> None:
     assert sorted(t.user_attrs["member"] for t in finals) == [0, 1]
     for final in finals:  # every epoch of every member is there
         assert sorted(final.intermediate_values) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_second_machine_with_local_checkpoints_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    path = tmp_path / "pbt.yaml"
+    raw = {**pbt_study(), "storage": url}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    config = parse_study(raw)
+    study = prepare_study(config, storage_for(config))
+    study.add_trial(  # a segment another machine trained
+        create_trial(
+            value=0.5,
+            user_attrs={"member": 0, "generation": 0, "worker_process": {"boot_id": "elsewhere"}},
+        )
+    )
+    result = cli("worker", str(path), "--storage", url)
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert "ran on another machine" in line and "artifacts: s3://" in line
