@@ -431,3 +431,48 @@ def test_a_second_machine_with_local_checkpoints_is_refused(tmp_path: Path) -> N
     assert result.returncode != 0
     (line,) = result.stderr.strip().splitlines()
     assert "ran on another machine" in line and "artifacts: s3://" in line
+
+
+def test_the_built_in_loop_keeps_the_optimizer_state_and_takes_the_new_values() -> None:
+    """After an exploit the momentum buffers go on, while lr and momentum are the new
+    segment's: fit() loads the checkpoint's optimizer state, then sets the values."""
+    import torch
+    from tiny_task import tiny
+
+    from pipeline.training import fit
+
+    task = tiny()
+    splits = task.load(task.resolve_options({}))
+    hp = {"hidden": 8, "diverge": False, "fail": False, "optimizer": "sgd"}
+    model = task.build_model(hp, splits)
+    first: dict[str, Any] = {}
+    fit(
+        model,
+        task,
+        splits.train,
+        splits.val,
+        {**hp, "lr": 0.5, "momentum": 0.9},
+        1,
+        torch.Generator().manual_seed(0),
+        carry=first,
+    )
+    saved = first["optimizer"]
+    carry = {"epoch": 1, "optimizer": saved}
+    results = fit(
+        model,
+        task,
+        splits.train,
+        splits.val,
+        {**hp, "lr": 0.01, "momentum": 0.5},
+        1,
+        torch.Generator().manual_seed(0),
+        carry=carry,
+    )
+    assert results == []  # epoch 1 was trained already: nothing left to train
+    group = carry["optimizer"]["param_groups"][0]
+    assert (group["lr"], group["momentum"]) == (0.01, 0.5)
+    before, after = (
+        saved["state"][0]["momentum_buffer"],
+        carry["optimizer"]["state"][0]["momentum_buffer"],
+    )
+    assert torch.equal(before, after)
