@@ -176,20 +176,21 @@ def markdown(
         "",
         f"Measured {date.today()} on {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
         f"torch {torch.__version__}, optuna {optuna.__version__}. {seeds} seeds, each cell: median "
-        f"(min-max). `python benchmarks/pbt.py --seeds {seeds}` took {minutes:.0f} min."
+        f"(min-max). "
+        + (f"`python benchmarks/pbt.py --seeds {seeds}` took {minutes:.0f} min." if minutes else "")
         + (
             " The machine was shared with other jobs while it ran: wall times are inflated and noisy."
             if shared
             else ""
         ),
         "",
-        "| run | wall s | epochs trained | trials | best val acc | test acc |",
-        "|---|---|---|---|---|---|",
+        "| run | seeds | wall s | epochs trained | trials | best val acc | test acc |",
+        "|---|---|---|---|---|---|---|",
     ]
     for run, rows in results.items():
         if rows:
             lines.append(
-                f"| {labels[run]} | {_cell(rows, 'wall', '{:.0f}')} | {_cell(rows, 'epochs', '{:.0f}')} "
+                f"| {labels[run]} | {len(rows)} | {_cell(rows, 'wall', '{:.0f}')} | {_cell(rows, 'epochs', '{:.0f}')} "
                 f"| {_cell(rows, 'trials', '{:.0f}')} | {_cell(rows, 'val_accuracy', '{:.3f}')} "
                 f"| {_cell(rows, 'test_accuracy', '{:.3f}')} |"
             )
@@ -233,8 +234,29 @@ def main() -> None:
     parser.add_argument("--ray-python", default=str(REPO / ".venv-ray/bin/python"))
     parser.add_argument("--markdown", default=None, help="write the table into this file")
     parser.add_argument("--shared", action="store_true", help="say the machine was shared")
+    parser.add_argument(
+        "--from-log",
+        nargs="*",
+        help="write the table from the `seed N run: {...}` lines of earlier runs' output",
+    )
+    parser.add_argument(
+        "--seed-list", default=None, help="seeds to run, e.g. 1,2 (default: 0..seeds-1)"
+    )
     args = parser.parse_args()
     runs = args.runs.split(",")
+    if args.from_log is not None:  # runs measured earlier, perhaps in several sittings
+        found: dict[str, list[dict[str, Any]]] = {run: [] for run in RUNS}
+        for log in args.from_log:
+            for line in Path(log).read_text().splitlines():
+                head, _, data = line.partition(": ")
+                if head.startswith("seed ") and head.split()[-1] in found:
+                    found[head.split()[-1]].append(json.loads(data))
+        seeds = max(len(rows) for rows in found.values())
+        text = markdown(found, seeds, 0.0, args.shared)
+        print(text)
+        if args.markdown:
+            write_section(Path(args.markdown), text)
+        return
     if "ray-pbt" in runs and not Path(args.ray_python).exists():
         sys.exit(f"error: {args.ray_python} not found; run `make bench-ray-env` first")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -242,7 +264,8 @@ def main() -> None:
     results: dict[str, list[dict[str, Any]]] = {run: [] for run in runs}
     with tempfile.TemporaryDirectory() as tmp:
         logs = Path(tmp)
-        for seed in range(args.seeds):
+        seeds = [int(x) for x in args.seed_list.split(",")] if args.seed_list else range(args.seeds)
+        for seed in seeds:
             for run in runs:
                 row = (
                     run_ray(seed, logs, args.ray_python)
