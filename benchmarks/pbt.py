@@ -264,8 +264,10 @@ def main() -> None:
     results: dict[str, list[dict[str, Any]]] = {run: [] for run in runs}
     with tempfile.TemporaryDirectory() as tmp:
         logs = Path(tmp)
-        seeds = [int(x) for x in args.seed_list.split(",")] if args.seed_list else range(args.seeds)
-        for seed in seeds:
+        chosen = (
+            [int(x) for x in args.seed_list.split(",")] if args.seed_list else range(args.seeds)
+        )
+        for seed in chosen:
             for run in runs:
                 row = (
                     run_ray(seed, logs, args.ray_python)
