@@ -15,7 +15,7 @@ PORT ?= 8080
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install tune worker storage-proxy compare validate best evaluate report export dashboard tensorboard test test-fast lint bench bench-ray-env clean
+.PHONY: help install tune worker storage-proxy compare validate best evaluate replay report export dashboard tensorboard test test-fast lint bench bench-ray-env clean
 
 help: ## Show the targets and the variables they read
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,6 +54,9 @@ best: $(STAMP) ## Print a study's best trial: make best [STUDY=studies/x.yaml | 
 
 evaluate: $(STAMP) ## Score the best checkpoint on the test split: make evaluate [STUDY=... | NAME=...] [ARGS="--retrain-seeds 3"]
 	$(BIN)/pipeline evaluate $(STUDY_FLAGS) $(ARGS)
+
+replay: $(STAMP) ## PBT: retrain the winner's schedule from scratch, print its test score: make replay [STUDY=... | NAME=...]
+	$(BIN)/pipeline replay $(STUDY_FLAGS) $(ARGS)
 
 COMPARE_ARGS ?= --samplers grid,random,tpe,gp --pruners none,asha --seeds 2 --budget trials:10 --target 0.2
 

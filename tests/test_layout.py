@@ -26,6 +26,7 @@ LAYERS = [
     "search",
     "tasks",
     "trial",
+    "schedulers",
     "artifacts",
     "tracking",
     "training",

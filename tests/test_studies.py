@@ -33,6 +33,7 @@ def test_there_are_study_files_for_every_sampler_and_pruner() -> None:
     assert any(c.multi_objective and c.constraints for c in configs)
     assert {c.pruner.name for c in configs} >= {"none", "median", "percentile", "asha", "hyperband"}
     assert any(c.pruner.patience for c in configs)
+    assert any(c.scheduler is not None for c in configs)  # population-based training
     assert len({c.study_name for c in configs}) == len(configs)
 
 
@@ -41,6 +42,9 @@ def test_there_are_study_files_for_every_sampler_and_pruner() -> None:
 def test_study_file_smoke_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a Hugging Face study must not need the Hub
     url = f"sqlite:///{tmp_path}/smoke.db"
+    # A population's budget is its members' segments: two members, one epoch each.
+    pbt = _load(path).scheduler is not None
+    shrink = ["scheduler.options.population=2", "scheduler.options.interval=1"] if pbt else []
     result = run_cli(
         "tune",
         str(path),
@@ -52,6 +56,7 @@ def test_study_file_smoke_runs(path: Path, tmp_path: Path, monkeypatch: pytest.M
         "1",
         "--set",
         "max_epochs=1",
+        *[arg for item in shrink for arg in ("--set", item)],
         "--quiet",
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -15,6 +15,7 @@ from pipeline.artifacts._checkpoints import (
     open_location,
     remove_quietly,
     where,
+    write_working,
 )
 from pipeline.artifacts._s3 import check_s3_url, is_s3
 
@@ -31,4 +32,5 @@ __all__ = [
     "open_location",
     "remove_quietly",
     "where",
+    "write_working",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import uuid
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -143,6 +144,21 @@ def load_checkpoint(store: ArtifactStore, artifact_id: str) -> Any:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
+def write_working(store: ArtifactStore, epoch: int, obj: Any) -> str:
+    """Write a trial's working checkpoint (``obj`` at ``epoch``, what ``restore`` reads
+    back) as a new artifact; returns its id.
+
+    Raises:
+        OSError: the store could not take it.
+    """
+    buffer = io.BytesIO()
+    torch.save({"epoch": epoch, "object": obj}, buffer)
+    buffer.seek(0)
+    artifact_id = f"resume-{uuid.uuid4()}"
+    store.write(artifact_id, buffer)
+    return artifact_id
+
+
 def remove_quietly(store: ArtifactStore, artifact_id: str) -> None:
     """Remove an artifact if it is still there (another worker may have removed it)."""
     with contextlib.suppress(ArtifactNotFound, OSError):
@@ -172,4 +188,5 @@ __all__ = [
     "open_store",
     "remove_quietly",
     "where",
+    "write_working",
 ]

@@ -233,10 +233,18 @@ def _add_result_commands(sub: Any) -> None:
         ("evaluate", "score the best trial's checkpoint on the test split"),
         ("export", "write one row per trial to CSV or Parquet"),
         ("report", "write an HTML report with plots, PNGs and a Markdown summary"),
+        ("replay", "retrain a PBT winner's hyperparameter schedule from scratch; its test score"),
     ):
         p = sub.add_parser(name, help=help_)
         _study_source_args(p, named=True, artifacts=name in ("best", "evaluate", "export"))
         if name == "best":
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+            p.add_argument(
+                "--replay",
+                action="store_true",
+                help="PBT: then retrain the winner's schedule from scratch (pipeline replay)",
+            )
+        elif name == "replay":
             p.add_argument("--json", action="store_true", help="machine-readable output")
         elif name == "evaluate":
             p.add_argument(

@@ -194,6 +194,14 @@ def cmd_best(args: argparse.Namespace) -> int:
         return EXIT_OK
     record = best_with_checkpoint(study, args.storage, artifacts)
     print(json.dumps(record, indent=2) if args.json else format_best(record))
+    return cmd_replay(args) if args.replay else EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from pipeline.runner import format_replay, replay
+
+    result = replay(_open(args))
+    print(json.dumps(result, indent=2) if args.json else format_replay(result))
     return EXIT_OK
 
 
@@ -277,6 +285,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "export": cmd_export,
     "report": cmd_report,
+    "replay": cmd_replay,
     "dashboard": cmd_dashboard,
 }
 

@@ -33,6 +33,7 @@ from pipeline.config._schema import (
     convert,
     study_name_problem,
 )
+from pipeline.config._search import PbtOptions, SchedulerConfig
 from pipeline.config._tracking import TrackingConfig, WandbConfig
 
 __all__ = [
@@ -45,9 +46,11 @@ __all__ = [
     "ObjectiveConfig",
     "PackingConfig",
     "ParamSpec",
+    "PbtOptions",
     "PlateauConfig",
     "PrunerConfig",
     "SamplerConfig",
+    "SchedulerConfig",
     "StopConfig",
     "StudyConfig",
     "TaskConfig",

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pipeline.config._control import CONTROL_KEYS, StopConfig, WarmStartConfig, resolve_control
-from pipeline.config._names import study_name_problem
 from pipeline.config._objectives import (
     KNOWN_DIRECTIONS,
     MEASURED_DIRECTIONS,
@@ -32,6 +31,7 @@ from pipeline.config._plugins import (
     check_trainable_args,
     check_what_trains,
 )
+from pipeline.config._search import PrunerConfig, SamplerConfig, SchedulerConfig, check_scheduler
 from pipeline.config._strict import convert as convert_value
 from pipeline.config._tracking import TrackingConfig
 from pipeline.exceptions import ConfigError
@@ -63,24 +63,6 @@ class TaskConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class SamplerConfig:
-    """An Optuna sampler by name; ``options`` go to its constructor unchanged."""
-
-    name: str = "tpe"
-    seed: int | None = 0
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PrunerConfig:
-    """An Optuna pruner by name, optionally wrapped in ``PatientPruner(patience)``."""
-
-    name: str = "median"
-    options: dict[str, Any] = field(default_factory=dict)
-    patience: int | None = None
-
-
 # --- the study ---------------------------------------------------------------------------
 
 
@@ -108,6 +90,7 @@ class StudyConfig:
     warm_start: WarmStartConfig | None = None  # an earlier study's best, queued or as history
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    scheduler: SchedulerConfig | None = None  # population-based training; off unless set
     storage: str = DEFAULT_STORAGE
     workers: int | None = None
     device: str = "cpu"
@@ -167,7 +150,14 @@ class StudyConfig:
             data.pop("inference_batch_size")
         if not self.tracking.enabled:  # off: the record reads as before tracking existed
             data.pop("tracking")
-        for key in ("packing", "trainable_args", "lightning", "transformers", *CONTROL_KEYS):
+        for key in (
+            "packing",
+            "scheduler",
+            "trainable_args",
+            "lightning",
+            "transformers",
+            *CONTROL_KEYS,
+        ):  # unset: as before they existed
             if data[key] is None:
                 data.pop(key)
         data["search_space"] = {
@@ -234,6 +224,22 @@ def _direction(
 
 # --- checks that need more than types ------------------------------------------------
 
+MAX_STUDY_NAME = 512  # Optuna's RDB schema: studies.study_name is VARCHAR(512)
+
+
+def study_name_problem(name: str) -> str | None:
+    """What is wrong with a study name, or None. Paths are built from it (``reports/<name>``),
+    so it holds no path separator and no ``..``: nothing built from it leaves its folder."""
+    if not name.strip():
+        return "must not be empty"
+    if any(ord(c) < 32 for c in name):
+        return "must not hold control characters (a newline, a NUL...)"
+    if len(name) > MAX_STUDY_NAME:
+        return f"is {len(name)} characters long; storages keep at most {MAX_STUDY_NAME}"
+    if "/" in name or "\\" in name or ".." in name:
+        return f"{name!r} holds a path separator or '..'; paths are built from it (reports/<name>)"
+    return None
+
 
 def check_values(config: StudyConfig) -> None:
     """The checks that need only the values: budgets, counts, seconds, the device.
@@ -248,7 +254,7 @@ def check_values(config: StudyConfig) -> None:
             f"got {config.max_epochs}",
         )
     budgets = (config.n_trials, config.timeout, config.max_total_epochs)
-    if all(b is None for b in budgets) and config.sampler.name != "grid":
+    if all(b is None for b in budgets) and config.sampler.name != "grid" and not config.scheduler:
         raise ConfigError(
             "n_trials", "set n_trials, timeout or max_total_epochs, so the study can end"
         )
@@ -295,6 +301,7 @@ def check_values(config: StudyConfig) -> None:
     if config.storage_retry_seconds < 0:
         raise ConfigError("storage_retry_seconds", "must be 0 or more seconds")
     _check_what_to_train(config)
+    check_scheduler(config.scheduler, config.search_space, config.max_epochs, config.pruner.name)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", config.device):
         raise ConfigError("device", f"expected auto, cpu, cuda or cuda:N, got {config.device!r}")
 
@@ -332,6 +339,7 @@ __all__ = [
     "ParamSpec",
     "PrunerConfig",
     "SamplerConfig",
+    "SchedulerConfig",
     "StudyConfig",
     "TaskConfig",
     "TrackingConfig",

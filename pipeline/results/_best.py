@@ -8,6 +8,14 @@ import optuna
 
 from pipeline.artifacts import live_checkpoint, open_location, where
 from pipeline.exceptions import NoResult
+from pipeline.schedulers import (
+    Stretch,
+    lineage,
+    member_of,
+    schedule,
+    schedule_lines,
+    schedule_record,
+)
 from pipeline.trial import Attr, best_trial, last_metrics
 
 
@@ -65,7 +73,16 @@ def best_record(study: optuna.Study) -> dict[str, Any] | None:
         "test": test,
         "epochs": attrs.get(Attr.EPOCHS),
         "checkpoint_error": attrs.get(Attr.CHECKPOINT_ERROR),
+        **_lineage(study, best),
     }
+
+
+def _lineage(study: optuna.Study, best: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """A PBT winner's member and hyperparameter schedule: the segments it descends from."""
+    if member_of(best) is None:
+        return {}
+    stretches = schedule(lineage(study.get_trials(deepcopy=False), best))
+    return {"member": member_of(best), "schedule": schedule_record(stretches)}
 
 
 def deepest_record(study: optuna.Study) -> dict[str, Any] | None:
@@ -150,6 +167,9 @@ def format_best(record: dict[str, Any]) -> str:
             "(no trial completed: every one was pruned)"
         )
     lines = [f"{title}:", f"  config:\n{params}"]
+    if record.get("schedule"):  # population-based training: how the values changed
+        lines.append(f"  schedule (member {record['member']} and the members it descends from):")
+        lines += [f"    {line}" for line in schedule_lines(_stretches(record["schedule"]))]
     rows = [
         (label(name), num(value)) for name, value in {**record["metrics"], **record["test"]}.items()
     ]
@@ -161,6 +181,20 @@ def format_best(record: dict[str, Any]) -> str:
     width = max(21, *(len(name) + 2 for name, _ in rows))  # a long metric name keeps a space
     lines += [f"  {name + ':':{width}s}{value}" for name, value in rows]
     return "\n".join(lines)
+
+
+def _stretches(rows: list[dict[str, Any]]) -> list[Stretch]:
+    return [
+        Stretch(
+            r["epochs"][0],
+            r["epochs"][1],
+            r["member"],
+            tuple(r["trials"]),
+            r["params"],
+            r["exploit"],
+        )
+        for r in rows
+    ]
 
 
 def _checkpoint(record: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pipeline.artifacts import ArtifactStore, live_checkpoint, where
 from pipeline.exceptions import NoResult, UsageError
 from pipeline.results._best import test_scores_of
-from pipeline.trial import Attr, is_feasible, last_metrics, outcome_of, reason_of
+from pipeline.trial import LINEAGE, Attr, is_feasible, last_metrics, outcome_of, reason_of
 
 if TYPE_CHECKING:  # pandas costs 0.4 s to import; `tune` imports this room
     import pandas as pd
@@ -20,7 +20,8 @@ if TYPE_CHECKING:  # pandas costs 0.4 s to import; `tune` imports this room
 def trials_table(study: optuna.Study, store: ArtifactStore | None = None) -> pd.DataFrame:
     """One row per trial, with columns named for people: the trial's number and how it
     ended, one column per parameter, the study metric under its own name, the other
-    metrics of its last epoch and its test scores, epochs and seconds, the worker, the
+    metrics of its last epoch and its test scores (of a PBT population, its member,
+    generation and parent), epochs and seconds, the worker, the
     trial it re-ran, why it was pruned or failed, and its checkpoint where the file is
     still in ``store``."""
     trials = study.get_trials(deepcopy=False)
@@ -43,6 +44,10 @@ def trials_table(study: optuna.Study, store: ArtifactStore | None = None) -> pd.
             for row in rows
         ]
     )
+    if any(Attr.MEMBER in t.user_attrs for t in trials):  # PBT: who trained what, from where
+        for index, key in enumerate(LINEAGE):
+            values = [t.user_attrs.get(key) for t in trials]
+            frame.insert(2 + index, key, pd.array(values, dtype="Int64"))
     for param in params:  # a parameter some trials did not set stays whole, not 128.0
         values = [row["params"][param] for row in rows if param in row["params"]]
         if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
@@ -56,7 +61,7 @@ def _param_column(name: str, metrics: list[str]) -> str:
     return f"param_{name}" if clash else name
 
 
-_REST = ("epochs", "seconds", "worker", "retry_of", "reason", "checkpoint")
+_REST = ("epochs", "seconds", "worker", "retry_of", "reason", "checkpoint", *LINEAGE)
 
 
 def _row(

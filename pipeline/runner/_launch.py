@@ -49,6 +49,7 @@ from pipeline.runner._placement import (
 )
 from pipeline.runner._watch import Supervisor, last_words
 from pipeline.runner._worker import POLL_SECONDS, open_with_retry, run_worker
+from pipeline.schedulers import check_shared_checkpoints
 from pipeline.signals import StopOnSignal, die_with_parent
 from pipeline.storages import (
     STORAGE_ERRORS,
@@ -310,6 +311,8 @@ def join_study(config: StudyConfig, worker: int, threads: int, timeout: float | 
     torch.set_num_threads(threads)
     deadline = time.time() + timeout if timeout is not None else None
     study, storage = open_with_retry(config, joining=True)
+    if config.scheduler is not None:
+        check_shared_checkpoints(study, config.artifacts)
     tracking = open_tracking(
         config.tracking, config.study_name, config.metric, lambda: note(config), f"worker {worker}"
     )

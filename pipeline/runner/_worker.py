@@ -164,7 +164,7 @@ def _run_trials(
     output: TrialOutput | None,
 ) -> int:
     device = resolve_device(config.device)
-    trainable = _trainable(config, device)
+    trainable = build_trainable(config, device)
     outage = Outage(config.storage, config.storage_retry_seconds, f"worker {worker}", log)
     while True:
         try:
@@ -195,7 +195,9 @@ def _run_trials(
             log,
         ),
     )
-    policy = FailurePolicy(worker, config.max_retries, config.keep_checkpoints, store, log, storage)
+    # A PBT segment's checkpoint is a later segment's start: every one is kept.
+    keep = config.keep_checkpoints if config.scheduler is None else sys.maxsize
+    policy = FailurePolicy(worker, config.max_retries, keep, store, log, storage)
     packer = packer_for(config.packing, trainable, objective, policy, storage)
     ran = 0
     while not should_stop():
@@ -212,7 +214,7 @@ def _run_trials(
     return ran
 
 
-def _trainable(config: StudyConfig, device: torch.device) -> Trainable:
+def build_trainable(config: StudyConfig, device: torch.device) -> Trainable:
     """The study's trainable: the user's function, or the built-in loop over the task's
     data, loaded once onto the device for all the trials this worker runs."""
     if config.task is None:
@@ -237,6 +239,7 @@ def _trainable(config: StudyConfig, device: torch.device) -> Trainable:
         checkpoint=config.keep_checkpoints > 0,
         target=config.task.name,
         inference_batch=config.inference_batch_size,
+        segments=config.scheduler is not None,
     )
 
 

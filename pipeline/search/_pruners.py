@@ -13,12 +13,19 @@ from optuna.trial import TrialState
 from pipeline.config import MEASURED_DIRECTIONS, ObjectiveConfig, PrunerConfig
 from pipeline.exceptions import ConfigError
 from pipeline.search._params import check_options
+from pipeline.search._ray_asha import RayAshaPruner
 
 
 def _hyperband(max_epochs: int, **options: Any) -> BasePruner:
     options.setdefault("max_resource", max_epochs)
     return optuna.pruners.HyperbandPruner(**options)
 
+
+# ``asha``'s ``rule``: whose cutoff decides at a rung (docs/schedulers.md).
+ASHA_RULES: dict[str, Callable[..., BasePruner]] = {
+    "optuna": optuna.pruners.SuccessiveHalvingPruner,
+    "ray": RayAshaPruner,
+}
 
 PRUNERS: dict[str, Callable[..., BasePruner]] = {
     "none": optuna.pruners.NopPruner,
@@ -37,7 +44,8 @@ def check_pruner(config: PrunerConfig) -> None:
             "pruner.name",
             f"unknown pruner {config.name!r}; expected one of {', '.join(PRUNERS)}",
         )
-    check_options(PRUNERS[config.name], config.options, "pruner.options")
+    factory, options = _factory(config)
+    check_options(factory, options, "pruner.options")
     if config.patience is not None:
         if config.name == "none":
             raise ConfigError("pruner.patience", "needs a pruner to wrap; pruner none never prunes")
@@ -46,7 +54,19 @@ def check_pruner(config: PrunerConfig) -> None:
     try:
         make_pruner(config, max_epochs=100)
     except (ValueError, TypeError) as exc:
-        raise ConfigError("pruner.options", f"{PRUNERS[config.name].__name__}: {exc}") from None
+        raise ConfigError("pruner.options", f"{factory.__name__}: {exc}") from None
+
+
+def _factory(config: PrunerConfig) -> tuple[Callable[..., BasePruner], dict[str, Any]]:
+    """The constructor the config names and the options it takes (``asha``'s ``rule``
+    picks the constructor)."""
+    options = dict(config.options)
+    if config.name != "asha":
+        return PRUNERS[config.name], options
+    rule = options.pop("rule", "optuna")
+    if rule not in ASHA_RULES:
+        raise ConfigError("pruner.options.rule", f"expected optuna or ray, got {rule!r}")
+    return ASHA_RULES[rule], options
 
 
 # Pruners that keep their own records in the study (successive halving's rungs) and so
@@ -117,10 +137,13 @@ def _curve(history: Sequence[dict[str, Any]], metric: str) -> dict[int, float]:
 
 def make_pruner(config: PrunerConfig, max_epochs: int) -> BasePruner:
     """Build the pruner; ``patience`` wraps it in Optuna's PatientPruner."""
+    factory, options = _factory(config)
     if config.name == "hyperband":
-        pruner = _hyperband(max_epochs, **config.options)
+        pruner = _hyperband(max_epochs, **options)
+    elif factory is RayAshaPruner:
+        pruner = RayAshaPruner(**{"max_resource": max_epochs, **options})
     else:
-        pruner = PRUNERS[config.name](**config.options)
+        pruner = factory(**options)
     if config.patience is not None:
         with warnings.catch_warnings():  # marked experimental; used on purpose
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -129,6 +152,7 @@ def make_pruner(config: PrunerConfig, max_epochs: int) -> BasePruner:
 
 
 __all__ = [
+    "ASHA_RULES",
     "PRUNERS",
     "FirstObjectivePruning",
     "check_pruner",

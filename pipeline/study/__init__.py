@@ -16,7 +16,7 @@ from pipeline.study._create import (
     storage_for,
     write_note,
 )
-from pipeline.study._file import load_study_file
+from pipeline.study._file import load_study_file, parse_study
 from pipeline.study._provenance import RUNS_ATTR, masked, note
 from pipeline.study._stops import clear_stop, stop_reason
 
@@ -32,6 +32,7 @@ __all__ = [
     "masked",
     "note",
     "open_existing",
+    "parse_study",
     "prepare_study",
     "set_optuna_logging",
     "stop_reason",

@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import StopConfig, StudyConfig
+from pipeline.schedulers import Population, population_of
 from pipeline.study._create import GRID_ATTR
 from pipeline.study._stops import stop_reason
 from pipeline.trial import FINISHED, IN_FLIGHT, is_enqueued
@@ -46,6 +47,7 @@ class Budget:
     max_total_epochs: int | None = None
     max_epochs: int = 1
     stop: StopConfig | None = None  # target and plateau stops
+    population: Population | None = None  # PBT: queues each member's next segment
 
     def admit(self, study: optuna.Study) -> Admission:
         """Whether a worker may start a trial now, should wait for running ones, or stop."""
@@ -53,6 +55,8 @@ class Budget:
             return "stop"
         if stop_reason(study, self.stop) is not None:
             return "stop"
+        if self.population is not None:
+            self.population.advance(study)  # before counting: it may queue the next segments
         trials = study.get_trials(deepcopy=False)
         waiting = sum(t.state == TrialState.WAITING for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
@@ -114,13 +118,20 @@ class Budget:
 def budget_for(config: StudyConfig, study: optuna.Study, deadline: float | None) -> Budget:
     """The budget a worker enforces for this study."""
     grid = config.sampler.name == "grid"
+    population = population_of(config)  # PBT runs the segments it queues, and only them
+    n_trials = study.user_attrs.get(GRID_ATTR) if grid else config.n_trials
+    if config.scheduler is not None:  # shown as the total: every member's segments
+        n_trials = config.scheduler.options.population * config.scheduler.generations(
+            config.max_epochs
+        )
     return Budget(
-        n_trials=study.user_attrs.get(GRID_ATTR) if grid else config.n_trials,
+        n_trials=n_trials,
         deadline=deadline,
-        queue_only=grid,
+        queue_only=grid or population is not None,
         max_total_epochs=config.max_total_epochs,
         max_epochs=config.max_epochs,
         stop=config.stop,
+        population=population,
     )
 
 

@@ -16,6 +16,7 @@ import optuna
 
 from pipeline.config import StudyConfig
 from pipeline.exceptions import ConfigError, UsageError
+from pipeline.schedulers import population_of
 from pipeline.search import grid_points, make_pruner, make_sampler
 from pipeline.storages import mask_url, open_storage
 from pipeline.study._branch import import_trials, warm_start
@@ -167,6 +168,9 @@ def _fill(
         study.enqueue_trial(point, skip_if_exists=again)
     if config.sampler.name == "grid":
         _queue_grid(study, config, skip_if_exists=again)
+    population = population_of(config)
+    if population is not None and not (again and study.get_trials(deepcopy=False)):
+        population.seed_population(study)  # generation 0, once
     study.set_user_attr(PREPARED_ATTR, True)
 
 

@@ -21,6 +21,7 @@ from pipeline.artifacts import check_s3_url, is_s3
 from pipeline.config import MEASURED_DIRECTIONS, StudyConfig, convert
 from pipeline.exceptions import ConfigError
 from pipeline.integrations import check_framework
+from pipeline.schedulers import check_population
 from pipeline.search import (
     check_enqueued,
     check_pruner,
@@ -235,6 +236,7 @@ def check_components(config: StudyConfig) -> None:
     check_sampler_objectives(config.sampler, len(config.objectives))
     check_pruner(config.pruner)
     check_pruner_objectives(config.pruner, config.objectives)
+    check_population(config)
     if is_s3(config.artifacts):
         check_s3_url(str(config.artifacts))
     elif config.artifacts and "://" in config.artifacts:

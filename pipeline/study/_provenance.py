@@ -184,13 +184,29 @@ def note(config: StudyConfig) -> str:
         f"Sampler `{config.sampler.name}` (seed {config.sampler.seed}), pruner "
         f"`{config.pruner.name}`; budget: {budget or 'the grid'}.\n\n"
         f"| parameter | type | values |\n|---|---|---|\n{space}\n\n"
-        f"Last run with `{mask_url(_command())}` from `{config.source}`."
+        + _population(config)
+        + f"Last run with `{mask_url(_command())}` from `{config.source}`."
         + (
             f" What each trial printed is in `{trial_log(config.trial_logs, config.study_name, 'N')}`"
             " on the host that ran it (the trial's `log` attribute)."
             if config.trial_logs
             else ""
         )
+    )
+
+
+def _population(config: StudyConfig) -> str:
+    """The note's paragraph on population-based training: how to read its trials."""
+    if config.scheduler is None:
+        return ""
+    o = config.scheduler.options
+    return (
+        f"Population-based training: {o.population} members, segments of {o.interval} "
+        f"epochs, mutating {', '.join(o.mutate) if o.mutate else 'every float and int'}. "
+        "Each trial is one segment; its user attributes `member`, `generation` and `parent` "
+        "(the trial whose checkpoint it started from) give the lineage, and a segment whose "
+        "parent is another member's is an exploit. `pipeline best` prints the winner's "
+        "schedule.\n\n"
     )
 
 

@@ -39,6 +39,7 @@ class TaskTrainable:
         checkpoint: Whether to checkpoint the final weights (``keep_checkpoints`` > 0).
         target: The study file's ``task.name``, stored in checkpoints.
         inference_batch: The examples of the batch whose forward time is ``latency_ms``.
+        segments: Trials are PBT segments: checkpoints keep the optimizer's state.
     """
 
     def __init__(
@@ -52,8 +53,10 @@ class TaskTrainable:
         checkpoint: bool = True,
         target: str | None = None,
         inference_batch: int = 1,
+        segments: bool = False,
     ) -> None:
         self.task = task
+        self.segments = segments  # PBT: checkpoints carry the optimizer's state too
         self.inference_batch = inference_batch
         # What rebuilds the task from a checkpoint: the study file's task.name (a
         # registry name or package.module:function), not the name the task gives itself.
@@ -72,6 +75,13 @@ class TaskTrainable:
         if problem is not None:
             raise ModelTooLarge(problem)
         model = self.task.build_model(hp, s).to(device)
+        saved = session.restore()  # a retry's or a PBT parent's checkpoint
+        if isinstance(saved, dict) and "state_dict" in saved:
+            model.load_state_dict(saved["state_dict"])
+        else:
+            saved = None
+        carry = {"epoch": (session.last or {}).get("epoch", 0)}
+        carry["optimizer"] = (saved or {}).get("optimizer")
         if self.channels_last and s.train.x is not None and s.train.x.dim() == 4:
             model = model.to(memory_format=torch.channels_last)
         self.measure(model, session)
@@ -94,11 +104,19 @@ class TaskTrainable:
             on_epoch,
             augment=augment,
             autocast=self.autocast,
+            carry=carry,
         )
-        self.finish(model, hp, session)
+        self.finish(model, hp, session, carry.get("optimizer") if self.segments else None)
 
-    def finish(self, model: torch.nn.Module, hp: Mapping[str, Any], session: Session) -> None:
-        """After training: score the test split and checkpoint the final weights (a
+    def finish(
+        self,
+        model: torch.nn.Module,
+        hp: Mapping[str, Any],
+        session: Session,
+        optimizer: Mapping[str, Any] | None = None,
+    ) -> None:
+        """After training: score the test split and checkpoint the final weights, with
+        the optimizer's state when given (the next PBT segment goes on with it; a
         packed trial's model, unpacked, comes here too)."""
         started = time.perf_counter()
         workers = int(hp["loader_workers"])
@@ -117,6 +135,7 @@ class TaskTrainable:
                     "metrics": {**metrics, **test},
                     "trial": session.trial_number,
                     "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    **({"optimizer": optimizer} if optimizer is not None else {}),
                 }
             )
 

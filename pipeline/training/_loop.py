@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -232,6 +233,7 @@ def fit(
     *,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     autocast: torch.dtype | None = None,
+    carry: dict[str, Any] | None = None,
 ) -> list[EpochResult]:
     """Train ``model`` for up to ``epochs`` epochs, evaluating on ``val`` after each.
 
@@ -244,6 +246,8 @@ def fit(
             to stop training. It is not counted in ``compute_seconds``.
         augment: Applied to each training batch on the device.
         autocast: Mixed precision (``torch.bfloat16``) for forward passes, or None.
+        carry: Going on from a checkpoint: ``epoch`` (the last one trained) and
+            ``optimizer`` (its state); the optimizer's state at the end is put in it.
     """
     hp = {**TRAINING_DEFAULTS, **hp}
     batch_size, workers = int(hp["batch_size"]), int(hp["loader_workers"])
@@ -251,16 +255,15 @@ def fit(
     batches = _batches(train, batch_size, device, generator, workers)
     val_size = EVAL_BATCH if val.x is not None else DATASET_EVAL_BATCH
     val_batches = _batches(val, val_size, device, workers=workers)
-    if task.optimizer is not None:
-        optimizer = task.optimizer(model, hp)
-    else:
-        optimizer = make_optimizer(hp["optimizer"], model.parameters(), hp)
-    scheduler = make_scheduler(optimizer, hp, _steps(train, batch_size), epochs)
+    carry = {} if carry is None else carry
+    optimizer = _optimizer(task, model, hp, carry.get("optimizer"))
+    start = int(carry.get("epoch") or 0) + 1
+    scheduler = _schedule_from(optimizer, hp, _steps(train, batch_size), epochs, start)
     loss_fn = loss_function(task, float(hp["label_smoothing"]))
     clip = float(hp["grad_clip"])
     names = (*KIND_METRICS[task.kind], *(task.metrics or {}))
     n, results = len(train), []
-    for epoch in range(1, epochs + 1):
+    for epoch in range(start, epochs + 1):
         started = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=device)
@@ -284,7 +287,46 @@ def fit(
             on_epoch(result)
         if not result.finite:
             break
+    carry["optimizer"] = optimizer.state_dict()
     return results
+
+
+def _schedule_from(
+    optimizer: torch.optim.Optimizer, hp: Mapping[str, Any], steps: int, epochs: int, start: int
+) -> LRScheduler | None:
+    """The per-batch schedule, moved on to where epoch ``start`` begins."""
+    scheduler = make_scheduler(optimizer, hp, steps, epochs)
+    if scheduler is not None and start > 1:
+        with warnings.catch_warnings():  # stepped without an optimizer step, on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range((start - 1) * steps):
+                scheduler.step()
+    return scheduler
+
+
+def _optimizer(
+    task: Task, model: nn.Module, hp: Mapping[str, Any], saved: Mapping[str, Any] | None
+) -> torch.optim.Optimizer:
+    """The optimizer ``hp`` asks for; with ``saved`` (a checkpoint's optimizer state) its
+    state goes on, while its settings (lr, momentum...) are those of ``hp``: after an
+    exploit the values change, the momentum stays. A state of another optimizer is left."""
+    if task.optimizer is not None:
+        optimizer = task.optimizer(model, hp)
+    else:
+        optimizer = make_optimizer(hp["optimizer"], model.parameters(), hp)
+    if not saved:
+        return optimizer
+    fresh = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    groups = saved.get("param_groups") or []
+    if len(groups) != len(fresh) or any(
+        set(g) - {"params", "initial_lr"} != set(f) for g, f in zip(groups, fresh, strict=False)
+    ):
+        return optimizer
+    optimizer.load_state_dict(dict(saved))
+    for group, values in zip(optimizer.param_groups, fresh, strict=True):
+        group.pop("initial_lr", None)  # the schedule starts from the new lr
+        group.update(values)
+    return optimizer
 
 
 __all__ = [

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import sysconfig
 import tempfile
 import traceback
 from collections.abc import Callable, Mapping
@@ -26,6 +25,7 @@ from optuna.trial import FrozenTrial
 from pipeline.artifacts import ArtifactStore, load_checkpoint, remove_quietly
 from pipeline.config import ParamSpec, StudyConfig, duration_text
 from pipeline.exceptions import Interrupted
+from pipeline.schedulers import Population, parent_of, population_of
 from pipeline.search import suggest
 from pipeline.signals import time_limit
 from pipeline.tracking import Tracking
@@ -36,6 +36,8 @@ from pipeline.trial import (
     Limits,
     Outcome,
     TrialOutput,
+    describe,
+    exit_reason,
     frozen,
     limits_of,
     original_number,
@@ -70,6 +72,7 @@ class TrialPlan:
     objectives: tuple[str, ...] = ()  # the metrics of several objectives, in order
     limits: Limits | None = None  # the study's constraints
     model: Callable[[dict[str, Any]], torch.nn.Module] | None = None  # a trainable's model:
+    population: Population | None = None  # scheduler pbt: each trial is one segment
 
     @classmethod
     def of(cls, config: StudyConfig, model: Callable[..., Any] | None = None) -> TrialPlan:
@@ -84,6 +87,7 @@ class TrialPlan:
             tuple(config.metric_names) if config.multi_objective else (),
             limits_of(config.constraints),
             model if needs_params else None,
+            population_of(config),
         )
 
     def seed_of(self, trial: FrozenTrial) -> int:
@@ -161,10 +165,17 @@ class Objective:
             trial.set_user_attr(Attr.RETRY_OF, original_number(record))
             trial.set_user_attr(Attr.RETRY_COUNT, len(history))
         trials = trial.study.get_trials(deepcopy=False)
+        end, parent, population = self.plan.max_epochs, None, self.plan.population
+        if population is not None:
+            if population.is_duplicate(trials, record):
+                _end(trial, Outcome.SKIPPED, "skipped: another trial trains this segment")
+                raise TrialSkipped(f"trial {trial.number} not run: its segment is taken")
+            end, number = population.segment_end(record), parent_of(record)
+            parent = trials[number] if number is not None and number < len(trials) else None
         return Session(
             trial,
             self.plan.metric,
-            self.plan.max_epochs,
+            end,
             device=self.device,
             seed=self.plan.seed_of(record),
             store=self.store,
@@ -174,6 +185,7 @@ class Objective:
             objectives=self.plan.objectives,
             limits=self.plan.limits,
             on_epoch=self._epoch_logger(trial.number),
+            parent=parent,
         )
 
     def run(self, trial: optuna.Trial, session: Session) -> float | list[float]:
@@ -191,7 +203,7 @@ class Objective:
         except (SystemExit, KeyboardInterrupt) as exc:
             if isinstance(exc, Interrupted) or _ctrl_c(exc):
                 raise  # a stop signal, not the user's code
-            reason = _exited(exc, _epoch(session))
+            reason = exit_reason(exc, _epoch(session))
             _end(trial, Outcome.FAILED, reason)
             raise TrainableExited(reason) from None
         finally:
@@ -268,32 +280,6 @@ class Objective:
             print(f"warning: worker {self.worker}: {text}", file=console, flush=True)
 
 
-def describe(exc: BaseException) -> str:
-    """``Type: message (at file:line in function)``, the frame being the last one in the
-    user's code (not the pipeline's, Python's or a library's), for ``fail_reason``."""
-    text = f"{type(exc).__name__}: {exc}"
-    frame = _last_user_frame(exc)
-    return text if frame is None else f"{text} (at {frame})"
-
-
-_PIPELINE = Path(__file__).resolve().parent
-_NOT_USER = tuple(
-    str(Path(p).resolve())
-    for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
-)
-_LIBRARIES = ("torch", "optuna", "numpy", "sklearn", "pandas", "torchvision", "PIL", "scipy")
-
-
-def _last_user_frame(exc: BaseException) -> str | None:
-    for entry in reversed(traceback.extract_tb(exc.__traceback__)):
-        path = Path(entry.filename).resolve()
-        ours = path.is_relative_to(_PIPELINE) and not path.is_relative_to(_PIPELINE / "examples")
-        library = any(part in _LIBRARIES for part in path.parts) or str(path).startswith(_NOT_USER)
-        if not ours and not library:
-            return f"{path.name}:{entry.lineno} in {entry.name}"
-    return None
-
-
 def _epoch(session: Session) -> int:
     """The epoch the trainable was in: one past the last it reported."""
     return (session.last or {}).get("epoch", 0) + 1
@@ -307,15 +293,6 @@ def _ctrl_c(exc: BaseException) -> bool:
         isinstance(exc, KeyboardInterrupt)
         and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     )
-
-
-def _exited(exc: SystemExit | KeyboardInterrupt, epoch: int) -> str:
-    if isinstance(exc, KeyboardInterrupt):
-        return f"the training function raised KeyboardInterrupt during epoch {epoch}"
-    code = 0 if exc.code is None else exc.code
-    if not isinstance(code, int):  # sys.exit("message") exits with 1 and prints it
-        return f"the training function exited with code 1 ({code}) during epoch {epoch}"
-    return f"the training function exited with code {code} during epoch {epoch}"
 
 
 def record_end(trial: optuna.Trial, exc: Exception) -> None:
@@ -345,6 +322,5 @@ __all__ = [
     "TrialPlan",
     "TrialSkipped",
     "TrialTimedOut",
-    "describe",
     "record_end",
 ]

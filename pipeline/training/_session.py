@@ -10,11 +10,8 @@ report past ``max_epochs`` completes the trial (Ray's ``max_t``), and one may go
 
 from __future__ import annotations
 
-import io
 import math
-import numbers
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -22,13 +19,9 @@ import optuna
 import torch
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from pipeline.artifacts import ArtifactStore, load_checkpoint, remove_quietly
+from pipeline.artifacts import ArtifactStore, load_checkpoint, remove_quietly, write_working
 from pipeline.search import FirstObjectivePruning
-from pipeline.trial import STOPPED_ATTR, Attr, Limits, Outcome
-
-RESERVED = frozenset(
-    value for name, value in vars(Attr).items() if name.isupper() and isinstance(value, str)
-) - {Attr.VAL_LOSS, Attr.VAL_ACCURACY, Attr.TEST_LOSS, Attr.TEST_ACCURACY}
+from pipeline.trial import STOPPED_ATTR, Attr, Limits, Outcome, metric_values
 
 
 class TrialInterrupted(Exception):
@@ -70,6 +63,7 @@ class Session:
         objectives: Sequence[str] = (),
         limits: Limits | None = None,
         on_epoch: Callable[[int, dict[str, float]], None] = lambda epoch, metrics: None,
+        parent: optuna.trial.FrozenTrial | None = None,
     ) -> None:
         self.trial = trial
         self.metric = metric  # the first objective: reported each epoch, pruned on
@@ -96,6 +90,7 @@ class Session:
         self.resume_id: str | None = None
         self.compute_seconds: float | None = None  # the built-in loop measures its own
         self.started = time.perf_counter()
+        self.parent = parent  # population-based training: the segment it goes on from
 
     @property
     def last(self) -> dict[str, Any] | None:
@@ -166,17 +161,10 @@ class Session:
                 f"session.report(epoch={epoch!r}): epochs are whole numbers counted from 1, "
                 f"each above the last one reported ({last})"
             )
-        values: dict[str, float] = {}
-        for name, value in metrics.items():
-            if name in RESERVED or name in ("epoch", "trial"):
-                raise TrainableError(f"session.report: {name!r} is a name the pipeline keeps")
-            if isinstance(value, torch.Tensor) and value.numel() == 1:
-                value = value.item()
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TrainableError(
-                    f"session.report: {name}={value!r} is not a number; report floats"
-                )
-            values[name] = float(value)
+        try:
+            values = metric_values(metrics)
+        except ValueError as exc:
+            raise TrainableError(f"session.report: {exc}") from None
         if self.metric not in values:
             raise self._metric_missing(", ".join(values) or "nothing")
         return values
@@ -190,12 +178,8 @@ class Session:
         if self.store is None:
             return
         epoch = self.history[-1]["epoch"] if self.history else 0
-        buffer = io.BytesIO()
-        torch.save({"epoch": epoch, "object": obj}, buffer)
-        new_id = f"resume-{uuid.uuid4()}"
         try:
-            buffer.seek(0)
-            self.store.write(new_id, buffer)
+            new_id = write_working(self.store, epoch, obj)
         except OSError as exc:
             self._checkpoint_failed(exc)
             return
@@ -216,24 +200,42 @@ class Session:
         The epochs up to the checkpoint's are carried over (their intermediate values
         and metrics), so the trainable goes on from the epoch after it; or it trains the
         checkpoint's epoch (or an earlier one) again, whose new values replace the old.
+        A segment of population-based training with no attempt of its own starts from
+        its parent's kept checkpoint, the parent's epochs carried over.
         """
         if self.store is None or self.history:
             return None
         for attempt in reversed(self.attempts):
             resume = attempt.user_attrs.get(Attr.RESUME)
-            if not isinstance(resume, dict):
-                continue
-            try:
-                saved = dict(load_checkpoint(self.store, str(resume["artifact"])))
-            except (ArtifactNotFound, OSError, KeyError):
-                continue
-            epoch = int(saved["epoch"])
-            rows = attempt.user_attrs.get(Attr.HISTORY) or []
-            self.history = [dict(row) for row in rows if row.get("epoch", epoch + 1) <= epoch]
-            self._restored = True
-            self.trial.set_user_attr(Attr.RESUMED_FROM, {"trial": attempt.number, "epoch": epoch})
-            return saved["object"]
-        return None
+            saved = self._load(resume.get("artifact") if isinstance(resume, dict) else None)
+            if saved is not None:
+                epoch = int(saved["epoch"])
+                self._carry_over(attempt, epoch)
+                self.trial.set_user_attr(
+                    Attr.RESUMED_FROM, {"trial": attempt.number, "epoch": epoch}
+                )
+                return saved["object"]
+        if self.parent is None:
+            return None
+        saved = self._load(self.parent.user_attrs.get(Attr.CHECKPOINT))
+        if saved is not None:
+            self._carry_over(self.parent, int(self.parent.user_attrs.get(Attr.EPOCHS) or 0))
+        return saved
+
+    def _load(self, artifact: Any) -> Any:
+        """A checkpoint of the store, or None where there is none or it is gone."""
+        assert self.store is not None
+        try:
+            return None if artifact is None else load_checkpoint(self.store, str(artifact))
+        except (ArtifactNotFound, OSError):
+            return None
+
+    def _carry_over(self, trial: optuna.trial.FrozenTrial, epoch: int) -> None:
+        """Take ``trial``'s epochs up to ``epoch`` as this trial's first ones; they are
+        told Optuna at the first report (:meth:`_go_on_from`)."""
+        rows = trial.user_attrs.get(Attr.HISTORY) or []
+        self.history = [dict(row) for row in rows if row.get("epoch", epoch + 1) <= epoch]
+        self._restored = True
 
     def _go_on_from(self, epoch: int) -> None:
         """After restore(), at the first report (of ``epoch``) or the trial's end: the

@@ -5,7 +5,7 @@ Pareto front of several objectives.
 
 from __future__ import annotations
 
-from pipeline.trial._ended import death_reason, fail_dead, running_epoch
+from pipeline.trial._ended import death_reason, describe, exit_reason, fail_dead, running_epoch
 from pipeline.trial._liveness import is_local, process_identity, release_orphans
 from pipeline.trial._objectives import (
     Limits,
@@ -22,6 +22,7 @@ from pipeline.trial._output import TrialOutput, last_lines, output_note, trial_l
 from pipeline.trial._trials import (
     FINISHED,
     IN_FLIGHT,
+    LINEAGE,
     STOPPED_ATTR,
     Attr,
     Outcome,
@@ -30,6 +31,7 @@ from pipeline.trial._trials import (
     is_enqueued,
     is_feasible,
     last_metrics,
+    metric_values,
     original_number,
     outcome_of,
     rank,
@@ -43,6 +45,7 @@ from pipeline.trial._trials import (
 __all__ = [
     "FINISHED",
     "IN_FLIGHT",
+    "LINEAGE",
     "STOPPED_ATTR",
     "Attr",
     "Limits",
@@ -50,6 +53,8 @@ __all__ = [
     "TrialOutput",
     "best_trial",
     "death_reason",
+    "describe",
+    "exit_reason",
     "fail_dead",
     "front",
     "frozen",
@@ -62,6 +67,7 @@ __all__ = [
     "last_metrics",
     "limits_of",
     "metric_names",
+    "metric_values",
     "minimized",
     "original_number",
     "outcome_of",

@@ -1,4 +1,5 @@
-"""How a trial whose worker process died is ended: FAIL, with an outcome and a reason.
+"""How a failed trial is described, and how one whose worker process died is ended:
+FAIL, with an outcome and a reason.
 
 A worker that dies (the user's code called ``os._exit``, a signal killed it, the
 trial ran past ``trial_timeout`` and was killed) cannot record its own trial. Whoever
@@ -9,6 +10,9 @@ fails it and re-queues it when retries are left.
 from __future__ import annotations
 
 import signal
+import sysconfig
+import traceback
+from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage
@@ -69,4 +73,40 @@ def fail_dead(
     return retry
 
 
-__all__ = ["death_reason", "fail_dead", "running_epoch"]
+def describe(exc: BaseException) -> str:
+    """``Type: message (at file:line in function)``, the frame being the last one in the
+    user's code (not the pipeline's, Python's or a library's), for ``fail_reason``."""
+    text = f"{type(exc).__name__}: {exc}"
+    frame = _last_user_frame(exc)
+    return text if frame is None else f"{text} (at {frame})"
+
+
+_PIPELINE = Path(__file__).resolve().parents[1]  # the package
+_NOT_USER = tuple(
+    str(Path(p).resolve())
+    for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
+)
+_LIBRARIES = ("torch", "optuna", "numpy", "sklearn", "pandas", "torchvision", "PIL", "scipy")
+
+
+def _last_user_frame(exc: BaseException) -> str | None:
+    for entry in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = Path(entry.filename).resolve()
+        ours = path.is_relative_to(_PIPELINE) and not path.is_relative_to(_PIPELINE / "examples")
+        library = any(part in _LIBRARIES for part in path.parts) or str(path).startswith(_NOT_USER)
+        if not ours and not library:
+            return f"{path.name}:{entry.lineno} in {entry.name}"
+    return None
+
+
+def exit_reason(exc: SystemExit | KeyboardInterrupt, epoch: int) -> str:
+    """Why a training function that exited or raised KeyboardInterrupt failed its trial."""
+    if isinstance(exc, KeyboardInterrupt):
+        return f"the training function raised KeyboardInterrupt during epoch {epoch}"
+    code = 0 if exc.code is None else exc.code
+    if not isinstance(code, int):  # sys.exit("message") exits with 1 and prints it
+        return f"the training function exited with code 1 ({code}) during epoch {epoch}"
+    return f"the training function exited with code {code} during epoch {epoch}"
+
+
+__all__ = ["death_reason", "describe", "exit_reason", "fail_dead", "running_epoch"]

@@ -9,8 +9,9 @@ in each state" are computed here and nowhere else.
 from __future__ import annotations
 
 import enum
+import numbers
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import optuna
@@ -54,6 +55,13 @@ class Attr:
     RESUMED_FROM: Final = "resumed_from"  # {"trial", "epoch"} a retry went on from
     LOG: Final = "log"  # the file what the trial printed went to (see _output.py)
     NOTE: Final = "note"  # a COMPLETE trial's one-line remark: stopped at max_epochs
+    # Population-based training: each trial is one segment of one member's training.
+    MEMBER: Final = "member"  # which member of the population
+    GENERATION: Final = "generation"  # the segment's index: epochs after generation * interval
+    PARENT: Final = "parent"  # the trial whose checkpoint the segment started from (or None)
+
+
+LINEAGE: Final = (Attr.MEMBER, Attr.GENERATION, Attr.PARENT)  # what a re-run carries over
 
 
 class Outcome(enum.StrEnum):
@@ -72,6 +80,30 @@ class Outcome(enum.StrEnum):
     def label(self) -> str:
         """The word the live table and reports show."""
         return self.value.upper()
+
+
+# What a trainable may not report as a metric: the names of the trial's own records.
+RESERVED = frozenset(
+    value for name, value in vars(Attr).items() if name.isupper() and isinstance(value, str)
+) - {Attr.VAL_LOSS, Attr.VAL_ACCURACY, Attr.TEST_LOSS, Attr.TEST_ACCURACY} | {"epoch", "trial"}
+
+
+def metric_values(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """One epoch's reported metrics as floats (a one-element tensor is a number too).
+
+    Raises:
+        ValueError: a name the pipeline keeps for itself, or a value that is no number.
+    """
+    values: dict[str, float] = {}
+    for name, value in metrics.items():
+        if name in RESERVED:
+            raise ValueError(f"{name!r} is a name the pipeline keeps")
+        if hasattr(value, "numel") and value.numel() == 1:  # a torch.Tensor
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{name}={value!r} is not a number; report floats")
+        values[name] = float(value)
+    return values
 
 
 def outcome_of(trial: FrozenTrial) -> Outcome | None:
@@ -135,9 +167,15 @@ def best_trial(
     """The best feasible complete trial for the study's first objective (the first of
     equals), among those ``where`` accepts; None if there is none. An infeasible trial
     is never the best. (Of several objectives, this is the end of the Pareto front that
-    is best in the first; see :func:`pipeline.trial.study_front` for all of it.)"""
+    is best in the first; see :func:`pipeline.trial.study_front` for all of it. Of a
+    population, only the segments that reached the deepest epoch compete.)"""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     chosen = [t for t in complete if is_feasible(t) and (where is None or where(t))]
+    if any(Attr.MEMBER in t.user_attrs for t in chosen):
+        # Population-based training: a segment is best among the segments that trained
+        # as far as any did, not against the earlier epochs of other members.
+        deepest = max(int(t.user_attrs.get(Attr.EPOCHS) or 0) for t in chosen)
+        chosen = [t for t in chosen if int(t.user_attrs.get(Attr.EPOCHS) or 0) == deepest]
     ranked = rank(chosen, study.directions[0])
     return ranked[0] if ranked else None
 
@@ -190,6 +228,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
             state=TrialState.WAITING,
             params=trial.params,
             distributions=trial.distributions,
+            user_attrs={k: trial.user_attrs[k] for k in LINEAGE if k in trial.user_attrs},
             system_attrs={
                 "failed_trial": original_number(trial),
                 "retry_history": [*retry_history(trial), trial.number],
@@ -201,6 +240,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
 __all__ = [
     "FINISHED",
     "IN_FLIGHT",
+    "LINEAGE",
     "STOPPED_ATTR",
     "Attr",
     "Outcome",
@@ -209,6 +249,7 @@ __all__ = [
     "is_enqueued",
     "is_feasible",
     "last_metrics",
+    "metric_values",
     "original_number",
     "outcome_of",
     "rank",

@@ -23,6 +23,7 @@ from pipeline.visualization._page import figure_html, markdown_html, page
 from pipeline.visualization._pareto import (
     pareto_plots,
 )
+from pipeline.visualization._population import has_population, population_plots
 from pipeline.visualization._summary import summary_markdown
 
 
@@ -136,6 +137,8 @@ def _plots(study: optuna.Study) -> dict[str, tuple[str, Any, Any]]:
         ),
         "curves": (f"Learning curves: {metric} per epoch", _learning_curves, None),
     }
+    if has_population(study):  # PBT: the members' curves and the winner's schedule
+        plots.update(population_plots(study, metric))
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     params = {p for t in complete for p in t.params}
     if len(complete) >= 2 and params:
