@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.cli._main import main
+from pipeline.cli._main import main, run
 
 __all__ = [
     "main",
+    "run",
 ]

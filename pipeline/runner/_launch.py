@@ -128,17 +128,29 @@ def tune(
         # During an outage the workers report and retry; the table resumes after it.
         supervisor.watch(lambda: _quietly(reporter.poll), POLL_SECONDS)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP (see signals.py)
-        stop.set()
-        print(
-            "\nInterrupted: running trials stop after their current epoch ...", file=out, flush=True
-        )
-        supervisor.join()
-        _quietly(reporter.poll)
-        print("Stopped. Run the same command again to resume the study.", file=out, flush=True)
-        return exit_code_of(interrupt)
-    procs = supervisor.procs
+        return _interrupted(interrupt, stop, supervisor, reporter, out)
     reporter.hints += end_tracking(tracking, study)  # where its runs are shown
-    return _finish(study, config, reporter, procs, device, out)
+    try:
+        return _finish(study, config, reporter, supervisor.procs, device, out)
+    finally:  # its last connection closed, SQLite writes its log into the file
+        release_connections(storage)
+
+
+def _interrupted(
+    interrupt: KeyboardInterrupt,
+    stop: Event,
+    supervisor: Supervisor,
+    reporter: LiveReporter,
+    out: TextIO,
+) -> int:
+    """After Ctrl-C, SIGTERM or SIGHUP: the workers end their epoch, their trials are
+    re-queued; the exit code says which signal."""
+    stop.set()
+    print("\nInterrupted: running trials stop after their current epoch ...", file=out, flush=True)
+    supervisor.join()
+    _quietly(reporter.poll)
+    print("Stopped. Run the same command again to resume the study.", file=out, flush=True)
+    return exit_code_of(interrupt)
 
 
 def _describe(study: optuna.Study, config: StudyConfig, tracking: Tracking | None) -> None:
