@@ -13,7 +13,7 @@ from pipeline.results._best import (
     test_scores_of,
 )
 from pipeline.results._dashboard import serve
-from pipeline.results._evaluate import evaluate_best, test_scores
+from pipeline.results._evaluate import evaluate_best, print_final_evaluation, test_scores
 from pipeline.results._export import export
 from pipeline.results._pareto import format_front, front_result, front_with_checkpoints
 from pipeline.results._winner import load_best
@@ -29,6 +29,7 @@ __all__ = [
     "front_result",
     "front_with_checkpoints",
     "load_best",
+    "print_final_evaluation",
     "serve",
     "test_scores",
     "test_scores_of",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import optuna
 import torch
@@ -190,4 +190,39 @@ def _first(split: Split) -> Split:
     return Split(dataset=Subset(split.dataset, [0]))  # type: ignore[arg-type]
 
 
-__all__ = ["RETRAIN_SCORE", "best_with_checkpoint", "evaluate_best", "test_scores"]
+def print_final_evaluation(
+    study: optuna.Study, store: Any, where: str, device: torch.device, out: TextIO
+) -> None:
+    """Reload the best trial's checkpoint (every Pareto-front member's, for several
+    objectives) from ``store`` (``where`` names it) and score it on the test split, on
+    the study's device, and print the scores: proof that the stored model is the one
+    that was selected. The result is stored as the study's ``final_evaluation``."""
+    try:
+        result = evaluate_best(study, store, device=device)
+    except NoResult as exc:
+        print(f"(no final evaluation: {exc})", file=out)
+        return
+    if "front" in result:  # several objectives: every front member's checkpoint
+        scores = "; ".join(f"#{r['trial']} {test_scores(r)}" for r in result["front"])
+        print(
+            f"Checkpoints of the {len(result['front'])} Pareto-front trials reloaded from "
+            f"{where} on {device}: {scores} (stored as the study's final_evaluation)",
+            file=out,
+            flush=True,
+        )
+        return
+    print(
+        f"Checkpoint of trial #{result['trial']} reloaded from {where} on {device}: "
+        f"{test_scores(result)} (stored as the study's final_evaluation)",
+        file=out,
+        flush=True,
+    )
+
+
+__all__ = [
+    "RETRAIN_SCORE",
+    "best_with_checkpoint",
+    "evaluate_best",
+    "print_final_evaluation",
+    "test_scores",
+]

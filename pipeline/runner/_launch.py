@@ -32,12 +32,11 @@ from pipeline.exceptions import (
     EXIT_STORAGE_LOST,
     EXIT_USAGE,
     ConfigError,
-    NoResult,
     StorageLost,
     exit_code_of,
 )
 from pipeline.packing import check_device
-from pipeline.results import evaluate_best, test_scores
+from pipeline.results import print_final_evaluation
 from pipeline.runner._hints import end_tracking
 from pipeline.runner._live import LiveReporter
 from pipeline.runner._placement import (
@@ -65,7 +64,7 @@ from pipeline.study import (
     set_optuna_logging,
     write_note,
 )
-from pipeline.tracking import Tracking, open_tracking
+from pipeline.tracking import open_tracking
 from pipeline.training import warm_up
 from pipeline.trial import release_orphans
 
@@ -124,9 +123,11 @@ def tune(
     try:
         for slot in slots:
             supervisor.procs.append(_start(ctx, config, slot, stop, deadline))
-        _describe(study, config, tracking)
+        if tracking is not None:  # after the fork: MLflow's client starts threads
+            tracking.start_study(study)
+        pending = _PendingNote(study, config)
         # During an outage the workers report and retry; the table resumes after it.
-        supervisor.watch(lambda: _quietly(reporter.poll), POLL_SECONDS)
+        supervisor.watch(lambda: _quietly(pending.write, reporter.poll), POLL_SECONDS)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP (see signals.py)
         return _interrupted(interrupt, stop, supervisor, reporter, out)
     reporter.hints += end_tracking(tracking, study)  # where its runs are shown
@@ -153,18 +154,26 @@ def _interrupted(
     return exit_code_of(interrupt)
 
 
-def _describe(study: optuna.Study, config: StudyConfig, tracking: Tracking | None) -> None:
-    """Once the workers run: the study's note for the dashboard (a second of imports their
-    first trials need not wait for), and its tracking (after the fork: MLflow's client
-    starts threads)."""
-    write_note(study, config)
-    if tracking is not None:
-        tracking.start_study(study)
+class _PendingNote:
+    """The study's note for the dashboard, written once the workers run (optuna-dashboard
+    imports scikit-learn, a second their first trials need not wait for) and tried again
+    at the next poll when the storage is away."""
+
+    def __init__(self, study: optuna.Study, config: StudyConfig) -> None:
+        self.study = study
+        self.config = config
+        self.written = False
+
+    def write(self) -> None:
+        if not self.written:
+            write_note(self.study, self.config)
+            self.written = True
 
 
-def _quietly(poll: Callable[[], object]) -> None:
-    with contextlib.suppress(*STORAGE_ERRORS):
-        poll()
+def _quietly(*polls: Callable[[], object]) -> None:
+    for poll in polls:  # each on its own: one that meets an outage skips no other
+        with contextlib.suppress(*STORAGE_ERRORS):
+            poll()
 
 
 def _restart(
@@ -270,7 +279,13 @@ def _finish(
     reporter.poll()
     code = reporter.summary()
     if code == EXIT_OK and config.keep_checkpoints:
-        _final_evaluation(study, config, device, out)
+        print_final_evaluation(
+            study,
+            open_location(config.storage, config.artifacts),
+            location(config.storage, config.artifacts),
+            device,
+            out,
+        )
     if code == EXIT_OK and not reporter.quiet:
         reporter.next_steps()
     if failed:
@@ -280,37 +295,6 @@ def _finish(
             last_words(study, proc)
         return 1
     return code
-
-
-def _final_evaluation(
-    study: optuna.Study, config: StudyConfig, device: torch.device, out: TextIO
-) -> None:
-    """Reload the best trial's checkpoint and score it on the test split, on the study's
-    device: proof that the stored model is the one that was selected."""
-    try:
-        result = evaluate_best(
-            study, open_location(config.storage, config.artifacts), device=device
-        )
-    except NoResult as exc:
-        print(f"(no final evaluation: {exc})", file=out)
-        return
-    if "front" in result:  # several objectives: every front member's checkpoint
-        scores = "; ".join(f"#{r['trial']} {test_scores(r)}" for r in result["front"])
-        print(
-            f"Checkpoints of the {len(result['front'])} Pareto-front trials reloaded from "
-            f"{location(config.storage, config.artifacts)} on {device}: {scores} "
-            "(stored as the study's final_evaluation)",
-            file=out,
-            flush=True,
-        )
-        return
-    print(
-        f"Checkpoint of trial #{result['trial']} reloaded from "
-        f"{location(config.storage, config.artifacts)} on {device}: {test_scores(result)} "
-        "(stored as the study's final_evaluation)",
-        file=out,
-        flush=True,
-    )
 
 
 def join_study(config: StudyConfig, worker: int, threads: int, timeout: float | None = None) -> int:
