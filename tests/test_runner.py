@@ -355,7 +355,7 @@ def test_the_final_evaluation_runs_on_the_study_device(
         return real_run(study, store, retrain_seeds, device=torch.device("cpu"))
 
     monkeypatch.setattr("pipeline.runner._launch.resolve_device", lambda name: study_device)
-    monkeypatch.setattr("pipeline.runner._launch.evaluate_best", run)
+    monkeypatch.setattr("pipeline.results._evaluate.evaluate_best", run)
     assert tune(config, quiet=True) == 0
     assert seen == [study_device]
 
