@@ -134,6 +134,11 @@ def main() -> None:
             "last_trial_end": max(
                 t.datetime_complete.timestamp() for t in trials if t.datetime_complete
             ),
+            "trial_seconds": sum(
+                (t.datetime_complete - t.datetime_start).total_seconds()
+                for t in trials
+                if t.datetime_start and t.datetime_complete
+            ),
         }
     Path(args.out).write_text(json.dumps(result))
 

@@ -71,10 +71,25 @@ class Whole:
     to_first_trial: float  # process start -> first trial's start
     tail: float  # last trial's end -> process exit
     cpu: float  # CPU seconds of the process and its children
+    epochs: int  # trained, over all trials (which ones ASHA stops depends on timing)
+    compute: float  # seconds inside forward, backward and evaluation, over all trials
+    in_trials: float  # seconds from each trial's start to its end, summed
 
     @property
     def idle(self) -> float:
         return CONCURRENT * self.wall - self.cpu
+
+    @property
+    def in_trial_overhead(self) -> float:
+        """Seconds inside trials but outside the model, summed over trials."""
+        return self.in_trials - self.compute
+
+    @property
+    def outside_trials(self) -> float:
+        """Slot-seconds between the first trial's start and the last one's end that no
+        trial held: the gaps between a slot's trials and the wait for the last one."""
+        span = self.wall - self.to_first_trial - self.tail
+        return CONCURRENT * span - self.in_trials
 
 
 def _timed(cmd: list[str], cwd: Path) -> tuple[float, float, float, float]:
@@ -96,9 +111,19 @@ def run_project(seed: int, tmp: Path) -> Whole:
     start, end, wall, cpu = _timed(cmd, tmp)
     name = optuna.get_all_study_summaries(url)[0].study_name
     trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
-    first = min(t.datetime_start.timestamp() for t in trials if t.datetime_start)
-    last = max(t.datetime_complete.timestamp() for t in trials if t.datetime_complete)
-    return Whole(wall, first - start, end - last, cpu)
+    spans = [(t.datetime_start, t.datetime_complete) for t in trials]
+    ended = [(begin, end) for begin, end in spans if begin is not None and end is not None]
+    first = min(begin.timestamp() for begin, _ in ended)
+    last = max(end.timestamp() for _, end in ended)
+    return Whole(
+        wall,
+        first - start,
+        end - last,
+        cpu,
+        epochs=sum(t.user_attrs.get("epochs", 0) for t in trials),
+        compute=sum(t.user_attrs.get("compute_seconds", 0.0) for t in trials),
+        in_trials=sum((end - begin).total_seconds() for begin, end in ended),
+    )
 
 
 def run_bare(seed: int, tmp: Path) -> Whole:
@@ -106,7 +131,27 @@ def run_bare(seed: int, tmp: Path) -> Whole:
     cmd = [sys.executable, str(HERE / "bare_optuna.py"), "--seed", str(seed), "--out", str(out)]
     start, end, wall, cpu = _timed(cmd, tmp)
     data = json.loads(out.read_text())
-    return Whole(wall, data["first_trial_start"] - start, end - data["last_trial_end"], cpu)
+    return Whole(
+        wall,
+        data["first_trial_start"] - start,
+        end - data["last_trial_end"],
+        cpu,
+        epochs=data["epochs"],
+        compute=data["compute_seconds"],
+        in_trials=data["trial_seconds"],
+    )
+
+
+KEYS = (
+    "to_first_trial",
+    "tail",
+    "idle",
+    "epochs",
+    "compute",
+    "in_trial_overhead",
+    "outside_trials",
+    "wall",
+)
 
 
 def fixed_section(repeats: int) -> list[str]:
@@ -123,14 +168,14 @@ def fixed_section(repeats: int) -> list[str]:
                 print(
                     f"    {tool:<8} seed {seed}: wall {whole.wall:5.1f} s, first trial at "
                     f"{whole.to_first_trial:4.2f} s, exit {whole.tail:4.2f} s after the last, "
-                    f"idle {whole.idle:4.1f} CPU-s",
+                    f"idle {whole.idle:4.1f} CPU-s; {whole.epochs} epochs, "
+                    f"{whole.compute:5.1f} s in the model, "
+                    f"{whole.in_trial_overhead:4.1f} s in trials outside it, "
+                    f"{whole.outside_trials:4.1f} slot-s outside trials",
                     flush=True,
                 )
     median = {
-        tool: {
-            key: statistics.median(getattr(w, key) for w in ws)
-            for key in ("wall", "to_first_trial", "tail", "idle")
-        }
+        tool: {key: statistics.median(getattr(w, key) for w in ws) for key in KEYS}
         for tool, ws in runs.items()
     }
     project, bare = median["project"], median["bare"]
@@ -138,14 +183,16 @@ def fixed_section(repeats: int) -> list[str]:
     lines = [
         "| medians of "
         f"{repeats} | process start to first trial (s) | last trial to exit (s) | "
-        "CPU-idle (CPU-s) | wall (s) |",
-        "|---|---|---|---|---|",
+        "CPU-idle (CPU-s) | epochs | in the model (s) | in trials, outside the model (s) "
+        "| slot-s outside trials | wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for tool, label in (("project", "this project"), ("bare", "bare Optuna script")):
         m = median[tool]
         lines.append(
             f"| {label} | {m['to_first_trial']:.2f} | {m['tail']:.2f} | {m['idle']:.1f} | "
-            f"{m['wall']:.1f} |"
+            f"{m['epochs']:.0f} | {m['compute']:.1f} | {m['in_trial_overhead']:.1f} | "
+            f"{m['outside_trials']:.1f} | {m['wall']:.1f} |"
         )
     lines += [
         "",
