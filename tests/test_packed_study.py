@@ -29,7 +29,7 @@ from pipeline.study import prepare_study, storage_for
 from pipeline.study._file import parse_study
 from pipeline.tasks import resolve_task
 from pipeline.training import Objective, Session, TaskTrainable, TrialPlan, hyperparameters
-from pipeline.training._memory import available_memory
+from pipeline.training._measure import available_memory
 from pipeline.trial import Attr
 
 SPACE = {

@@ -15,8 +15,7 @@ from pipeline.training._loop import (
     loss_function,
     warm_up,
 )
-from pipeline.training._measure import PeakMemory, count_params, latency_ms
-from pipeline.training._memory import too_large
+from pipeline.training._measure import PeakMemory, count_params, latency_ms, too_large
 from pipeline.training._objective import (
     Objective,
     Trainable,

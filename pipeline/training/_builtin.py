@@ -19,8 +19,7 @@ from pipeline.exceptions import ModelTooLarge
 from pipeline.search import TRAINING_DEFAULTS
 from pipeline.tasks import Split, Splits, Task
 from pipeline.training._loop import EpochResult, evaluate, fit
-from pipeline.training._measure import count_params, latency_ms
-from pipeline.training._memory import too_large
+from pipeline.training._measure import count_params, latency_ms, too_large
 from pipeline.training._session import Session
 
 

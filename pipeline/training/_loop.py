@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -30,7 +29,8 @@ from torch.utils.data import DataLoader
 
 from pipeline.search import OPTIMIZERS, TRAINING_DEFAULTS
 from pipeline.tasks import KIND_METRICS, Split, Task, align, meter_for
-from pipeline.training._optim import make_optimizer, make_scheduler
+from pipeline.training._kernels import choose_onednn, onednn_convolutions
+from pipeline.training._optim import make_optimizer, restored_optimizer, schedule_from
 
 EVAL_BATCH = 4096  # rows per forward pass when scoring tensors
 DATASET_EVAL_BATCH = 256  # items per batch when scoring a Dataset (decoded images, say)
@@ -256,25 +256,27 @@ def fit(
     val_size = EVAL_BATCH if val.x is not None else DATASET_EVAL_BATCH
     val_batches = _batches(val, val_size, device, workers=workers)
     carry = {} if carry is None else carry
-    optimizer = _optimizer(task, model, hp, carry.get("optimizer"))
+    optimizer = restored_optimizer(task, model, hp, carry.get("optimizer"))
     start = int(carry.get("epoch") or 0) + 1
-    scheduler = _schedule_from(optimizer, hp, _steps(train, batch_size), epochs, start)
+    scheduler = schedule_from(optimizer, hp, _steps(train, batch_size), epochs, start)
     loss_fn = loss_function(task, float(hp["label_smoothing"]))
     clip = float(hp["grad_clip"])
     names = (*KIND_METRICS[task.kind], *(task.metrics or {}))
+    onednn = _convolutions_for(model, task, train, batch_size, autocast)
     n, results = len(train), []
     for epoch in range(start, epochs + 1):
         started = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=device)
-        for xb, yb in batches():
-            if augment is not None:
-                xb = augment(xb, generator)
-            with autocast_context(device, autocast):
-                out = model_outputs(task, model(xb))
-            loss = loss_fn(out.float(), yb)
-            _step(model, loss, optimizer, scheduler, clip)
-            loss_sum += loss.detach() * len(yb)
+        with onednn_convolutions(onednn):
+            for xb, yb in batches():
+                if augment is not None:
+                    xb = augment(xb, generator)
+                with autocast_context(device, autocast):
+                    out = model_outputs(task, model(xb))
+                loss = loss_fn(out.float(), yb)
+                _step(model, loss, optimizer, scheduler, clip)
+                loss_sum.add_(loss.detach(), alpha=len(yb))
         metrics = {"train_loss": loss_sum.item() / max(n, 1)}
         if math.isfinite(metrics["train_loss"]):
             scores = _score(model, task, val_batches, device, autocast)
@@ -291,42 +293,22 @@ def fit(
     return results
 
 
-def _schedule_from(
-    optimizer: torch.optim.Optimizer, hp: Mapping[str, Any], steps: int, epochs: int, start: int
-) -> LRScheduler | None:
-    """The per-batch schedule, moved on to where epoch ``start`` begins."""
-    scheduler = make_scheduler(optimizer, hp, steps, epochs)
-    if scheduler is not None and start > 1:
-        with warnings.catch_warnings():  # stepped without an optimizer step, on purpose
-            warnings.simplefilter("ignore", UserWarning)
-            for _ in range((start - 1) * steps):
-                scheduler.step()
-    return scheduler
+def _convolutions_for(
+    model: nn.Module, task: Task, train: Split, batch_size: int, autocast: torch.dtype | None
+) -> bool | None:
+    """oneDNN's convolutions or the native ones for training on ``train``'s tensors
+    (see :mod:`pipeline.training._kernels`); None for a Dataset split: the setting stays."""
+    if train.x is None or train.y is None or len(train) == 0:
+        return None
+    xb, yb = train.x[:batch_size], train.y[:batch_size]
+    loss_fn = loss_function(task)
 
+    def loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        with autocast_context(batch.device, autocast):
+            out = model_outputs(task, net(batch))
+        return loss_fn(out.float(), yb)
 
-def _optimizer(
-    task: Task, model: nn.Module, hp: Mapping[str, Any], saved: Mapping[str, Any] | None
-) -> torch.optim.Optimizer:
-    """The optimizer ``hp`` asks for; with ``saved`` (a checkpoint's optimizer state) its
-    state goes on, while its settings (lr, momentum...) are those of ``hp``: after an
-    exploit the values change, the momentum stays. A state of another optimizer is left."""
-    if task.optimizer is not None:
-        optimizer = task.optimizer(model, hp)
-    else:
-        optimizer = make_optimizer(hp["optimizer"], model.parameters(), hp)
-    if not saved:
-        return optimizer
-    fresh = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-    groups = saved.get("param_groups") or []
-    if len(groups) != len(fresh) or any(
-        set(g) - {"params", "initial_lr"} != set(f) for g, f in zip(groups, fresh, strict=False)
-    ):
-        return optimizer
-    optimizer.load_state_dict(dict(saved))
-    for group, values in zip(optimizer.param_groups, fresh, strict=True):
-        group.pop("initial_lr", None)  # the schedule starts from the new lr
-        group.update(values)
-    return optimizer
+    return choose_onednn(model, xb, loss)
 
 
 __all__ = [
