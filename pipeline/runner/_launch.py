@@ -39,6 +39,7 @@ from pipeline.packing import check_device
 from pipeline.results import print_final_evaluation
 from pipeline.runner._hints import end_tracking
 from pipeline.runner._live import LiveReporter
+from pipeline.runner._note import PendingNote
 from pipeline.runner._placement import (
     Slot,
     resolve_device,
@@ -62,7 +63,6 @@ from pipeline.study import (
     budget_for,
     note,
     set_optuna_logging,
-    write_note,
 )
 from pipeline.tracking import open_tracking
 from pipeline.training import warm_up
@@ -120,17 +120,20 @@ def tune(
         max_retries=config.max_retries,
         say=lambda line: print(line, file=out, flush=True),
     )
+    pending = PendingNote(study, config, storage, method)
     try:
         for slot in slots:
             supervisor.procs.append(_start(ctx, config, slot, stop, deadline))
-        if tracking is not None:  # after the fork: MLflow's client starts threads
+        _quietly(pending.poll)  # forked before MLflow's client starts its threads
+        if tracking is not None:
             tracking.start_study(study)
-        pending = _PendingNote(study, config)
         # During an outage the workers report and retry; the table resumes after it.
-        supervisor.watch(lambda: _quietly(pending.write, reporter.poll), POLL_SECONDS)
+        supervisor.watch(lambda: _quietly(pending.poll, reporter.poll), POLL_SECONDS)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP (see signals.py)
+        pending.stop()
         return _interrupted(interrupt, stop, supervisor, reporter, out)
     reporter.hints += end_tracking(tracking, study)  # where its runs are shown
+    _quietly(pending.finish)
     try:
         return _finish(study, config, reporter, supervisor.procs, device, out)
     finally:  # its last connection closed, SQLite writes its log into the file
@@ -152,22 +155,6 @@ def _interrupted(
     _quietly(reporter.poll)
     print("Stopped. Run the same command again to resume the study.", file=out, flush=True)
     return exit_code_of(interrupt)
-
-
-class _PendingNote:
-    """The study's note for the dashboard, written once the workers run (optuna-dashboard
-    imports scikit-learn, a second their first trials need not wait for) and tried again
-    at the next poll when the storage is away."""
-
-    def __init__(self, study: optuna.Study, config: StudyConfig) -> None:
-        self.study = study
-        self.config = config
-        self.written = False
-
-    def write(self) -> None:
-        if not self.written:
-            write_note(self.study, self.config)
-            self.written = True
 
 
 def _quietly(*polls: Callable[[], object]) -> None:

@@ -190,6 +190,8 @@ class LiveReporter:
 
     def poll(self) -> None:
         """Print rows for newly finished trials and refresh the progress line."""
+        if self.quiet and self.finished_before is not None:
+            return  # nothing to print before the summary, which reads the trials itself
         trials = self.study.get_trials(deepcopy=False)
         finished = [t for t in trials if t.state in _ENDED]
         if self.finished_before is None:

@@ -89,22 +89,28 @@ class Supervisor:
         while True:
             poll()
             with contextlib.suppress(*STORAGE_ERRORS):  # an outage: workers wait it out, so do we
-                self._check(self._running())
+                self._check()
             alive = [p.sentinel for p in self.procs if p.is_alive()]
             if not alive:
                 return
             # Wakes as a worker ends: the summary follows the last trial at once.
             mp.connection.wait(alive, timeout=poll_seconds)
 
-    def _check(self, owned: dict[int, FrozenTrial]) -> None:
+    def _check(self) -> None:
+        # The storage is read only when there is something to check: a trial_timeout, or
+        # a worker that ended (one that ends after this line is seen at the next poll).
+        ended = [p for p in self.procs if not p.is_alive() and p.pid not in self.ended]
+        if self.trial_timeout is None and not ended:
+            return
+        owned = self._running()
         for i, proc in enumerate(self.procs):
             trial = owned.get(proc.pid or -1)
-            if proc.is_alive():
-                self._check_time(proc, trial)
-            elif proc.pid not in self.ended:
+            if proc in ended:
                 if self._died(i, proc, trial):
                     self.procs[i] = self.start(i)
                 self.ended.add(proc.pid or -1)  # after _died: a storage error retries it
+            elif proc.is_alive():
+                self._check_time(proc, trial)
 
     def _running(self) -> dict[int, FrozenTrial]:
         """The RUNNING trials of this machine's workers, by the pid that runs them (a pid
