@@ -104,3 +104,26 @@ def test_a_model_too_large_for_memory_fails_its_trial_with_a_reason() -> None:
     trial = study.trials[0]
     assert trial.state == TrialState.FAIL
     assert "narrow the search space" in trial.user_attrs["fail_reason"]
+
+
+def test_digits_are_read_as_scikit_learn_gives_them_without_importing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from pipeline.tasks import _digits
+
+    bunch = load_digits()
+    pixels, labels = _digits._digits()
+    assert (pixels == bunch.data).all() and (labels == bunch.target).all()
+    # A worker that loads them does not pay scikit-learn's import.
+    code = "import sys; from pipeline.tasks import _digits; _digits._digits(); print('sklearn' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "False"
+    # Where scikit-learn's file is not where it was, load_digits reads it.
+    monkeypatch.setattr(_digits.importlib.util, "find_spec", lambda name: None)
+    pixels, labels = _digits._digits()
+    assert (pixels == bunch.data).all() and (labels == bunch.target).all()

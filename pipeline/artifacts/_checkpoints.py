@@ -168,9 +168,11 @@ def remove_quietly(store: ArtifactStore, artifact_id: str) -> None:
 def drop_working(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore) -> None:
     """Remove the working checkpoints of a trial that no retry will resume, and of the
     earlier attempts it re-ran (its own kept checkpoint, if any, stays)."""
-    trials = study.get_trials(deepcopy=False)
-    for number in [*retry_history(trial), trial.number]:
-        resume = trials[number].user_attrs.get(Attr.RESUME) if number < len(trials) else None
+    earlier = retry_history(trial)
+    trials = study.get_trials(deepcopy=False) if earlier else []  # a first attempt: no read
+    records = [trials[n] for n in earlier if n < len(trials)] + [trial]
+    for record in records:
+        resume = record.user_attrs.get(Attr.RESUME)
         if isinstance(resume, dict):
             remove_quietly(store, str(resume.get("artifact")))
 

@@ -181,7 +181,7 @@ def _run_trials(
         trainable,
         device,
         should_stop=should_stop,
-        is_surplus=lambda trial: budget.is_surplus(study, trial),
+        is_surplus=lambda trial, trials: budget.is_surplus(study, trial, trials),
         worker=worker,
         store=store,
         trial_timeout=config.trial_timeout,

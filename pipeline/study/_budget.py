@@ -102,16 +102,18 @@ class Budget:
             most = min(most, left)
         return max(most, 0)
 
-    def is_surplus(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        """Whether a just-created trial is one more than the budget allows."""
+    def is_surplus(
+        self, study: optuna.Study, trial: FrozenTrial, trials: list[FrozenTrial] | None = None
+    ) -> bool:
+        """Whether a just-created trial is one more than the budget allows (``trials``:
+        the study's, read since the trial was created; None reads them)."""
         if self.queue_only:
             return not is_enqueued(trial)
         if self.n_trials is None:
             return False
-        ahead = sum(
-            t.number < trial.number and t.state in FINISHED + IN_FLIGHT
-            for t in study.get_trials(deepcopy=False)
-        )
+        if trials is None:
+            trials = study.get_trials(deepcopy=False)
+        ahead = sum(t.number < trial.number and t.state in FINISHED + IN_FLIGHT for t in trials)
         return ahead >= self.n_trials
 
 

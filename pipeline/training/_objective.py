@@ -120,7 +120,7 @@ class Objective:
         device: torch.device,
         *,
         should_stop: Callable[[], bool] = lambda: False,
-        is_surplus: Callable[[FrozenTrial], bool] = lambda trial: False,
+        is_surplus: Callable[[FrozenTrial, list[FrozenTrial]], bool] = lambda trial, trials: False,
         worker: int = 0,
         store: ArtifactStore | None = None,
         tracking: Tracking | None = None,
@@ -152,8 +152,9 @@ class Objective:
             TrialSkipped: the budget was already met; the trial is marked skipped.
         """
         self.current = trial.number
-        record = frozen(trial)
-        if self.is_surplus(record):
+        trials = trial.study.get_trials(deepcopy=False)  # one read for all that follows
+        record = frozen(trial, trials)
+        if self.is_surplus(record, trials):
             _end(trial, Outcome.SKIPPED, "skipped: the trial budget was already met")
             raise TrialSkipped(f"trial {trial.number} not run: the budget was already met")
         trial.set_user_attr(Attr.WORKER_PROCESS, self.identity)
@@ -164,7 +165,6 @@ class Objective:
         if history:
             trial.set_user_attr(Attr.RETRY_OF, original_number(record))
             trial.set_user_attr(Attr.RETRY_COUNT, len(history))
-        trials = trial.study.get_trials(deepcopy=False)
         end, parent, population = self.plan.max_epochs, None, self.plan.population
         if population is not None:
             if population.is_duplicate(trials, record):

@@ -186,10 +186,13 @@ def rank(trials: Sequence[FrozenTrial], direction: StudyDirection) -> list[Froze
     return sorted(trials, key=lambda t: (sign * float(t.values[0] if t.values else 0.0), t.number))
 
 
-def frozen(trial: optuna.Trial) -> FrozenTrial:
+def frozen(trial: optuna.Trial, trials: Sequence[FrozenTrial] | None = None) -> FrozenTrial:
     """The stored record of a live trial (its system attributes included), read through
-    the study's public API."""
-    for stored in reversed(trial.study.get_trials(deepcopy=False)):
+    the study's public API, or found in ``trials`` (the study's, read since the trial
+    was created)."""
+    if trials is None:
+        trials = trial.study.get_trials(deepcopy=False)
+    for stored in reversed(trials):
         if stored.number == trial.number:
             return stored
     raise LookupError(f"trial {trial.number} is not in study {trial.study.study_name!r}")
