@@ -37,12 +37,12 @@ from pipeline.trial import (
     FINISHED,
     Outcome,
     best_trial,
+    front,
     is_feasible,
     last_metrics,
     outcome_of,
     reason_of,
     state_counts,
-    study_front,
 )
 
 _ENDED = (*FINISHED, TrialState.FAIL)
@@ -286,9 +286,9 @@ class LiveReporter:
             f"{running} running",
         ]
         if len(self.study.directions) > 1:  # several objectives: the front's size
-            size = len(study_front(self.study))
+            size = len(front(trials, self.study.directions))
             parts.append(f"front {size} feasible trial{'s' if size != 1 else ''}")
-        elif (best := best_trial(self.study)) is not None:
+        elif (best := best_trial(self.study, trials=trials)) is not None:
             parts.append(f"best {self.metric} {_fmt(best.value)} (#{best.number})")
         parts.append(f"elapsed {_clock(elapsed)}")
         new_done = done - (self.finished_before or 0)

@@ -162,14 +162,19 @@ def is_feasible(trial: FrozenTrial) -> bool:
 
 
 def best_trial(
-    study: optuna.Study, where: Callable[[FrozenTrial], bool] | None = None
+    study: optuna.Study,
+    where: Callable[[FrozenTrial], bool] | None = None,
+    trials: Sequence[FrozenTrial] | None = None,
 ) -> FrozenTrial | None:
     """The best feasible complete trial for the study's first objective (the first of
     equals), among those ``where`` accepts; None if there is none. An infeasible trial
     is never the best. (Of several objectives, this is the end of the Pareto front that
     is best in the first; see :func:`pipeline.trial.study_front` for all of it. Of a
-    population, only the segments that reached the deepest epoch compete.)"""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    population, only the segments that reached the deepest epoch compete.) ``trials``:
+    the study's, just read (None reads them)."""
+    if trials is None:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
     chosen = [t for t in complete if is_feasible(t) and (where is None or where(t))]
     if any(Attr.MEMBER in t.user_attrs for t in chosen):
         # Population-based training: a segment is best among the segments that trained
