@@ -2,18 +2,21 @@
 
 PyTorch runs CPU convolutions with oneDNN when it is built in. oneDNN pays a fixed cost
 per call that small inputs never earn back: on the Ray Tune tutorial's network over
-MNIST-1D at batch 2 to 8, a training step takes about 0.6x as long with PyTorch's native
-kernels, while at batch 256 it takes 2.9x as long (benchmarks/loop.py). No batch size
-separates the two on every network and machine, so the loop times one forward and
-backward pass of the trial's own model on its first batch with each and keeps the
-faster, as ``torch.backends.cudnn.benchmark`` does for cuDNN's algorithms.
+MNIST-1D a training step at batch 2 to 8 takes about 0.6x as long with PyTorch's native
+kernels, while at batch 256 native takes 2.9x as long (2 cores of an AMD EPYC; see
+benchmarks/RESULTS.md). No batch size separates the two on every network and machine,
+so the loop times a forward and backward pass of the trial's own model on its first
+batch with each and keeps the faster, as ``torch.backends.cudnn.benchmark`` does for
+cuDNN's algorithms.
 
 The timing leaves the model as it was: it runs in eval mode (no batch-norm statistics
 move, no dropout draws a number) and the gradients it makes are dropped. The choice is
 remembered for the rest of the process by the model's convolutions and the batch's
-shape, so a worker times each shape once. oneDNN stays unless the native kernels are
-clearly faster (``NATIVE_MARGIN``), so that timing noise rarely flips a choice; a choice
-changes the last bits of a trial's numbers, not its course.
+shape, so a worker times each shape once: two passes of each kind when one is plainly
+faster (a large model on a CPU pays seconds a pass), four when it is close. oneDNN stays
+unless the native kernels are clearly faster (``NATIVE_MARGIN``), so that timing noise
+rarely flips a choice; a choice changes the last bits of a trial's numbers, not its
+course.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 NATIVE_MARGIN = 0.85  # native kernels must take at most this share of oneDNN's time
-TIMED_PASSES = 3  # per kind, alternating, after one untimed pass each; the fastest counts
+TIMED_PASSES = 3  # per kind at most, alternating, after one untimed pass each; fastest counts
+CLEAR = (0.6, 1.4)  # a first timed ratio (native / oneDNN) outside this settles it at once
 
 _chosen: dict[tuple[object, ...], bool] = {}  # (convolutions, batch shape...) -> use oneDNN
 
@@ -82,6 +86,9 @@ def _time_both(
                     loss(model, batch).backward()
                     if rep:  # the first pass of each pays one-time set-up
                         best[onednn] = min(best[onednn], time.perf_counter() - started)
+            # A large model pays seconds a pass: stop once the answer is plain.
+            if rep == 1 and not CLEAR[0] <= best[False] / best[True] <= CLEAR[1]:
+                break
     finally:
         model.train(was_training)
         model.zero_grad(set_to_none=True)
