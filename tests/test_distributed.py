@@ -43,6 +43,10 @@ from conftest import (
 )
 from optuna.trial import TrialState
 
+from pipeline.runner import run_worker
+from pipeline.study import prepare_study, storage_for
+from pipeline.study._file import parse_study
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -583,11 +587,9 @@ def test_trials_held_by_workers_that_gave_up_are_released_by_the_rerun(
     tmp_path: Path, own_postgres: ThrowawayPostgres
 ) -> None:
     # No heartbeat: only the liveness rule can tell that these trials' workers are gone.
-    # Two trials, one per worker: both are held when the database goes, and the rerun
-    # has exactly the released ones to run.
     study = _tiny_study(
         tmp_path / "s.yaml",
-        n_trials=2,
+        n_trials=4,
         max_epochs=40,
         workers=2,
         storage=own_postgres.url,
@@ -621,7 +623,7 @@ def test_trials_held_by_workers_that_gave_up_are_released_by_the_rerun(
     assert rerun.returncode == 0, rerun.stderr
     assert "left running by a worker that is gone" in rerun.stdout
     trials = _trials(own_postgres.url, study["study_name"])
-    assert sum(t.state in FINISHED for t in trials) == 2
+    assert sum(t.state in FINISHED for t in trials) == 4
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
 
 
@@ -629,8 +631,12 @@ def test_trials_held_by_workers_that_gave_up_are_released_by_the_rerun(
 def test_workers_give_up_with_one_message_when_the_database_stays_away(
     tmp_path: Path, own_postgres: ThrowawayPostgres
 ) -> None:
-    _tiny_study(tmp_path / "s.yaml", n_trials=3, storage=own_postgres.url, storage_retry_seconds=3)
-    assert run_cli("tune", str(tmp_path / "s.yaml")).returncode == 0
+    study = _tiny_study(
+        tmp_path / "s.yaml", n_trials=3, storage=own_postgres.url, storage_retry_seconds=3
+    )
+    config = parse_study(study)
+    prepare_study(config, storage_for(config))
+    run_worker(config)  # the study's first trials, in this process
     own_postgres.stop()
     started = time.monotonic()
     result = run_cli("tune", str(tmp_path / "s.yaml"), "--n-trials", "6")

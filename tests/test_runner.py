@@ -175,13 +175,14 @@ def test_enqueued_configurations_run_first_and_only_once(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_rerun_resumes_instead_of_starting_over(write_study: Callable[..., Path]) -> None:
     path = write_study(n_trials=3, max_epochs=1)
-    assert run_cli("tune", str(path)).returncode == 0
+    config = parse_study(__import__("yaml").safe_load(path.read_text()))
+    prepare_study(config, storage_for(config))
+    run_worker(config)  # the first run, in this process: three trials
     again = run_cli("tune", str(path))
     assert again.returncode == 0
     assert "already met" in again.stdout
     more = run_cli("tune", str(path), "--n-trials", "5")
     assert more.returncode == 0
-    config = parse_study(__import__("yaml").safe_load(path.read_text()))
     trials = _load(config.storage, config.study_name).trials
     assert [t.number for t in trials] == [0, 1, 2, 3, 4]
 

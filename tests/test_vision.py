@@ -121,7 +121,7 @@ def test_cifar10_study_files_smoke_run(tmp_path: Path, study: str) -> None:
         "--storage",
         f"sqlite:///{tmp_path}/s.db",
         "--n-trials",
-        "1",  # one trial runs the file end to end; a ResNet-18 trial costs seconds here
+        "2",
         "--workers",
         "1",
         "--set",
