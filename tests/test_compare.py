@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -17,6 +18,10 @@ from pipeline.config import ParamSpec
 from pipeline.exceptions import UsageError
 from pipeline.search import grid_size
 from pipeline.study._file import parse_study
+
+# The seconds budget of a compare run: long enough for trials to start after the
+# workers do, short enough not to dominate the test.
+SECONDS = 6
 
 SPACE = {
     "lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True},
@@ -97,37 +102,50 @@ def test_variants_share_the_budget_and_differ_in_sampler_pruner_seed(tmp_path: P
     )
 
 
-@pytest.mark.slow
-def test_compare_runs_resumes_and_reports(tmp_path: Path) -> None:
-    path = _study(tmp_path)
-    base = [
+def _compare(folder: Path, samplers: str, pruners: str = "none", *more: str) -> None:
+    """`pipeline compare` of the study in ``folder`` (``_study``), 4 trials a run, one seed."""
+    result = run_cli(
         "compare",
-        str(path),
+        str(_study(folder)),
+        "--samplers",
+        samplers,
         "--pruners",
-        "none,asha",
+        pruners,
         "--seeds",
         "1",
         "--budget",
         "trials:4",
-        "--target",
-        "0.5",
         "--out",
-        str(tmp_path / "report"),
-    ]
-    first = run_cli(*base, "--samplers", "random")
-    assert first.returncode == 0, first.stderr
-    random_trials = {
-        n: len(_trials(tmp_path, n)) for n in ("cmp--random-none-seed0", "cmp--random-asha-seed0")
-    }
+        str(folder / "report"),
+        *more,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+SEQUENTIAL = [f"cmp--{s}-{p}-seed0" for s in ("random", "tpe") for p in ("none", "asha")]
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[Any]]]:
+    """One compare of random and TPE, without pruning and with ASHA, and the parameters
+    each run's trials took, in order: what the resume and repeat tests start from."""
+    folder = tmp_path_factory.mktemp("compared")
+    _compare(folder, "random,tpe", "none,asha", "--target", "0.5")
+    return folder, {n: [t.params for t in _trials(folder, n)] for n in SEQUENTIAL}
+
+
+@pytest.mark.slow
+def test_compare_runs_resumes_and_reports(compared: tuple[Path, dict[str, list[Any]]]) -> None:
+    folder, params = compared
+    assert all(len(p) == 4 for p in params.values()), params
     # A rerun with one sampler more runs only what is missing (as after an interruption).
-    second = run_cli(*base, "--samplers", "grid,random,tpe")
-    assert second.returncode == 0, second.stderr
-    assert {n: len(_trials(tmp_path, n)) for n in random_trials} == random_trials
+    _compare(folder, "grid,random,tpe", "none,asha", "--target", "0.5")
+    assert {n: [t.params for t in _trials(folder, n)] for n in SEQUENTIAL} == params
     for sampler in ("grid", "random", "tpe"):
         for pruner in ("none", "asha"):
-            trials = _trials(tmp_path, f"cmp--{sampler}-{pruner}-seed0")
+            trials = _trials(folder, f"cmp--{sampler}-{pruner}-seed0")
             assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 4
-    summary = (tmp_path / "report" / "summary.md").read_text()
+    summary = (folder / "report" / "summary.md").read_text()
     for sampler in ("grid", "random", "tpe"):
         for pruner in ("none", "asha"):
             assert f"| {sampler} | {pruner} | 1 |" in summary, summary
@@ -135,8 +153,8 @@ def test_compare_runs_resumes_and_reports(tmp_path: Path) -> None:
     assert "Random beat grid" in summary or "Random did not beat grid" in summary
     assert "fewer epochs than no pruning" in summary and "hold for this problem" in summary
     for axis in ("trials", "epochs", "seconds"):
-        assert (tmp_path / "report" / f"best_vs_{axis}.png").stat().st_size > 5000
-    assert (tmp_path / "report" / "index.html").is_file()
+        assert (folder / "report" / f"best_vs_{axis}.png").stat().st_size > 5000
+    assert (folder / "report" / "index.html").is_file()
 
 
 @pytest.mark.slow
@@ -166,13 +184,13 @@ def test_epoch_and_second_budgets_are_honoured(tmp_path: Path) -> None:
         "--seeds",
         "1",
         "--budget",
-        "seconds:10",
+        f"seconds:{SECONDS}",
         "--out",
         str(tmp_path / "r2"),
     )
     assert result.returncode == 0, result.stderr
-    # No trial starts after the 10 s, and every one that started ran to its end (on a
-    # loaded machine the workers may start so late that none does).
+    # No trial starts after the budget's seconds, and every one that started ran to its
+    # end (on a loaded machine the workers may start so late that none does).
     spans = []
     for t in _trials(tmp_path, "cmp--tpe-none-seed0"):
         assert t.datetime_start is not None and t.datetime_complete is not None
@@ -181,33 +199,19 @@ def test_epoch_and_second_budgets_are_honoured(tmp_path: Path) -> None:
         start = min(begin for begin, _ in spans)
         last_start = max(begin for begin, _ in spans)
         longest = max((end - begin).total_seconds() for begin, end in spans)
-        assert (last_start - start).total_seconds() <= 10 + longest
+        assert (last_start - start).total_seconds() <= SECONDS + longest
 
 
 @pytest.mark.slow
-def test_seeded_sequential_samplers_repeat(tmp_path: Path) -> None:
-    params = []
-    for run in ("a", "b"):
-        folder = tmp_path / run
-        folder.mkdir()
-        path = _study(folder, storage=f"sqlite:///{folder}/c.db")
-        result = run_cli(
-            "compare",
-            str(path),
-            "--samplers",
-            "random,tpe",
-            "--seeds",
-            "1",
-            "--budget",
-            "trials:4",
-            "--out",
-            str(folder / "r"),
-        )
-        assert result.returncode == 0, result.stderr
-        params.append(
-            [[t.params for t in _trials(folder, f"cmp--{s}-none-seed0")] for s in ("random", "tpe")]
-        )
-    assert params[0] == params[1]
+def test_seeded_sequential_samplers_repeat(
+    compared: tuple[Path, dict[str, list[Any]]], tmp_path: Path
+) -> None:
+    # The same study file compared again in another storage draws the same parameters.
+    _compare(tmp_path, "random,tpe")
+    again = [
+        [t.params for t in _trials(tmp_path, f"cmp--{s}-none-seed0")] for s in ("random", "tpe")
+    ]
+    assert again == [compared[1][f"cmp--{s}-none-seed0"] for s in ("random", "tpe")]
 
 
 def _runs(seeds: int, metric: str = "val_loss", test: str = "test_accuracy") -> list[Run]:

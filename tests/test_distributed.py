@@ -43,6 +43,10 @@ from conftest import (
 )
 from optuna.trial import TrialState
 
+from pipeline.runner import run_worker
+from pipeline.study import prepare_study, storage_for
+from pipeline.study._file import parse_study
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -627,8 +631,12 @@ def test_trials_held_by_workers_that_gave_up_are_released_by_the_rerun(
 def test_workers_give_up_with_one_message_when_the_database_stays_away(
     tmp_path: Path, own_postgres: ThrowawayPostgres
 ) -> None:
-    _tiny_study(tmp_path / "s.yaml", n_trials=3, storage=own_postgres.url, storage_retry_seconds=3)
-    assert run_cli("tune", str(tmp_path / "s.yaml")).returncode == 0
+    study = _tiny_study(
+        tmp_path / "s.yaml", n_trials=3, storage=own_postgres.url, storage_retry_seconds=3
+    )
+    config = parse_study(study)
+    prepare_study(config, storage_for(config))
+    run_worker(config)  # the study's first trials, in this process
     own_postgres.stop()
     started = time.monotonic()
     result = run_cli("tune", str(tmp_path / "s.yaml"), "--n-trials", "6")

@@ -25,8 +25,9 @@ from pipeline.cli import main
 from pipeline.compare import write_report
 from pipeline.compare._pareto import common_scale, scaled_hypervolume
 from pipeline.config import MEASURED_DIRECTIONS
+from pipeline.runner import run_worker
 from pipeline.search import suggest
-from pipeline.study import prepare_study
+from pipeline.study import prepare_study, storage_for
 from pipeline.study._file import parse_study
 from pipeline.training import PeakMemory, Session, count_params, latency_ms, load_user_function
 from pipeline.trial import (
@@ -466,9 +467,11 @@ def test_a_real_study_ends_with_its_front_and_keeps_it_after_a_resume(
     )
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    out = _tune(path)
+    config = parse_study(data, str(path))
+    prepare_study(config, storage_for(config))
+    run_worker(config)  # the first four trials, in this process
+    out = _tune(path, "--n-trials", "6")  # a resume by tune: two more trials
     assert "Pareto front of study" in out and "feasible" in out
-    _tune(path, "--n-trials", "6")  # a resume: two more trials
     study = optuna.load_study(study_name=data["study_name"], storage=data["storage"])
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 6
     best = _best(path)

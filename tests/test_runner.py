@@ -175,13 +175,14 @@ def test_enqueued_configurations_run_first_and_only_once(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_rerun_resumes_instead_of_starting_over(write_study: Callable[..., Path]) -> None:
     path = write_study(n_trials=3, max_epochs=1)
-    assert run_cli("tune", str(path)).returncode == 0
+    config = parse_study(__import__("yaml").safe_load(path.read_text()))
+    prepare_study(config, storage_for(config))
+    run_worker(config)  # the first run, in this process: three trials
     again = run_cli("tune", str(path))
     assert again.returncode == 0
     assert "already met" in again.stdout
     more = run_cli("tune", str(path), "--n-trials", "5")
     assert more.returncode == 0
-    config = parse_study(__import__("yaml").safe_load(path.read_text()))
     trials = _load(config.storage, config.study_name).trials
     assert [t.number for t in trials] == [0, 1, 2, 3, 4]
 
@@ -198,8 +199,8 @@ def test_two_sqlite_workers_and_an_open_dashboard_never_lock(
     )
     url = f"sqlite:///{tmp_path}/optuna.db"
     port = free_port()
-    prepare = run_cli("tune", str(path), "--n-trials", "1")  # creates the study and the file
-    assert prepare.returncode == 0, prepare.stderr
+    config = parse_study(__import__("yaml").safe_load(path.read_text()))
+    prepare_study(config, storage_for(config))  # the study and the file the dashboard opens
     log = open(tmp_path / "dashboard.log", "w")  # a pipe nobody reads would fill and block it
     dashboard = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "dashboard", "--storage", url, "--port", str(port)],
@@ -249,7 +250,6 @@ def test_two_sqlite_workers_and_an_open_dashboard_never_lock(
     assert not errors, (errors, sorted(latencies)[-5:])
     for text in (result.stdout, result.stderr, out):
         assert "locked" not in text
-    config = parse_study(__import__("yaml").safe_load(path.read_text()))
     trials = _load(url, config.study_name).trials
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 16
     # A trial created in the instant another worker took the last slot is recorded as
@@ -265,11 +265,12 @@ def test_ctrl_c_stops_records_interrupted_trials_and_the_rerun_resumes_them(
     import os
     import signal
 
-    # Long enough per trial that Ctrl-C lands mid-training.
+    # Long enough per trial that Ctrl-C lands mid-training; three trials, so that the
+    # rerun has two re-queued ones and a new one to order.
     path = write_study(
-        n_trials=4,
+        n_trials=3,
         workers=2,
-        max_epochs=30,
+        max_epochs=12,
         search_space={
             "lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True},
             "batch_size": {"type": "categorical", "choices": [2]},
@@ -314,7 +315,7 @@ def test_ctrl_c_stops_records_interrupted_trials_and_the_rerun_resumes_them(
     assert rerun.returncode == 0, rerun.stderr
     trials = _load(config.storage, config.study_name).trials
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(finished) == 4
+    assert len(finished) == 3
     retried = sorted((t for t in finished if "retry_of" in t.user_attrs), key=lambda t: t.number)
     assert sorted(t.user_attrs["retry_of"] for t in retried) == sorted(
         t.number for t in interrupted

@@ -183,7 +183,7 @@ def test_a_sigkilled_worker_s_trial_resumes_from_its_last_checkpointed_epoch(
         n_trials=1,
         max_epochs=8,
         max_retries=1,
-        search_space={"lr": {"type": "float", "low": 0.05, "high": 0.2}, "sleep": 0.4},
+        search_space={"lr": {"type": "float", "low": 0.05, "high": 0.2}, "sleep": 0.2},
     )
     path = _write(tmp_path, study)
     env = {**os.environ, "PYTHONPATH": with_tests_path()}
