@@ -373,56 +373,27 @@ def test_resuming_a_seeded_study_twice_draws_no_configuration_again(tmp_path: Pa
     assert len(params) == 9 and len(set(params)) == 9
 
 
-def _note_writer(record: Path, fail_first: bool = False) -> Callable[[Any, Any], None]:
-    """A stand-in for write_note that says which process wrote, at what niceness; with
-    ``fail_first``, the first call fails as a storage outage does."""
+def test_the_dashboard_note_is_written_without_importing_optuna_dashboard(tmp_path: Path) -> None:
+    # The package imports scikit-learn (1.5 s of CPU in every tune); its note module is
+    # loaded on its own, and what it writes is what optuna-dashboard reads.
+    url = f"sqlite:///{tmp_path}/n.db"
+    code = (
+        "import sys, optuna\n"
+        "from conftest import minimal_study\n"
+        "from pipeline.study import write_note\n"
+        "from pipeline.study._file import parse_study\n"
+        f"study = optuna.create_study(study_name='n', storage={url!r})\n"
+        "write_note(study, parse_study(minimal_study(study_name='n')))\n"
+        "print(sorted(m for m in ('sklearn', 'optuna_dashboard') if m in sys.modules))\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": with_tests_path()},
+        check=True,
+    )
+    assert shown.stdout.strip() == "[]", shown.stderr
+    import optuna_dashboard
 
-    def write(study: Any, config: Any) -> None:
-        if fail_first and not (record.parent / "failed-once").exists():
-            (record.parent / "failed-once").touch()
-            raise ConnectionRefusedError("the storage is away")
-        with record.open("a") as f:
-            f.write(f"{os.getpid()} {os.getpriority(os.PRIO_PROCESS, 0)}\n")
-
-    return write
-
-
-def test_the_dashboard_note_is_written_by_a_forked_process_at_idle_priority(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from pipeline.runner import _note
-
-    record = tmp_path / "writes"
-    monkeypatch.setattr(_note, "write_note", _note_writer(record, fail_first=True))
-    study = optuna.create_study()
-    pending = _note.PendingNote(study, None, study._storage, "fork")  # type: ignore[arg-type]
-    pending.poll()  # the first writer meets the outage
-    assert pending.writer is not None
-    pending.writer.join()  # quietly: no traceback on the console
-    assert not record.exists() and pending.writer.exitcode != 0
-    pending.poll()  # sees it failed: another starts
-    pending.finish()
-    ((pid, nice),) = (line.split() for line in record.read_text().splitlines())
-    assert int(pid) != os.getpid() and int(nice) == _note.IDLE_PRIORITY
-    assert pending.written
-    pending.poll()  # written: nothing more
-    assert len(record.read_text().splitlines()) == 1
-
-
-def test_with_other_threads_running_the_note_is_written_in_this_process(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from pipeline.runner import _note
-
-    record = tmp_path / "writes"
-    monkeypatch.setattr(_note, "write_note", _note_writer(record))
-    release = threading.Event()
-    other = threading.Thread(target=release.wait)  # as MLflow's client starts threads
-    other.start()
-    try:
-        study = optuna.create_study()
-        _note.PendingNote(study, None, study._storage, "fork").poll()  # type: ignore[arg-type]
-    finally:
-        release.set()
-        other.join()
-    assert record.read_text().split()[0] == str(os.getpid())
+    assert optuna_dashboard.get_note(_load(url, "n")).startswith("**n**: task `digits`")

@@ -120,20 +120,18 @@ def tune(
         max_retries=config.max_retries,
         say=lambda line: print(line, file=out, flush=True),
     )
-    pending = PendingNote(study, config, storage, method)
+    pending = PendingNote(study, config)
     try:
         for slot in slots:
             supervisor.procs.append(_start(ctx, config, slot, stop, deadline))
-        _quietly(pending.poll)  # forked before MLflow's client starts its threads
-        if tracking is not None:
+        if tracking is not None:  # after the fork: MLflow's client starts threads
             tracking.start_study(study)
         # During an outage the workers report and retry; the table resumes after it.
         supervisor.watch(lambda: _quietly(pending.poll, reporter.poll), POLL_SECONDS)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP (see signals.py)
-        pending.stop()
         return _interrupted(interrupt, stop, supervisor, reporter, out)
     reporter.hints += end_tracking(tracking, study)  # where its runs are shown
-    _quietly(pending.finish)
+    _quietly(pending.poll)  # the storage was away at every poll so far
     try:
         return _finish(study, config, reporter, supervisor.procs, device, out)
     finally:  # its last connection closed, SQLite writes its log into the file

@@ -7,10 +7,14 @@ trials, and Optuna hands each queued trial to exactly one worker, so no point re
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.util
 import logging
 import random
 import time
 import warnings
+from pathlib import Path
+from types import ModuleType
 
 import optuna
 
@@ -108,8 +112,8 @@ def prepare_study(
         joining: A worker joining a study that may already run elsewhere: it records
             provenance and queues new grid points only if it is the one that creates it.
         branch_from: A new study imports the valid finished trials of this one.
-        note: Write the dashboard's note on a new study (``tune`` writes it itself once
-            its workers run: see :func:`write_note`).
+        note: Write the dashboard's note on a new study (``tune`` writes it itself, on
+            every run, once its workers run).
 
     Raises:
         ConfigError: the file changes what the trials of the stored study mean.
@@ -190,13 +194,29 @@ def _wait_until_prepared(study: optuna.Study) -> bool:
 
 
 def write_note(study: optuna.Study, config: StudyConfig) -> None:
-    """The study's description as its note in optuna-dashboard (replacing the last one).
+    """The study's description as its note in optuna-dashboard (replacing the last one),
+    written by optuna-dashboard's own ``save_note``."""
+    _dashboard_notes().save_note(study, note(config))
 
-    optuna-dashboard imports scikit-learn, about a second of CPU: ``tune`` calls this
-    once its workers run, so that their first trials need not wait for it."""
+
+@functools.cache
+def _dashboard_notes() -> ModuleType:
+    """optuna-dashboard's note module (``save_note``, ``get_note``). Importing the
+    package imports its server and scikit-learn, 1.5 s of CPU in every ``tune``; the
+    module itself needs only Optuna, so it is loaded from its file, under a name of its
+    own, where it is found. Elsewhere the package is imported."""
+    spec = importlib.util.find_spec("optuna_dashboard")  # finds it, runs none of it
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(spec.submodule_search_locations[0]) / "_note.py"
+        found = importlib.util.spec_from_file_location("pipeline._dashboard_notes", path)
+        if path.is_file() and found is not None and found.loader is not None:
+            module = importlib.util.module_from_spec(found)
+            found.loader.exec_module(module)
+            if hasattr(module, "save_note"):
+                return module
     import optuna_dashboard
 
-    optuna_dashboard.save_note(study, note(config))
+    return optuna_dashboard
 
 
 def _branch(
