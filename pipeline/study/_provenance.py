@@ -180,7 +180,7 @@ def note(config: StudyConfig) -> str:
         f"**{config.study_name}**: {what}, {objectives}"
         + (f" (constraints{limits.replace(', ', ' ', 1)})" if limits else "")
         + ", "
-        f"up to {config.max_epochs} epochs per trial.\n\n"
+        f"up to {config.max_epochs} epoch{'s' if config.max_epochs != 1 else ''} per trial.\n\n"
         f"Sampler `{config.sampler.name}` (seed {config.sampler.seed}), pruner "
         f"`{config.pruner.name}`; budget: {budget or 'the grid'}.\n\n"
         f"| parameter | type | values |\n|---|---|---|\n{space}\n\n"
