@@ -272,9 +272,7 @@ def fit(
             for xb, yb in batches():
                 if augment is not None:
                     xb = augment(xb, generator)
-                with autocast_context(device, autocast):
-                    out = model_outputs(task, model(xb))
-                loss = loss_fn(out.float(), yb)
+                loss = _batch_loss(model, task, loss_fn, xb, yb, autocast)
                 _step(model, loss, optimizer, scheduler, clip)
                 loss_sum.add_(loss.detach(), alpha=len(yb))
         metrics = {"train_loss": loss_sum.item() / max(n, 1)}
@@ -302,13 +300,22 @@ def _convolutions_for(
         return None
     xb, yb = train.x[:batch_size], train.y[:batch_size]
     loss_fn = loss_function(task)
+    return choose_onednn(model, xb, lambda net, b: _batch_loss(net, task, loss_fn, b, yb, autocast))
 
-    def loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        with autocast_context(batch.device, autocast):
-            out = model_outputs(task, net(batch))
-        return loss_fn(out.float(), yb)
 
-    return choose_onednn(model, xb, loss)
+def _batch_loss(
+    model: nn.Module,
+    task: Task,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    autocast: torch.dtype | None,
+) -> torch.Tensor:
+    """The loss of one training batch: the forward pass (in mixed precision when asked),
+    the task's outputs, the loss in float32."""
+    with autocast_context(xb.device, autocast):
+        out = model_outputs(task, model(xb))
+    return loss_fn(out.float(), yb)
 
 
 __all__ = [
